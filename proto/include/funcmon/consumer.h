@@ -1,0 +1,135 @@
+/*
+ * funcmon/consumer.h - the reading side of the shared-memory protocol.
+ *
+ * The sidecar (and the tests) attach to a client's segment, drain its rings record by
+ * record in per-thread order, read its sites, convert its clock, and send it control
+ * requests. Everything read from the segment is treated as untrusted: the geometry is the
+ * validator's private copy, ring positions are checked against the capacity, each record
+ * is copied out before it is checked (site id in range, flags known, position matching),
+ * and names are copied once and checked for termination. A bad ring is skipped and
+ * counted; a bad record is skipped and counted; nothing makes the reader loop without end
+ * or read outside the mapping.
+ */
+#ifndef FUNCMON_CONSUMER_H
+#define FUNCMON_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "funcmon/layout.h"
+#include "funcmon/validate.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The reader's own state for one ring: never taken from the segment after attach. */
+struct funcmon_consumer_ring {
+    uint64_t tail;
+    uint64_t generation; /* last owner generation seen */
+    int bad;             /* a protocol violation was seen: the ring is no longer read */
+};
+
+/* A site as copied out of the segment. */
+struct funcmon_site_info {
+    char name[FUNCMON_NAME_MAX + 1];
+    char package[FUNCMON_PACKAGE_MAX + 1];
+    int valid; /* 0: unterminated or empty name; its records are counted as bad */
+};
+
+/* A thread slot as copied out of the segment. */
+struct funcmon_slot_info {
+    uint32_t state;
+    int32_t tid;
+    uint64_t generation;
+    uint64_t head;
+    uint64_t tail;
+    uint64_t dropped;
+    uint32_t depth;   /* calls in flight */
+    uint32_t entries; /* valid entries of inflight[] */
+    struct funcmon_inflight inflight[FUNCMON_INFLIGHT_MAX];
+    char thread_name[FUNCMON_THREAD_NAME_MAX + 1];
+};
+
+/* The clock calibration of a segment. */
+struct funcmon_clock {
+    uint32_t source; /* FUNCMON_CLOCK_* */
+    uint32_t shift;
+    uint64_t mult;
+    uint64_t ref_ticks;
+    uint64_t ref_mono_ns;
+    uint64_t ref_real_ns;
+};
+
+struct funcmon_consumer {
+    char name[256];      /* shm name, "" when attached to memory */
+    unsigned char *base; /* the mapping */
+    size_t len;          /* its length */
+    int owns_mapping;    /* funcmon_consumer_close unmaps it */
+    struct funcmon_geometry geo;
+    struct funcmon_shm_header *hdr;
+    struct funcmon_consumer_ring *rings;
+    struct funcmon_site_info *sites;
+    uint32_t sites_known; /* sites [0, sites_known) copied */
+    /* what this reader has seen */
+    uint64_t records;     /* records delivered */
+    uint64_t bad_records; /* records skipped: bad position, site, flags or times */
+    uint64_t bad_rings;   /* rings given up on: position out of range */
+    uint64_t recycled;    /* retired slots made free again */
+};
+
+/* Called for each drained record, in ring order; rec is the reader's own copy. */
+typedef void (*funcmon_record_fn)(void *arg, uint32_t ring, const struct funcmon_record *rec);
+
+/*
+ * Opens the shm segment `name` ("/funcmon.svc.123"), maps it, validates it, and marks it as
+ * having a consumer (so the client leaves unlinking to us). Returns 0, -errno from
+ * open/map, or -EPROTO with *why set (FUNCMON_INVALID_NOT_READY: try again later).
+ */
+int funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon_invalid *why);
+
+/* Like funcmon_consumer_open for memory already mapped by the caller (not unmapped). */
+int funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum funcmon_invalid *why);
+
+/* Releases the reader's memory and the mapping it owns. */
+void funcmon_consumer_close(struct funcmon_consumer *c);
+
+/*
+ * Delivers up to max_per_ring records of each ring to fn, then publishes the new tails.
+ * Recycles retired slots that are fully drained. Returns the number delivered.
+ */
+size_t funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring);
+
+/* The site `id`, or NULL when it is out of range or not (yet) published. */
+const struct funcmon_site_info *funcmon_consumer_site(struct funcmon_consumer *c, uint32_t id);
+
+/* The spill counters of site `id`: calls and errors that produced no record. */
+int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *calls, uint64_t *errors);
+
+/* A copy of thread slot `i`. Returns 0 or -EINVAL. */
+int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out);
+
+/* Sum of the rings' drop counters. */
+uint64_t funcmon_consumer_dropped(const struct funcmon_consumer *c);
+
+/* Reads the clock calibration. Returns 0, or -EAGAIN if it kept changing. */
+int funcmon_consumer_clock(const struct funcmon_consumer *c, struct funcmon_clock *out);
+
+/* Nanoseconds from the calibration reference to `ticks` (negative before it). */
+int64_t funcmon_clock_since_ref_ns(const struct funcmon_clock *clk, uint64_t ticks);
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME nanoseconds of `ticks`. */
+uint64_t funcmon_clock_mono_ns(const struct funcmon_clock *clk, uint64_t ticks);
+uint64_t funcmon_clock_real_ns(const struct funcmon_clock *clk, uint64_t ticks);
+
+/*
+ * Sends control request `op` (FUNCMON_CTL_*) and waits up to timeout_ms for the answer.
+ * Returns the client's status (0 or -errno), or -ETIMEDOUT when it did not answer.
+ */
+int funcmon_consumer_control(struct funcmon_consumer *c, uint32_t op, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

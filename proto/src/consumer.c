@@ -1,0 +1,346 @@
+/*
+ * consumer.c - attach to a client's segment and drain it, trusting nothing in it.
+ *
+ * See funcmon/consumer.h for the contract. The pieces that matter for safety:
+ *  - geometry comes from funcmon_validate_segment's private copy, taken once;
+ *  - ring positions: head is re-read at every drain and must be within one capacity of
+ *    the reader's own tail, otherwise the ring is abandoned (a producer index far ahead
+ *    or behind would otherwise make us read garbage or loop for 2^64 records);
+ *  - records are copied, then checked; names are copied, then checked; counters are just
+ *    numbers and are reported as such.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "funcmon/consumer.h"
+
+static struct funcmon_thread_slot *
+slot_at(const struct funcmon_consumer *c, uint32_t i)
+{
+    return (struct funcmon_thread_slot *)(c->base + c->geo.slots_offset + (uint64_t)i * sizeof(struct funcmon_thread_slot));
+}
+
+static struct funcmon_site_entry *
+site_at(const struct funcmon_consumer *c, uint32_t i)
+{
+    return (struct funcmon_site_entry *)(c->base + c->geo.sites_offset + (uint64_t)i * sizeof(struct funcmon_site_entry));
+}
+
+static const struct funcmon_record *
+ring_at(const struct funcmon_consumer *c, uint32_t i)
+{
+    return (const struct funcmon_record *)(c->base + c->geo.rings_offset + (uint64_t)i * c->geo.ring_bytes);
+}
+
+int
+funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum funcmon_invalid *why)
+{
+    enum funcmon_invalid v;
+
+    memset(c, 0, sizeof(*c));
+    v = funcmon_validate_segment(base, len, &c->geo);
+    if (why != NULL)
+        *why = v;
+    if (v != FUNCMON_VALID)
+        return -EPROTO;
+    c->base = base;
+    c->len = len;
+    c->hdr = base;
+    c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
+    c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
+    if (c->rings == NULL || c->sites == NULL) {
+        free(c->rings);
+        free(c->sites);
+        c->rings = NULL;
+        c->sites = NULL;
+        return -ENOMEM;
+    }
+    /* Continue where an earlier reader stopped: its tail is in the slot. A tail that is
+     * not within one capacity below head is a lie; such a ring is never read. */
+    for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+        struct funcmon_thread_slot *s = slot_at(c, i);
+        uint64_t head = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
+        uint64_t tail = __atomic_load_n(&s->tail, __ATOMIC_RELAXED);
+        c->rings[i].tail = tail;
+        c->rings[i].generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
+        if (head - tail > c->geo.ring_records) {
+            c->rings[i].bad = 1;
+            c->bad_rings++;
+        }
+    }
+    __atomic_store_n(&c->hdr->consumer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    return 0;
+}
+
+int
+funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon_invalid *why)
+{
+    struct stat st;
+    void *map;
+    int fd, ret;
+
+    memset(c, 0, sizeof(*c));
+    if (why != NULL)
+        *why = FUNCMON_VALID;
+    if (strlen(name) >= sizeof(c->name))
+        return -ENAMETOOLONG;
+    fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        ret = -errno;
+        close(fd);
+        return ret;
+    }
+    if (st.st_size < (off_t)sizeof(struct funcmon_shm_header) || (uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
+        close(fd);
+        if (why != NULL)
+            *why = st.st_size == 0 ? FUNCMON_INVALID_NOT_READY : FUNCMON_INVALID_TOO_SMALL;
+        return -EPROTO;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ret = map == MAP_FAILED ? -errno : 0;
+    close(fd);
+    if (ret != 0)
+        return ret;
+    ret = funcmon_consumer_attach(c, map, (size_t)st.st_size, why);
+    if (ret != 0) {
+        munmap(map, (size_t)st.st_size);
+        return ret;
+    }
+    c->owns_mapping = 1;
+    strcpy(c->name, name);
+    return 0;
+}
+
+void
+funcmon_consumer_close(struct funcmon_consumer *c)
+{
+    if (c->owns_mapping && c->base != NULL)
+        munmap(c->base, c->len);
+    free(c->rings);
+    free(c->sites);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Copies newly published sites. */
+static void
+refresh_sites(struct funcmon_consumer *c)
+{
+    uint32_t count = __atomic_load_n(&c->hdr->site_count, __ATOMIC_ACQUIRE); /* pairs with the client's release */
+    if (count > c->geo.max_sites)
+        count = c->geo.max_sites;
+    for (uint32_t id = c->sites_known; id < count; id++) {
+        struct funcmon_site_info *info = &c->sites[id];
+        const struct funcmon_site_entry *s = site_at(c, id);
+        memcpy(info->name, s->name, sizeof(info->name));
+        memcpy(info->package, s->package, sizeof(info->package));
+        info->valid = memchr(info->name, '\0', sizeof(info->name)) != NULL && info->name[0] != '\0' &&
+                      memchr(info->package, '\0', sizeof(info->package)) != NULL;
+        info->name[sizeof(info->name) - 1] = '\0';
+        info->package[sizeof(info->package) - 1] = '\0';
+    }
+    if (count > c->sites_known)
+        c->sites_known = count;
+}
+
+const struct funcmon_site_info *
+funcmon_consumer_site(struct funcmon_consumer *c, uint32_t id)
+{
+    if (id >= c->sites_known)
+        refresh_sites(c);
+    if (id >= c->sites_known || !c->sites[id].valid)
+        return NULL;
+    return &c->sites[id];
+}
+
+int
+funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *calls, uint64_t *errors)
+{
+    if (id >= c->geo.max_sites)
+        return -EINVAL;
+    const struct funcmon_site_entry *s = site_at(c, id);
+    *calls = __atomic_load_n(&s->spill_calls, __ATOMIC_RELAXED);
+    *errors = __atomic_load_n(&s->spill_errors, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int
+record_ok(struct funcmon_consumer *c, const struct funcmon_record *r, uint64_t pos)
+{
+    if (r->seq != pos || (r->flags & ~FUNCMON_RECORD_FLAGS_KNOWN) != 0 || r->end < r->start)
+        return 0;
+    if (r->site >= c->sites_known)
+        refresh_sites(c);
+    return r->site < c->sites_known && c->sites[r->site].valid;
+}
+
+size_t
+funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring)
+{
+    size_t delivered = 0;
+    uint64_t mask = c->geo.ring_records - 1;
+
+    for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+        struct funcmon_consumer_ring *ring = &c->rings[i];
+        struct funcmon_thread_slot *slot = slot_at(c, i);
+        if (ring->bad)
+            continue;
+        /* Pairs with the producer's release store of head after writing the records. */
+        uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+        uint64_t avail = head - ring->tail;
+        if (avail > c->geo.ring_records) {
+            ring->bad = 1;
+            c->bad_rings++;
+            continue;
+        }
+        if (avail > max_per_ring)
+            avail = max_per_ring;
+        const struct funcmon_record *base = ring_at(c, i);
+        for (uint64_t k = 0; k < avail; k++) {
+            struct funcmon_record rec;
+            uint64_t pos = ring->tail + k;
+            memcpy(&rec, &base[pos & mask], sizeof(rec));
+            if (!record_ok(c, &rec, pos)) {
+                c->bad_records++;
+                continue;
+            }
+            fn(arg, i, &rec);
+            delivered++;
+        }
+        if (avail != 0) {
+            ring->tail += avail;
+            /* Pairs with the producer's acquire load of tail before it reuses a record. */
+            __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
+        }
+        ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
+        /* A retired slot whose records are all read can be claimed by a new thread. */
+        uint32_t state = FUNCMON_SLOT_RETIRED;
+        if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RETIRED &&
+            __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == ring->tail &&
+            __atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_FREE, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            c->recycled++;
+    }
+    c->records += delivered;
+    return delivered;
+}
+
+int
+funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out)
+{
+    if (i >= c->geo.max_threads)
+        return -EINVAL;
+    const struct funcmon_thread_slot *s = slot_at(c, i);
+    memset(out, 0, sizeof(*out));
+    out->state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    out->tid = __atomic_load_n(&s->tid, __ATOMIC_RELAXED);
+    out->generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
+    out->head = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
+    out->tail = c->rings[i].tail;
+    out->dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+    /* Pairs with the producer's release store of depth after it wrote the entry. */
+    out->depth = __atomic_load_n(&s->depth, __ATOMIC_ACQUIRE);
+    out->entries = out->depth < FUNCMON_INFLIGHT_MAX ? out->depth : FUNCMON_INFLIGHT_MAX;
+    memcpy(out->inflight, s->inflight, out->entries * sizeof(out->inflight[0]));
+    memcpy(out->thread_name, s->thread_name, sizeof(out->thread_name));
+    out->thread_name[FUNCMON_THREAD_NAME_MAX] = '\0';
+    return 0;
+}
+
+uint64_t
+funcmon_consumer_dropped(const struct funcmon_consumer *c)
+{
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < c->geo.max_threads; i++)
+        sum += __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
+    return sum;
+}
+
+int
+funcmon_consumer_clock(const struct funcmon_consumer *c, struct funcmon_clock *out)
+{
+    const struct funcmon_shm_header *h = c->hdr;
+    /* Sequence lock reader, bounded: a writer that never finishes cannot hold us. */
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t seq = __atomic_load_n(&h->calib_seq, __ATOMIC_ACQUIRE);
+        if (seq & 1)
+            continue;
+        out->source = __atomic_load_n(&h->clock_source, __ATOMIC_RELAXED);
+        out->shift = __atomic_load_n(&h->tick_shift, __ATOMIC_RELAXED);
+        out->mult = __atomic_load_n(&h->tick_mult, __ATOMIC_RELAXED);
+        out->ref_ticks = __atomic_load_n(&h->ref_ticks, __ATOMIC_RELAXED);
+        out->ref_mono_ns = __atomic_load_n(&h->ref_mono_ns, __ATOMIC_RELAXED);
+        out->ref_real_ns = __atomic_load_n(&h->ref_real_ns, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&h->calib_seq, __ATOMIC_RELAXED) == seq) {
+            if (out->shift > 63 || out->mult == 0)
+                return -EPROTO;
+            return 0;
+        }
+    }
+    return -EAGAIN;
+}
+
+int64_t
+funcmon_clock_since_ref_ns(const struct funcmon_clock *clk, uint64_t ticks)
+{
+    int neg = ticks < clk->ref_ticks;
+    uint64_t d = neg ? clk->ref_ticks - ticks : ticks - clk->ref_ticks;
+    unsigned __int128 ns = ((unsigned __int128)d * clk->mult) >> clk->shift;
+    if (ns > INT64_MAX)
+        ns = INT64_MAX;
+    return neg ? -(int64_t)ns : (int64_t)ns;
+}
+
+uint64_t
+funcmon_clock_mono_ns(const struct funcmon_clock *clk, uint64_t ticks)
+{
+    return clk->ref_mono_ns + (uint64_t)funcmon_clock_since_ref_ns(clk, ticks);
+}
+
+uint64_t
+funcmon_clock_real_ns(const struct funcmon_clock *clk, uint64_t ticks)
+{
+    return clk->ref_real_ns + (uint64_t)funcmon_clock_since_ref_ns(clk, ticks);
+}
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int
+funcmon_consumer_control(struct funcmon_consumer *c, uint32_t op, int timeout_ms)
+{
+    struct funcmon_shm_header *h = c->hdr;
+    uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+
+    __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
+    uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
+    syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    for (;;) {
+        /* Pairs with the control thread's release store after it wrote the results. */
+        uint32_t resp = __atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE);
+        if (resp == req)
+            return __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+        syscall(SYS_futex, &h->ctl_response, FUTEX_WAIT, resp, &ts, NULL, 0);
+    }
+}
