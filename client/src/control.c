@@ -1,0 +1,168 @@
+/*
+ * control.c - the client's control thread: answers the sidecar's requests.
+ *
+ * Some figures can only be taken inside the service process (mallinfo2, the tracker's
+ * totals) and some actions only done there (malloc_trim). Rather than signals, which would
+ * interrupt application threads and their system calls, the client runs one small thread
+ * that sleeps on a futex word in the segment header. The sidecar writes an operation,
+ * increments the word and wakes it; the thread serves the request, stores the request
+ * number in ctl_response and wakes that word. While idle the thread is blocked in the
+ * kernel: no timer, no polling, no cost. Its one timed wait, a second after start,
+ * refines the clock calibration.
+ *
+ * The request comes from another process: the operation code is checked, and nothing else
+ * is read from the request.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static long
+futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+static uint64_t
+rss_bytes(void)
+{
+    char buf[128];
+    unsigned long long size = 0, resident = 0;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* statm: size resident shared ... in pages; parsed without stdio to allocate nothing. */
+    char *end;
+    size = strtoull(buf, &end, 10);
+    resident = strtoull(end, NULL, 10);
+    (void)size;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void
+funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out)
+{
+    struct mallinfo2 mi = mallinfo2();
+    memset(out, 0, sizeof(*out));
+    out->system = mi.arena + mi.hblkhd;
+    out->in_use = mi.uordblks + mi.hblkhd;
+    out->free = mi.fordblks;
+    out->releasable = mi.keepcost;
+    out->mmapped = mi.hblkhd;
+    out->rss = rss_bytes();
+    out->sampled_real_ns = funcmon__real_ns();
+}
+
+static int
+serve(struct funcmon_shm_header *hdr, uint32_t op)
+{
+    struct funcmon_alloc_stats before, after;
+    struct funcmon_alloc_totals totals;
+
+    switch (op) {
+    case FUNCMON_CTL_SAMPLE:
+        funcmon__clock_refine();
+        funcmon__clock_publish(hdr);
+        funcmon__alloc_stats_sample(&after);
+        funcmon__alloc_totals(&totals);
+        hdr->alloc_stats = after;
+        hdr->alloc_totals = totals;
+        return 0;
+    case FUNCMON_CTL_TRIM:
+        funcmon__alloc_stats_sample(&before);
+        malloc_trim(0);
+        funcmon__alloc_stats_sample(&after);
+        hdr->ctl_before = before;
+        hdr->ctl_after = after;
+        hdr->alloc_stats = after;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+static void *
+control_main(void *arg)
+{
+    struct funcmon_shm_header *hdr = arg;
+    uint32_t served = 0; /* a fresh segment starts at 0: requests sent before we ran are served */
+    struct timespec refine_after = {1, 0};
+    const struct timespec *timeout = &refine_after;
+    sigset_t all;
+
+    /* Signals are the application's business: let its own threads take them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    prctl(PR_SET_NAME, "funcmon-ctl", 0, 0, 0);
+
+    while (!atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire)) {
+        uint32_t req = __atomic_load_n(&hdr->ctl_request, __ATOMIC_ACQUIRE);
+        if (req == served) {
+            /* Shared futex: the sidecar wakes it from its own process. */
+            if (futex(&hdr->ctl_request, FUTEX_WAIT, served, timeout) != 0 && errno == ETIMEDOUT) {
+                funcmon__clock_refine();
+                funcmon__clock_publish(hdr);
+            }
+            timeout = NULL;
+            continue;
+        }
+        served = req;
+        if (atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire))
+            break;
+        hdr->ctl_status = serve(hdr, __atomic_load_n(&hdr->ctl_op, __ATOMIC_ACQUIRE));
+        hdr->ctl_served++;
+        /* Pairs with the requester's acquire load of ctl_response before it reads results. */
+        __atomic_store_n(&hdr->ctl_response, req, __ATOMIC_RELEASE);
+        futex(&hdr->ctl_response, FUTEX_WAKE, INT32_MAX, NULL);
+    }
+    return NULL;
+}
+
+int
+funcmon__control_start(void)
+{
+    struct funcmon__process *p = &funcmon__proc;
+    pthread_attr_t attr;
+    int ret;
+
+    if (p->control_running || p->seg.hdr == NULL)
+        return 0;
+    atomic_store_explicit(&p->control_stop, 0, memory_order_relaxed);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    ret = pthread_create(&p->control_thread, &attr, control_main, p->seg.hdr);
+    pthread_attr_destroy(&attr);
+    if (ret != 0)
+        return -ret;
+    p->control_running = 1;
+    return 0;
+}
+
+void
+funcmon__control_stop(void)
+{
+    struct funcmon__process *p = &funcmon__proc;
+    if (!p->control_running)
+        return;
+    atomic_store_explicit(&p->control_stop, 1, memory_order_release);
+    /* Change the word, so a thread between its check and its wait does not sleep on. */
+    __atomic_fetch_add(&p->seg.hdr->ctl_request, 1, __ATOMIC_RELEASE);
+    futex(&p->seg.hdr->ctl_request, FUTEX_WAKE, INT32_MAX, NULL);
+    pthread_join(p->control_thread, NULL);
+    p->control_running = 0;
+}

@@ -1,0 +1,237 @@
+/*
+ * segment.c - creating, publishing and retiring this process's shared-memory segment.
+ *
+ * One segment per process, /<prefix>.<service>.<pid>, created O_EXCL with mode 0600 so no
+ * other user can read or write it (FUNCMON_SHM_GROUP=<group> makes it 0660 for that group,
+ * for a sidecar running under another uid). All of its memory is reserved with
+ * posix_fallocate before anything is written: on a full tmpfs (a container's 64 MB
+ * /dev/shm) init fails with ENOSPC instead of the service dying of SIGBUS on a later write.
+ * The magic is stored last, with release, so a sidecar that finds the name early sees
+ * "not ready" instead of a half-written header.
+ *
+ * A name clash is an error, with one exception: a segment left by an earlier process with
+ * our pid (pid reuse, typically pid 1 in a restarted container) whose start time differs
+ * from ours is stale, and is replaced.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "funcmon/validate.h"
+#include "internal.h"
+
+int
+funcmon__read_proc_start_time(uint64_t *out)
+{
+    char buf[1024];
+    ssize_t n;
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = '\0';
+    /* Field 2 (comm) may hold spaces and parentheses: count fields from the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -EIO;
+    p++;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (p == NULL)
+            return -EIO;
+    }
+    *out = strtoull(p + 1, NULL, 10);
+    return 0;
+}
+
+/* Service names become part of a file name: keep [A-Za-z0-9._-], map the rest to '_'. */
+static void
+sanitise(char *dst, size_t dstlen, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] != '\0' && i + 1 < dstlen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        int ok =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        dst[i] = ok ? (char)ch : '_';
+    }
+    dst[i] = '\0';
+}
+
+/* An existing segment of our name is stale when it is a funcmon segment of our pid with
+ * another start time: a previous process that had our pid. */
+static int
+is_stale_segment(const char *name, int32_t pid, uint64_t start_time)
+{
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    struct stat st;
+    struct funcmon_geometry geo;
+    int stale = 0;
+
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(struct funcmon_shm_header)) {
+        void *map = mmap(NULL, sizeof(struct funcmon_shm_header), PROT_READ, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            if (funcmon_validate_segment(map, (size_t)st.st_size, &geo) == FUNCMON_VALID && geo.pid == pid &&
+                geo.proc_start_time != start_time)
+                stale = 1;
+            munmap(map, sizeof(struct funcmon_shm_header));
+        }
+    }
+    close(fd);
+    return stale;
+}
+
+static int
+open_exclusive(const char *name, mode_t mode, int32_t pid, uint64_t start_time)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST && is_stale_segment(name, pid, start_time)) {
+        shm_unlink(name);
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+/* FUNCMON_SHM_GROUP: a group name or number that may also read and write the segment. */
+static int
+apply_group(int fd)
+{
+    const char *group = getenv("FUNCMON_SHM_GROUP");
+    char *end;
+    gid_t gid;
+
+    if (group == NULL || group[0] == '\0')
+        return 0;
+    unsigned long num = strtoul(group, &end, 10);
+    if (*end == '\0') {
+        gid = (gid_t)num;
+    } else {
+        struct group *gr = getgrnam(group);
+        if (gr == NULL)
+            return -EINVAL;
+        gid = gr->gr_gid;
+    }
+    if (fchown(fd, (uid_t)-1, gid) != 0 || fchmod(fd, 0660) != 0)
+        return -errno;
+    return 0;
+}
+
+int
+funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_options *opts, const char *service, const char *prefix)
+{
+    char safe_service[FUNCMON_SERVICE_MAX + 1];
+    uint64_t start_time = 0;
+    int32_t pid = (int32_t)getpid();
+    uint64_t size = funcmon_segment_bytes(opts->ring_records, opts->max_threads, opts->max_sites);
+    void *map = MAP_FAILED;
+    int fd, ret;
+
+    memset(seg, 0, sizeof(*seg));
+    funcmon__read_proc_start_time(&start_time);
+    sanitise(safe_service, sizeof(safe_service), service);
+    if (strchr(prefix, '/') != NULL || prefix[0] == '\0')
+        return -EINVAL;
+    ret = snprintf(seg->name, sizeof(seg->name), "/%s.%s.%d", prefix, safe_service, (int)pid);
+    if (ret < 0 || (size_t)ret >= sizeof(seg->name))
+        return -ENAMETOOLONG;
+    if (size > FUNCMON_SEGMENT_SIZE_MAX || size > (uint64_t)SIZE_MAX)
+        return -EINVAL;
+
+    fd = open_exclusive(seg->name, 0600, pid, start_time);
+    if (fd < 0)
+        return fd;
+    if ((ret = apply_group(fd)) != 0)
+        goto fail;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        ret = -errno;
+        goto fail;
+    }
+    /* Reserve every page now: a full tmpfs fails here rather than with SIGBUS later. */
+    if ((ret = posix_fallocate(fd, 0, (off_t)size)) != 0) {
+        ret = -ret;
+        goto fail;
+    }
+    map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        ret = -errno;
+        goto fail;
+    }
+    close(fd);
+
+    struct funcmon_shm_header *hdr = map;
+    seg->hdr = hdr;
+    seg->size = (size_t)size;
+    seg->ring_records = opts->ring_records;
+    seg->max_threads = opts->max_threads;
+    seg->max_sites = opts->max_sites;
+    hdr->major = FUNCMON_SHM_MAJOR;
+    hdr->minor = FUNCMON_SHM_MINOR;
+    hdr->header_size = sizeof(*hdr);
+    hdr->record_size = sizeof(struct funcmon_record);
+    hdr->site_size = sizeof(struct funcmon_site_entry);
+    hdr->slot_size = sizeof(struct funcmon_thread_slot);
+    hdr->ring_records = opts->ring_records;
+    hdr->max_threads = opts->max_threads;
+    hdr->max_sites = opts->max_sites;
+    hdr->segment_size = size;
+    hdr->sites_offset = FUNCMON_HEADER_SIZE;
+    hdr->slots_offset = hdr->sites_offset + (uint64_t)opts->max_sites * sizeof(struct funcmon_site_entry);
+    hdr->rings_offset = hdr->slots_offset + (uint64_t)opts->max_threads * sizeof(struct funcmon_thread_slot);
+    hdr->pid = pid;
+    hdr->proc_start_time = start_time;
+    hdr->created_real_ns = funcmon__real_ns();
+    memcpy(hdr->service, service, strnlen(service, FUNCMON_SERVICE_MAX));
+    hdr->state = FUNCMON_STATE_LIVE;
+    seg->sites = (struct funcmon_site_entry *)((char *)map + hdr->sites_offset);
+    seg->slots = (struct funcmon_thread_slot *)((char *)map + hdr->slots_offset);
+    seg->rings = (struct funcmon_record *)((char *)map + hdr->rings_offset);
+    funcmon__clock_publish(hdr);
+    funcmon__sites_mirror(seg);
+    /* Last: a reader that sees the magic sees everything above. */
+    __atomic_store_n(&hdr->magic, FUNCMON_SHM_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+
+fail:
+    close(fd);
+    shm_unlink(seg->name);
+    seg->name[0] = '\0';
+    return ret;
+}
+
+void
+funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
+{
+    if (seg->hdr == NULL)
+        return;
+    if (unlink_it) {
+        int32_t consumer = __atomic_load_n(&seg->hdr->consumer_pid, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&seg->hdr->state, FUNCMON_STATE_SHUTDOWN, __ATOMIC_RELEASE);
+        /* An attached sidecar drains the last records and unlinks the segment itself; with
+         * none (or a dead one) nobody else would, so the name goes now. */
+        if (consumer <= 0 || (kill(consumer, 0) != 0 && errno == ESRCH))
+            shm_unlink(seg->name);
+    }
+    /* Threads may still be between funcmon_begin and funcmon_end, holding pointers into the
+     * segment. Replacing the mapping (not unmapping it) makes their last writes land in
+     * private zero pages instead of faulting, and drops this process's hold on the shared
+     * pages. */
+    mmap(seg->hdr, seg->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    seg->hdr = NULL;
+    seg->sites = NULL;
+    seg->slots = NULL;
+    seg->rings = NULL;
+}

@@ -1,0 +1,294 @@
+/*
+ * thread.c - a thread's ring: claiming a slot, the rare paths of a call, releasing it.
+ *
+ * Each thread claims a slot (its ring and in-flight stack) on its first profiled call and
+ * releases it from a TLS destructor when it exits. A released slot is RETIRED until the
+ * sidecar has drained it; then the sidecar, or the next thread looking for a slot, makes
+ * it reusable. Ring positions are never reset, so a reader's tail stays valid across
+ * owners.
+ *
+ * Everything funcmon_begin/funcmon_end cannot do in a few instructions comes here:
+ *  - first call of a thread, or first call after init, shutdown or fork (generation
+ *    changed): attach;
+ *  - no slot free (more threads than FUNCMON_MAX_THREADS): the thread runs in "slow" mode,
+ *    its calls counted in the per-site spill counters (exact counts, no detail), and it
+ *    tries again for a slot every SLOT_RETRY_CALLS calls;
+ *  - the ring reached its high-water mark: wake a sleeping sidecar (futex) if it asked;
+ *  - the ring is full: drop the record, count it in the slot and in the site's spill
+ *    counters. Nothing here waits or blocks on the sidecar.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SLOT_RETRY_CALLS 4096u
+
+FUNCMON_API __thread struct funcmon__thread funcmon__tls __attribute__((tls_model("initial-exec")));
+/* Generation 1, ring mode. Thread states start at 0, so every thread attaches first. */
+FUNCMON_API uint32_t funcmon__live_state = (1u << 2) | FUNCMON__MODE_RING;
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_ok;
+
+static void on_thread_exit(void *arg);
+
+static void
+make_exit_key(void)
+{
+    exit_key_ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
+}
+
+int
+funcmon__thread_key_init(void)
+{
+    pthread_once(&exit_key_once, make_exit_key);
+    return exit_key_ok ? 0 : -EAGAIN;
+}
+
+void
+funcmon__thread_want_exit_hook(struct funcmon__thread *t)
+{
+    if (exit_key_ok)
+        pthread_setspecific(exit_key, t);
+}
+
+static uint32_t
+ring_mask(const struct funcmon__thread *t)
+{
+    return (uint32_t)t->mask;
+}
+
+/* Where funcmon_end must next leave the fast path, given the consumer's tail: at the
+ * high-water mark (half full), then every 1/16 of the ring above it, and at every call
+ * while the ring is full. */
+static void
+set_check_at(struct funcmon__thread *t, uint64_t tail)
+{
+    uint64_t cap = (uint64_t)ring_mask(t) + 1, used = t->head - tail;
+    if (used >= cap) {
+        t->check_at = t->head;
+    } else if (used < cap / 2) {
+        t->check_at = tail + cap / 2;
+    } else {
+        uint64_t next = t->head + cap / 16;
+        t->check_at = next < tail + cap ? next : tail + cap;
+    }
+}
+
+static void
+spill(struct funcmon__thread *t, uint32_t site, uint32_t flags)
+{
+    if (t->sites == NULL || site >= t->max_sites)
+        return;
+    __atomic_fetch_add(&t->sites[site].spill_calls, 1, __ATOMIC_RELAXED);
+    if (flags & FUNCMON_RECORD_ERROR)
+        __atomic_fetch_add(&t->sites[site].spill_errors, 1, __ATOMIC_RELAXED);
+}
+
+/* Wakes the sidecar if it sleeps waiting for a ring to fill (it set consumer_waiting). */
+static void
+wake_consumer(struct funcmon_shm_header *hdr)
+{
+    if (__atomic_load_n(&hdr->consumer_waiting, __ATOMIC_ACQUIRE) == 0 ||
+        __atomic_exchange_n(&hdr->consumer_waiting, 0, __ATOMIC_ACQ_REL) == 0)
+        return;
+    __atomic_fetch_add(&hdr->wake_word, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &hdr->wake_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    __atomic_fetch_add(&hdr->wakeups, 1, __ATOMIC_RELAXED);
+}
+
+static void
+release_slot(struct funcmon__thread *t)
+{
+    struct funcmon_thread_slot *slot = t->slot;
+    if (slot == NULL)
+        return;
+    __atomic_store_n(&slot->depth, 0, __ATOMIC_RELAXED);
+    /* Pairs with the acquire CAS of the next claimer and the consumer's acquire load. */
+    __atomic_store_n(&slot->state, FUNCMON_SLOT_RETIRED, __ATOMIC_RELEASE);
+    t->slot = NULL;
+    t->records = NULL;
+}
+
+static struct funcmon_thread_slot *
+claim_slot(struct funcmon__segment *seg, uint32_t *index)
+{
+    uint32_t start = atomic_fetch_add_explicit(&funcmon__proc.slot_hint, 1, memory_order_relaxed);
+    for (uint32_t i = 0; i < seg->max_threads; i++) {
+        uint32_t idx = (start + i) % seg->max_threads;
+        struct funcmon_thread_slot *slot = &seg->slots[idx];
+        uint32_t state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+        if (state == FUNCMON_SLOT_RETIRED &&
+            __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE) != __atomic_load_n(&slot->head, __ATOMIC_RELAXED))
+            continue; /* its last records are not drained yet */
+        if (state != FUNCMON_SLOT_FREE && state != FUNCMON_SLOT_RETIRED)
+            continue;
+        if (__atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_ACTIVE, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            *index = idx;
+            return slot;
+        }
+    }
+    return NULL;
+}
+
+/* Gives the calling thread a ring in the current generation, or a mode without one. */
+static void
+attach(struct funcmon__thread *t)
+{
+    struct funcmon__process *p = &funcmon__proc;
+    struct funcmon__segment *seg = &p->seg;
+    uint32_t index;
+
+    pthread_mutex_lock(&p->lock);
+    uint32_t live = __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED);
+    uint32_t gen = live & ~3u;
+    if ((t->state & ~3u) != gen) {
+        /* The old slot belongs to a retired segment (shutdown or fork): forget it. */
+        t->slot = NULL;
+        t->records = NULL;
+        t->hdr = NULL;
+        t->sites = NULL;
+    }
+    if (!p->enabled || (p->need_segment && funcmon__ensure_segment_locked() != 0) || seg->hdr == NULL) {
+        t->state = gen | FUNCMON__MODE_OFF;
+        goto out;
+    }
+    t->hdr = seg->hdr;
+    t->sites = seg->sites;
+    t->max_sites = seg->max_sites;
+    t->record_flags = funcmon_alloc_tracking() ? FUNCMON_RECORD_ALLOC : 0;
+    struct funcmon_thread_slot *slot = t->exiting ? NULL : claim_slot(seg, &index);
+    if (slot == NULL) {
+        if ((t->state & 3u) != FUNCMON__MODE_SLOW || (t->state & ~3u) != gen)
+            __atomic_fetch_add(&seg->hdr->fallback_threads, 1, __ATOMIC_RELAXED);
+        t->state = gen | FUNCMON__MODE_SLOW;
+        t->retry_in = SLOT_RETRY_CALLS;
+        goto out;
+    }
+    slot->tid = (int32_t)syscall(SYS_gettid);
+    memset(slot->thread_name, 0, sizeof(slot->thread_name));
+    prctl(PR_GET_NAME, slot->thread_name, 0, 0, 0);
+    slot->thread_name[FUNCMON_THREAD_NAME_MAX] = '\0';
+    slot->claimed_ticks = funcmon__ticks();
+    __atomic_fetch_add(&slot->generation, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&seg->hdr->threads_claimed, 1, __ATOMIC_RELAXED);
+    t->slot = slot;
+    t->records = seg->rings + (uint64_t)index * seg->ring_records;
+    t->mask = seg->ring_records - 1;
+    t->head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
+    set_check_at(t, __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE));
+    __atomic_store_n(&slot->depth, t->depth, __ATOMIC_RELEASE);
+    if (exit_key_ok)
+        pthread_setspecific(exit_key, t);
+    t->state = live;
+out:
+    pthread_mutex_unlock(&p->lock);
+}
+
+FUNCMON_API struct funcmon_call
+funcmon__begin_slow(uint32_t site)
+{
+    struct funcmon__thread *t = &funcmon__tls;
+    struct funcmon_call c;
+    uint32_t live = __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED);
+
+    if ((t->state & ~3u) != (live & ~3u) || (t->state & 3u) == FUNCMON__MODE_NONE ||
+        ((t->state & 3u) == FUNCMON__MODE_SLOW && --t->retry_in == 0))
+        attach(t);
+    if (t->state == live)
+        return funcmon_begin(site);
+    memset(&c, 0, sizeof(c));
+    if ((t->state & 3u) != FUNCMON__MODE_SLOW) {
+        c.mode = FUNCMON__CALL_OFF;
+        return c;
+    }
+    /* No ring: time the call anyway (it restores depth and error marks like any other),
+     * count it at the end. */
+    c.mode = FUNCMON__CALL_SLOW;
+    c.site = site;
+    c.depth = t->depth;
+    c.start = funcmon__ticks();
+    t->depth = c.depth + 1;
+    return c;
+}
+
+FUNCMON_API void
+funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
+{
+    struct funcmon__thread *t = &funcmon__tls;
+    uint32_t depth = call->depth;
+    uint64_t bit = (uint64_t)(depth < 64) << (depth & 63);
+
+    if ((t->err_bits & bit) != 0)
+        flags |= FUNCMON_RECORD_ERROR;
+    if (call->mode == FUNCMON__CALL_SLOW || t->slot == NULL) {
+        spill(t, call->site, flags);
+        if (t->hdr != NULL)
+            __atomic_fetch_add(&t->hdr->fallback_calls, 1, __ATOMIC_RELAXED);
+        t->err_bits &= ~bit;
+        t->depth = depth;
+        return;
+    }
+    uint64_t cap = t->mask + 1;
+    uint64_t tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+    uint64_t used = t->head - tail;
+    if (used >= cap) {
+        /* Full: drop the detail, keep the count. Only this thread writes `dropped`. */
+        __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
+        spill(t, call->site, flags);
+        t->err_bits &= ~bit;
+        t->depth = depth;
+        __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);
+        set_check_at(t, tail);
+        return;
+    }
+    if (used >= cap / 2 && t->hdr != NULL)
+        wake_consumer(t->hdr);
+    funcmon__publish(t, call, end, flags, t->head);
+    set_check_at(t, tail);
+}
+
+FUNCMON_API void
+funcmon_set_error(void)
+{
+    struct funcmon__thread *t = &funcmon__tls;
+    if (t->depth > 0 && t->depth <= 64)
+        t->err_bits |= UINT64_C(1) << (t->depth - 1);
+}
+
+static void
+on_thread_exit(void *arg)
+{
+    struct funcmon__thread *t = arg;
+    uint32_t live = __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED);
+
+    /* Only a slot of the current generation is still in a live segment. */
+    pthread_mutex_lock(&funcmon__proc.lock);
+    if ((t->state & ~3u) == (live & ~3u))
+        release_slot(t);
+    pthread_mutex_unlock(&funcmon__proc.lock);
+    funcmon__alloc_thread_exit(t);
+    t->slot = NULL;
+    t->records = NULL;
+    t->exiting = 1;
+    t->state = FUNCMON__MODE_NONE;
+}
+
+void
+funcmon__thread_forget_all(void)
+{
+    struct funcmon__thread *t = &funcmon__tls;
+    t->slot = NULL;
+    t->records = NULL;
+    t->hdr = NULL;
+    t->sites = NULL;
+    t->state = FUNCMON__MODE_NONE;
+}
