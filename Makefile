@@ -1,0 +1,53 @@
+# funcmon - the README's commands. A thin wrapper around CMake and ctest:
+#   make test    install what is missing (as root, with apt-get), build, run the whole
+#                suite, then run it again under ASan+UBSan and under TSan
+#   make bench   build optimised and run the benchmarks
+#   make clean   remove the build trees
+
+PACKAGES := build-essential cmake pkg-config valgrind \
+            liburing-dev libck-dev libh2o-evloop-dev libmsgpack-dev libssl-dev libyaml-dev
+JOBS     := $(shell nproc 2>/dev/null || echo 2)
+CTEST    := ctest --output-on-failure --no-tests=error
+
+.PHONY: all deps build test test-plain test-asan test-tsan bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" -ne 0 ]; then \
+	        echo "missing packages: $$missing"; \
+	        echo "install them with: sudo apt-get install $$missing"; exit 1; \
+	    fi; \
+	    echo "installing: $$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build/CMakeCache.txt: | deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps build/CMakeCache.txt
+	cmake --build build -j$(JOBS)
+
+test-plain: build
+	cd build && $(CTEST)
+
+test-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFUNCMON_ASAN=ON -DFUNCMON_UBSAN=ON
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && $(CTEST)
+
+test-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFUNCMON_TSAN=ON
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && $(CTEST)
+
+test: test-plain test-asan test-tsan
+
+bench: build
+	./build/tests/bench/bench_client
+
+clean:
+	rm -rf build build-asan build-tsan
