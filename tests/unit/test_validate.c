@@ -1,0 +1,269 @@
+/*
+ * test_validate.c - corrupt and hostile segments are rejected with the right reason, and
+ * the consumer skips and counts what the validator cannot see (bad rings, records, names).
+ *
+ * Segments are built by hand here, not by the client, so the validator is checked against
+ * an independent reading of the layout. Every buffer is allocated at exactly the size
+ * handed to the validator, so an over-read shows up under ASan.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "funcmon/consumer.h"
+#include "funcmon/validate.h"
+
+#define RING 64u
+#define THREADS 2u
+#define SITES 16u
+
+static size_t
+seg_size(void)
+{
+    return (size_t)funcmon_segment_bytes(RING, THREADS, SITES);
+}
+
+static unsigned char *
+make_segment(void)
+{
+    unsigned char *buf = calloc(1, seg_size());
+    struct funcmon_shm_header *h = (struct funcmon_shm_header *)buf;
+    CHECK(buf != NULL);
+    h->magic = FUNCMON_SHM_MAGIC;
+    h->major = FUNCMON_SHM_MAJOR;
+    h->minor = FUNCMON_SHM_MINOR;
+    h->header_size = FUNCMON_HEADER_SIZE;
+    h->record_size = 64;
+    h->site_size = 256;
+    h->slot_size = 512;
+    h->ring_records = RING;
+    h->max_threads = THREADS;
+    h->max_sites = SITES;
+    h->segment_size = seg_size();
+    h->sites_offset = FUNCMON_HEADER_SIZE;
+    h->slots_offset = h->sites_offset + SITES * 256;
+    h->rings_offset = h->slots_offset + THREADS * 512;
+    h->pid = 4242;
+    strcpy(h->service, "svc");
+    h->clock_source = FUNCMON_CLOCK_MONOTONIC;
+    h->tick_mult = 1ull << 32;
+    h->tick_shift = 32;
+    /* sites 0..2 published */
+    struct funcmon_site_entry *sites = (struct funcmon_site_entry *)(buf + h->sites_offset);
+    strcpy(sites[2].name, "fn");
+    strcpy(sites[2].package, "pkg");
+    strcpy(sites[1].name, "<overflow>");
+    strcpy(sites[0].name, "<none>");
+    h->site_count = 3;
+    return buf;
+}
+
+static struct funcmon_shm_header *
+hdr(unsigned char *buf)
+{
+    return (struct funcmon_shm_header *)buf;
+}
+
+static void
+expect(unsigned char *buf, size_t len, enum funcmon_invalid want)
+{
+    struct funcmon_geometry geo;
+    enum funcmon_invalid got = funcmon_validate_segment(buf, len, &geo);
+    if (got != want)
+        fprintf(stderr, "expected '%s', got '%s'\n", funcmon_invalid_reason(want), funcmon_invalid_reason(got));
+    CHECK_EQ(got, want);
+    CHECK(strlen(funcmon_invalid_reason(got)) > 0);
+}
+
+static void
+validator_cases(void)
+{
+    unsigned char *b = make_segment();
+    size_t n = seg_size();
+
+    expect(b, n, FUNCMON_VALID);
+    expect(b, sizeof(struct funcmon_shm_header) - 1, FUNCMON_INVALID_TOO_SMALL);
+    expect(NULL, n, FUNCMON_INVALID_TOO_SMALL);
+    /* A mapping shorter than the segment claims. */
+    expect(b, n - 64, FUNCMON_INVALID_SEGMENT_SIZE);
+
+#define CASE(mutation, reason)                                                                                                     \
+    do {                                                                                                                           \
+        unsigned char *m = make_segment();                                                                                         \
+        mutation;                                                                                                                  \
+        expect(m, n, reason);                                                                                                      \
+        free(m);                                                                                                                   \
+    } while (0)
+
+    CASE(hdr(m)->magic = 0, FUNCMON_INVALID_NOT_READY);
+    CASE(hdr(m)->magic = 0x1234, FUNCMON_INVALID_MAGIC);
+    CASE(hdr(m)->magic = __builtin_bswap64(FUNCMON_SHM_MAGIC), FUNCMON_INVALID_BYTE_ORDER);
+    CASE(hdr(m)->major = FUNCMON_SHM_MAJOR + 1, FUNCMON_INVALID_MAJOR);
+    CASE(hdr(m)->minor = FUNCMON_SHM_MINOR + 7, FUNCMON_VALID); /* a newer minor only appends */
+    CASE(hdr(m)->header_size = 100, FUNCMON_INVALID_HEADER_SIZE);
+    CASE(hdr(m)->header_size = 0xffffffffu, FUNCMON_INVALID_HEADER_SIZE);
+    CASE(hdr(m)->record_size = 32, FUNCMON_INVALID_RECORD_SIZE);
+    CASE(hdr(m)->slot_size = 0, FUNCMON_INVALID_RECORD_SIZE);
+    CASE(hdr(m)->ring_records = 100, FUNCMON_INVALID_GEOMETRY); /* not a power of two */
+    CASE(hdr(m)->ring_records = 0, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->ring_records = 1u << 31, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->max_threads = 0xffffffffu, FUNCMON_INVALID_GEOMETRY); /* huge counts */
+    CASE(hdr(m)->max_sites = 0xffffffffu, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->max_threads = THREADS * 2, FUNCMON_INVALID_SEGMENT_SIZE); /* rings would not fit */
+    CASE(hdr(m)->segment_size = UINT64_MAX, FUNCMON_INVALID_SEGMENT_SIZE);
+    CASE(hdr(m)->rings_offset = UINT64_MAX - 63, FUNCMON_INVALID_OFFSET); /* past the end, and would wrap */
+    CASE(hdr(m)->rings_offset += 64, FUNCMON_INVALID_OFFSET);             /* last ring past the end */
+    CASE(hdr(m)->slots_offset += 8, FUNCMON_INVALID_OFFSET);              /* misaligned */
+    CASE(hdr(m)->sites_offset = 0, FUNCMON_INVALID_OFFSET);               /* inside the header */
+    CASE(hdr(m)->slots_offset = hdr(m)->sites_offset + 256, FUNCMON_INVALID_OVERLAP);
+    CASE(hdr(m)->rings_offset = hdr(m)->slots_offset, FUNCMON_INVALID_OVERLAP);
+    CASE(hdr(m)->site_count = SITES + 1, FUNCMON_INVALID_COUNT);
+    CASE(hdr(m)->site_count = 0xffffffffu, FUNCMON_INVALID_COUNT);
+    CASE(memset(hdr(m)->service, 'x', sizeof(hdr(m)->service)), FUNCMON_INVALID_SERVICE); /* unterminated */
+    CASE(hdr(m)->service[0] = '\0', FUNCMON_INVALID_SERVICE);
+    CASE(hdr(m)->pid = 0, FUNCMON_INVALID_PID);
+    CASE(hdr(m)->pid = -5, FUNCMON_INVALID_PID);
+    CASE(hdr(m)->clock_source = 9, FUNCMON_INVALID_CLOCK);
+    CASE(hdr(m)->tick_mult = 0, FUNCMON_INVALID_CLOCK);
+    CASE(hdr(m)->tick_shift = 64, FUNCMON_INVALID_CLOCK);
+#undef CASE
+    free(b);
+}
+
+struct seen {
+    uint32_t sites[64];
+    uint64_t seqs[64];
+    int n;
+};
+
+static void
+on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
+{
+    struct seen *s = arg;
+    (void)ring;
+    CHECK_LT(s->n, 64);
+    s->sites[s->n] = r->site;
+    s->seqs[s->n] = r->seq;
+    s->n++;
+}
+
+static struct funcmon_record *
+ring0(unsigned char *b)
+{
+    return (struct funcmon_record *)(b + hdr(b)->rings_offset);
+}
+
+static struct funcmon_thread_slot *
+slot(unsigned char *b, int i)
+{
+    return (struct funcmon_thread_slot *)(b + hdr(b)->slots_offset) + i;
+}
+
+static void
+put(unsigned char *b, uint64_t pos, uint32_t site, uint16_t flags, uint64_t start, uint64_t end)
+{
+    struct funcmon_record *r = &ring0(b)[pos % RING];
+    memset(r, 0, sizeof(*r));
+    r->seq = pos;
+    r->site = site;
+    r->flags = flags;
+    r->start = start;
+    r->end = end;
+}
+
+static void
+consumer_cases(void)
+{
+    struct funcmon_consumer c;
+    struct seen s;
+    enum funcmon_invalid why;
+
+    /* Good and bad records side by side: only the good ones are delivered. */
+    unsigned char *b = make_segment();
+    put(b, 0, 2, 0, 10, 20);                    /* good */
+    put(b, 1, 9, 0, 10, 20);                    /* site not published */
+    put(b, 2, 0xffffffffu, 0, 10, 20);          /* site far out of range */
+    put(b, 3, 2, 0x8000, 10, 20);               /* unknown flag */
+    put(b, 4, 2, 0, 30, 20);                    /* ends before it starts */
+    put(b, 5, 2, FUNCMON_RECORD_ERROR, 10, 20); /* good */
+    put(b, 6, 2, 0, 10, 20);
+    ring0(b)[6].seq = 99; /* stale or torn: position mismatch */
+    slot(b, 0)->head = 7;
+    /* Ring 1: producer index far ahead of the tail. */
+    slot(b, 1)->head = 1000000;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+    CHECK_EQ(c.bad_rings, 1); /* ring 1 is refused at attach */
+    memset(&s, 0, sizeof(s));
+    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 2);
+    CHECK_EQ(s.n, 2);
+    CHECK_EQ(s.seqs[0], 0);
+    CHECK_EQ(s.seqs[1], 5);
+    CHECK_EQ(c.bad_records, 5);
+    CHECK_EQ(slot(b, 0)->tail, 7); /* everything consumed, bad ones included */
+    /* A head moved backwards (or wrapped) later is a bad ring too, never a 2^64 loop. */
+    slot(b, 0)->head = 3;
+    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
+    CHECK_EQ(c.bad_rings, 2);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    /* An unterminated or empty site name: the site is invalid, its records bad. */
+    b = make_segment();
+    struct funcmon_site_entry *sites = (struct funcmon_site_entry *)(b + hdr(b)->sites_offset);
+    memset(sites[2].name, 'A', sizeof(sites[2].name));
+    put(b, 0, 2, 0, 1, 2);
+    slot(b, 0)->head = 1;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+    CHECK_EQ(funcmon_consumer_site(&c, 2), NULL);
+    memset(&s, 0, sizeof(s));
+    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
+    CHECK_EQ(c.bad_records, 1);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    /* A tail beyond head at attach (a lying previous reader): the ring is refused. */
+    b = make_segment();
+    slot(b, 0)->head = 5;
+    slot(b, 0)->tail = 9;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+    CHECK_EQ(c.bad_rings, 1);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    /* Retired and drained: recycled to FREE; retired with records left: kept. */
+    b = make_segment();
+    put(b, 0, 2, 0, 1, 2);
+    slot(b, 0)->head = 1;
+    slot(b, 0)->state = FUNCMON_SLOT_RETIRED;
+    slot(b, 1)->state = FUNCMON_SLOT_RETIRED;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+    memset(&s, 0, sizeof(s));
+    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 1);
+    CHECK_EQ(slot(b, 0)->state, FUNCMON_SLOT_FREE);
+    CHECK_EQ(slot(b, 1)->state, FUNCMON_SLOT_FREE);
+    CHECK_EQ(c.recycled, 2);
+    /* A calibration that keeps changing (odd sequence forever) is reported, not waited on. */
+    struct funcmon_clock clk;
+    hdr(b)->calib_seq = 1;
+    CHECK_EQ(funcmon_consumer_clock(&c, &clk), -EAGAIN);
+    hdr(b)->calib_seq = 2;
+    CHECK_EQ(funcmon_consumer_clock(&c, &clk), 0);
+    CHECK_EQ(funcmon_clock_since_ref_ns(&clk, 1000), 1000); /* monotonic: ticks are ns */
+    funcmon_consumer_close(&c);
+
+    /* Attach refuses what the validator refuses, with its reason. */
+    hdr(b)->major = 99;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), -EPROTO);
+    CHECK_EQ(why, FUNCMON_INVALID_MAJOR);
+    free(b);
+}
+
+int
+main(void)
+{
+    validator_cases();
+    consumer_cases();
+    printf("test_validate: ok\n");
+    return 0;
+}
