@@ -1,15 +1,17 @@
 # funcmon - the README's commands. A thin wrapper around CMake and ctest:
 #   make test    install what is missing (as root, with apt-get), build, run the whole
-#                suite, then run it again under ASan+UBSan and under TSan
+#                suite, then run it again under ASan+UBSan and under TSan, and run the
+#                libFuzzer driver of the segment validator (clang) for FUZZ_SECONDS
 #   make bench   build optimised and run the benchmarks
 #   make clean   remove the build trees
 
-PACKAGES := build-essential cmake pkg-config valgrind \
+PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
             liburing-dev libck-dev libh2o-evloop-dev libmsgpack-dev libssl-dev libyaml-dev
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
+FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build test test-plain test-asan test-tsan bench clean
+.PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean
 
 all: build
 
@@ -44,10 +46,16 @@ test-tsan: deps
 	cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && $(CTEST)
 
-test: test-plain test-asan test-tsan
+test-fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNCMON_FUZZ=ON
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate
+	mkdir -p build-fuzz/corpus
+	./build-fuzz/tests/fuzz_validate -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 build-fuzz/corpus
+
+test: test-plain test-asan test-tsan test-fuzz
 
 bench: build
 	./build/tests/bench/bench_client
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

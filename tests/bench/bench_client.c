@@ -10,7 +10,8 @@
  *   client_call_ns            begin+end, record published   vs two back-to-back rdtsc
  *   client_call_ns (vs clock) the same                      vs two clock_gettime
  *   client_call_tracked_ns    with allocation tracking on   vs two back-to-back rdtsc
- *   malloc_free_tracked_ns    malloc(64)+free, tracked      vs glibc's own malloc+free
+ *   malloc_free_tracked_ns    malloc(64)+free, tracked      vs the same untracked
+ *   malloc_free_untracked_ns  through funcmon, tracking off vs glibc's own malloc+free
  *   disabled_call_ns          a plain call inside begin/end, FUNCMON_ENABLED=0, vs the plain call
  *   client_call_2threads_ns   per call, two threads at once vs one thread
  */
@@ -263,6 +264,7 @@ main(void)
     double clock2 = measure(b_clock_gettime);
     double plain = measure(b_plain_call);
     double libc_mf = measure(b_libc_malloc_free);
+    double untracked_mf = measure(b_malloc_free); /* funcmon's malloc, tracking off */
 
     /* Profiling on, tracking off. */
     o.track_alloc = FUNCMON_OFF;
@@ -303,7 +305,8 @@ main(void)
     line("client_call_ns", call, "two_clock_gettime", clock2);
     line("client_call_ns", call, "empty_call", plain);
     line("client_call_tracked_ns", call_tracked, "floor_2rdtsc", floor_rdtsc);
-    line("malloc_free_tracked_ns", mf_tracked, "libc_malloc_free", libc_mf);
+    line("malloc_free_tracked_ns", mf_tracked, "untracked_malloc_free", untracked_mf);
+    line("malloc_free_untracked_ns", untracked_mf, "libc_malloc_free", libc_mf);
     printf("disabled_call_ns median=%.2f plain_call=%.2f diff=%.2f\n", disabled, plain, disabled - plain);
     line("client_call_2threads_ns", call2, "one_thread", call);
     printf("records_dropped_during_bench %llu\n", (unsigned long long)drops);
