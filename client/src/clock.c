@@ -145,6 +145,18 @@ funcmon__clock_init(void)
 }
 
 void
+funcmon__clock_atfork_prepare(void)
+{
+    pthread_mutex_lock(&calib.lock);
+}
+
+void
+funcmon__clock_atfork_release(void)
+{
+    pthread_mutex_unlock(&calib.lock);
+}
+
+void
 funcmon__clock_refine(void)
 {
     uint64_t t1, m1, mult;

@@ -187,6 +187,7 @@ atfork_child(void)
 {
     struct funcmon__process *p = &funcmon__proc;
 
+    funcmon__clock_atfork_release();
     funcmon__alloc_atfork_child();
     funcmon__sites_atfork_child();
     /* The control thread did not survive the fork; the parent's segment is the parent's. */

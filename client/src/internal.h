@@ -96,6 +96,9 @@ FUNCMON__HIDDEN void funcmon__clock_publish(struct funcmon_shm_header *hdr);
 /* Re-measures the tick rate over the time since funcmon__clock_init, for a precise rate. */
 FUNCMON__HIDDEN void funcmon__clock_refine(void);
 FUNCMON__HIDDEN uint64_t funcmon__real_ns(void);
+/* fork: the control thread may hold the calibration lock; take it across the fork. */
+FUNCMON__HIDDEN void funcmon__clock_atfork_prepare(void);
+FUNCMON__HIDDEN void funcmon__clock_atfork_release(void);
 FUNCMON__HIDDEN uint64_t funcmon__mono_ns(void);
 
 /* alloc.c */

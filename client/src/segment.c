@@ -9,9 +9,10 @@
  * The magic is stored last, with release, so a sidecar that finds the name early sees
  * "not ready" instead of a half-written header.
  *
- * A name clash is an error, with one exception: a segment left by an earlier process with
- * our pid (pid reuse, typically pid 1 in a restarted container) whose start time differs
- * from ours is stale, and is replaced.
+ * A name clash is an error, with two exceptions, both stale segments that are replaced: one
+ * left by an earlier process with our pid (pid reuse, typically pid 1 in a restarted
+ * container), told apart by its start time; and our own, shut down, that an attached
+ * sidecar has not collected yet (init after shutdown).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,7 +72,8 @@ sanitise(char *dst, size_t dstlen, const char *src)
 }
 
 /* An existing segment of our name is stale when it is a funcmon segment of our pid with
- * another start time: a previous process that had our pid. */
+ * another start time (a previous process that had our pid), or our own from before a
+ * funcmon_shutdown that a sidecar has not collected yet (it keeps its own mapping). */
 static int
 is_stale_segment(const char *name, int32_t pid, uint64_t start_time)
 {
@@ -85,8 +87,9 @@ is_stale_segment(const char *name, int32_t pid, uint64_t start_time)
     if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(struct funcmon_shm_header)) {
         void *map = mmap(NULL, sizeof(struct funcmon_shm_header), PROT_READ, MAP_SHARED, fd, 0);
         if (map != MAP_FAILED) {
+            const struct funcmon_shm_header *h = map;
             if (funcmon_validate_segment(map, (size_t)st.st_size, &geo) == FUNCMON_VALID && geo.pid == pid &&
-                geo.proc_start_time != start_time)
+                (geo.proc_start_time != start_time || __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == FUNCMON_STATE_SHUTDOWN))
                 stale = 1;
             munmap(map, sizeof(struct funcmon_shm_header));
         }

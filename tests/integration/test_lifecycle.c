@@ -229,6 +229,21 @@ case_restart(void)
     funcmon_shutdown();
     CHECK_EQ(access(second, F_OK), 0); /* a consumer is attached: it unlinks */
     CHECK_EQ(c.hdr->state, FUNCMON_STATE_SHUTDOWN);
+
+    /* A third run while the shut-down segment still waits for its consumer: it replaces
+     * it (the consumer keeps reading its own mapping of the old one). */
+    CHECK_EQ(funcmon_init(NULL), 0);
+    struct funcmon_call third = funcmon_begin(site);
+    funcmon_end(&third, 0);
+    struct funcmon_consumer c3;
+    static struct harness_tally t3;
+    harness_open_self(&c3);
+    CHECK(c3.hdr != c.hdr);
+    harness_drain_all(&c3, &t3);
+    CHECK_EQ(t3.calls[site], 1);
+    CHECK_EQ(c.hdr->state, FUNCMON_STATE_SHUTDOWN); /* the old mapping is intact */
+    funcmon_shutdown();
+    funcmon_consumer_close(&c3);
     funcmon_consumer_close(&c);
     unlink(second);
     return 0;
@@ -289,6 +304,9 @@ int
 main(int argc, char **argv)
 {
     if (argc == 2) {
+        /* A case that hangs is killed by SIGALRM: run_case then names it, with its output,
+         * long before ctest's timeout would say only "Timeout". */
+        alarm(20);
         if (strcmp(argv[1], "disabled") == 0)
             return case_disabled();
         if (strcmp(argv[1], "init_fails") == 0)
