@@ -215,6 +215,29 @@ fail:
     return ret;
 }
 
+static int
+process_alive(int32_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* funcmond announces itself in the shm object "/<prefix>-sidecar", which holds its pid. */
+static int
+sidecar_running(const char *prefix)
+{
+    char name[FUNCMON_PREFIX_MAX + 16], buf[32];
+    snprintf(name, sizeof(name), "/%s-sidecar", prefix);
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return process_alive((int32_t)strtol(buf, NULL, 10));
+}
+
 void
 funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
 {
@@ -223,9 +246,10 @@ funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
     if (unlink_it) {
         int32_t consumer = __atomic_load_n(&seg->hdr->consumer_pid, __ATOMIC_ACQUIRE);
         __atomic_store_n(&seg->hdr->state, FUNCMON_STATE_SHUTDOWN, __ATOMIC_RELEASE);
-        /* An attached sidecar drains the last records and unlinks the segment itself; with
-         * none (or a dead one) nobody else would, so the name goes now. */
-        if (consumer <= 0 || (kill(consumer, 0) != 0 && errno == ESRCH))
+        /* An attached sidecar drains the last records and unlinks the segment itself; so
+         * does a running sidecar that has not attached yet (a short-lived process). With
+         * neither, nobody else would, so the name goes now. */
+        if (!process_alive(consumer) && !sidecar_running(funcmon__proc.prefix))
             shm_unlink(seg->name);
     }
     /* Threads may still be between funcmon_begin and funcmon_end, holding pointers into the
