@@ -26,7 +26,8 @@ harness_remove_segments(const char *pre)
     if (d == NULL)
         return 0;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, pre, len) == 0 && e->d_name[len] == '.') {
+        /* "<prefix>.*" segments, and "<prefix>-sidecar", a sidecar's announcement */
+        if (strncmp(e->d_name, pre, len) == 0 && (e->d_name[len] == '.' || strcmp(e->d_name + len, "-sidecar") == 0)) {
             char name[300];
             snprintf(name, sizeof(name), "/%s", e->d_name);
             if (shm_unlink(name) == 0)

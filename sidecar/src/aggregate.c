@@ -1,0 +1,265 @@
+/*
+ * aggregate.c - the per-function aggregate (see aggregate.h).
+ *
+ * funcmond_agg_record runs once per drained record, tens of millions of times a second:
+ * it does no allocation in the common case (histogram chunks are allocated once per power
+ * of two), no division, and no search longer than the configured bucket list. Everything
+ * derived (quantiles, cumulative buckets, window rates) is computed when a view is
+ * published, for changed functions only.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+
+static uint32_t
+hash_key(const char *service, const char *package, const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the three strings and their terminators */
+    for (const char *parts[3] = {service, package, name}, **p = parts; p < parts + 3; p++) {
+        for (const unsigned char *c = (const unsigned char *)*p; *c != '\0'; c++)
+            h = (h ^ *c) * 16777619u;
+        h = (h ^ 0xffu) * 16777619u;
+    }
+    return h;
+}
+
+static int
+key_equal(const struct funcmond_function *f, const char *service, const char *package, const char *name)
+{
+    return strcmp(f->name, name) == 0 && strcmp(f->package, package) == 0 && strcmp(f->service, service) == 0;
+}
+
+int
+funcmond_agg_init(struct funcmond_aggregate *agg, const struct funcmond_config *cfg)
+{
+    memset(agg, 0, sizeof(*agg));
+    agg->cfg = cfg;
+    agg->n_dur_bounds = (uint32_t)cfg->n_duration_buckets;
+    for (uint32_t i = 0; i < agg->n_dur_bounds; i++)
+        agg->dur_bounds_ns[i] = (uint64_t)llround(cfg->duration_buckets[i] * 1e9);
+    agg->n_mem_bounds = (uint32_t)cfg->n_memory_buckets;
+    for (uint32_t i = 0; i < agg->n_mem_bounds; i++)
+        agg->mem_bounds[i] = (uint64_t)llround(floor(cfg->memory_buckets[i]));
+    agg->index_mask = 1023;
+    agg->index = calloc(agg->index_mask + 1, sizeof(*agg->index));
+    agg->generation = 1;
+    return agg->index != NULL ? 0 : -ENOMEM;
+}
+
+static void
+free_function(struct funcmond_function *f)
+{
+    funcmond_hist_free(&f->dur);
+    funcmond_hist_free(&f->mem);
+    for (int i = 0; i < FUNCMOND_WINDOW_SLOTS; i++)
+        funcmond_hist_free(&f->window[i].dur);
+    free(f);
+}
+
+void
+funcmond_agg_free(struct funcmond_aggregate *agg)
+{
+    for (uint32_t i = 0; i < agg->n_fns; i++)
+        free_function(agg->fns[i]);
+    free(agg->fns);
+    free(agg->index);
+    memset(agg, 0, sizeof(*agg));
+}
+
+static uint32_t
+lookup(const struct funcmond_aggregate *agg, uint32_t hash, const char *service, const char *package, const char *name,
+       uint32_t *slot_out)
+{
+    for (uint32_t i = hash & agg->index_mask;; i = (i + 1) & agg->index_mask) {
+        uint32_t v = agg->index[i];
+        if (v == 0) {
+            if (slot_out != NULL)
+                *slot_out = i;
+            return UINT32_MAX;
+        }
+        if (key_equal(agg->fns[v - 1], service, package, name))
+            return v - 1;
+    }
+}
+
+uint32_t
+funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+{
+    return lookup(agg, hash_key(service, package, name), service, package, name, NULL);
+}
+
+/* Doubles the index once it is half full. */
+static int
+grow_index(struct funcmond_aggregate *agg)
+{
+    uint32_t mask = agg->index_mask * 2 + 1;
+    uint32_t *index = calloc((size_t)mask + 1, sizeof(*index));
+    if (index == NULL)
+        return -ENOMEM;
+    for (uint32_t id = 0; id < agg->n_fns; id++) {
+        const struct funcmond_function *f = agg->fns[id];
+        uint32_t i = hash_key(f->service, f->package, f->name) & mask;
+        while (index[i] != 0)
+            i = (i + 1) & mask;
+        index[i] = id + 1;
+    }
+    free(agg->index);
+    agg->index = index;
+    agg->index_mask = mask;
+    return 0;
+}
+
+static uint32_t
+create(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, int overflow)
+{
+    struct funcmond_function *f;
+    uint32_t slot;
+
+    if ((agg->n_fns + 1) * 2 > agg->index_mask + 1 && grow_index(agg) != 0)
+        return UINT32_MAX;
+    if (agg->n_fns == agg->cap_fns) {
+        uint32_t cap = agg->cap_fns ? agg->cap_fns * 2 : 64;
+        struct funcmond_function **fns = realloc(agg->fns, cap * sizeof(*fns));
+        if (fns == NULL)
+            return UINT32_MAX;
+        agg->fns = fns;
+        agg->cap_fns = cap;
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL)
+        return UINT32_MAX;
+    snprintf(f->service, sizeof(f->service), "%s", service);
+    snprintf(f->package, sizeof(f->package), "%s", package);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->overflow = overflow;
+    f->min_ns = UINT64_MAX;
+    funcmond_hist_init(&f->dur, FUNCMOND_DURATION_SUB_BITS);
+    funcmond_hist_init(&f->mem, FUNCMOND_MEMORY_SUB_BITS);
+    for (int i = 0; i < FUNCMOND_WINDOW_SLOTS; i++)
+        funcmond_hist_init(&f->window[i].dur, FUNCMOND_WINDOW_SUB_BITS);
+    f->id = agg->n_fns;
+    f->changed = agg->generation;
+    lookup(agg, hash_key(f->service, f->package, f->name), f->service, f->package, f->name, &slot);
+    agg->index[slot] = f->id + 1;
+    agg->fns[agg->n_fns++] = f;
+    agg->dirty = 1;
+    if (!overflow)
+        agg->n_regular++;
+    return f->id;
+}
+
+uint32_t
+funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+{
+    uint32_t id = funcmond_agg_find(agg, service, package, name);
+    if (id != UINT32_MAX)
+        return id;
+    if (agg->n_regular < agg->cfg->max_functions)
+        return create(agg, service, package, name, 0);
+    /* Full: fold into the service's overflow entry, which does not count against the cap. */
+    agg->overflow_folds++;
+    id = funcmond_agg_find(agg, service, "funcmon", "<overflow>");
+    return id != UINT32_MAX ? id : create(agg, service, "funcmon", "<overflow>", 1);
+}
+
+void
+funcmond_agg_tick(struct funcmond_aggregate *agg, uint64_t now_mono_ns)
+{
+    agg->now_slot = now_mono_ns / FUNCMOND_WINDOW_SLOT_NS;
+}
+
+static struct funcmond_window_slot *
+window_slot(struct funcmond_aggregate *agg, struct funcmond_function *f)
+{
+    struct funcmond_window_slot *w = &f->window[agg->now_slot % FUNCMOND_WINDOW_SLOTS];
+    if (w->id != agg->now_slot) {
+        /* The slot last held counts from 5 minutes ago: start it over. */
+        w->id = agg->now_slot;
+        w->calls = 0;
+        w->errors = 0;
+        funcmond_hist_free(&w->dur);
+        funcmond_hist_init(&w->dur, FUNCMOND_WINDOW_SUB_BITS);
+    }
+    return w;
+}
+
+static uint32_t
+bucket_index(const uint64_t *bounds, uint32_t n, uint64_t v)
+{
+    uint32_t i = 0;
+    while (i < n && v > bounds[i])
+        i++;
+    return i;
+}
+
+void
+funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns, uint32_t flags, uint64_t alloc_bytes,
+                    uint64_t free_bytes, uint64_t end_real_ns)
+{
+    struct funcmond_function *f = agg->fns[id];
+    int err = (flags & FUNCMON_RECORD_ERROR) != 0;
+
+    f->calls++;
+    f->errors += (uint64_t)err;
+    f->cancelled += (flags & FUNCMON_RECORD_CANCELLED) != 0;
+    f->deadline_exceeded += (flags & FUNCMON_RECORD_DEADLINE) != 0;
+    f->total_ns += dur_ns;
+    if (dur_ns < f->min_ns)
+        f->min_ns = dur_ns;
+    if (dur_ns > f->max_ns)
+        f->max_ns = dur_ns;
+    if (end_real_ns > f->last_real_ns)
+        f->last_real_ns = end_real_ns;
+    funcmond_hist_add(&f->dur, dur_ns, 1);
+    f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, dur_ns)]++;
+    if (flags & FUNCMON_RECORD_ALLOC) {
+        f->total_bytes += alloc_bytes;
+        f->freed_bytes += free_bytes;
+        if (alloc_bytes > f->max_bytes)
+            f->max_bytes = alloc_bytes;
+        funcmond_hist_add(&f->mem, alloc_bytes, 1);
+        f->mem_buckets[bucket_index(agg->mem_bounds, agg->n_mem_bounds, alloc_bytes)]++;
+    }
+    struct funcmond_window_slot *w = window_slot(agg, f);
+    w->calls++;
+    w->errors += (uint64_t)err;
+    funcmond_hist_add(&w->dur, dur_ns, 1);
+    f->changed = agg->generation;
+    agg->dirty = 1;
+}
+
+void
+funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors)
+{
+    struct funcmond_function *f = agg->fns[id];
+    if (calls == 0 && errors == 0)
+        return;
+    f->calls += calls;
+    f->errors += errors;
+    struct funcmond_window_slot *w = window_slot(agg, f);
+    w->calls += calls;
+    w->errors += errors;
+    f->changed = agg->generation;
+    agg->dirty = 1;
+}
+
+void
+funcmond_agg_window(const struct funcmond_aggregate *agg, const struct funcmond_function *f, int slots, uint64_t *calls,
+                    uint64_t *errors, struct funcmond_hist *dur)
+{
+    *calls = 0;
+    *errors = 0;
+    for (int k = 0; k < slots && (uint64_t)k <= agg->now_slot; k++) {
+        uint64_t id = agg->now_slot - (uint64_t)k;
+        const struct funcmond_window_slot *w = &f->window[id % FUNCMOND_WINDOW_SLOTS];
+        if (w->id != id)
+            continue;
+        *calls += w->calls;
+        *errors += w->errors;
+        if (dur != NULL)
+            funcmond_hist_merge(dur, &w->dur);
+    }
+}

@@ -1,0 +1,107 @@
+/*
+ * aggregate.h - per-function figures, built record by record by the drain thread.
+ *
+ * A function is identified by (service, package, name): the processes of one service add
+ * into the same entry. Each keeps exact call and error counts (records plus the clients'
+ * spill counters), duration total/min/max, a log-linear duration histogram (quantiles
+ * within 1%), exact counts for the configured Prometheus buckets, bytes allocated per
+ * call (total, max, histogram, buckets), the last call's wall-clock time, and a ring of
+ * 10-second slots from which the 1-minute and 5-minute windows (rate, error rate,
+ * quantiles) are read. Past MAX_FUNCTIONS, new functions of a service fold into one
+ * "<overflow>" entry of that service, and each fold is counted.
+ *
+ * Only the drain thread touches these structures; readers get published copies (view.h).
+ */
+#ifndef FUNCMOND_AGGREGATE_H
+#define FUNCMOND_AGGREGATE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "funcmon/layout.h"
+#include "hist.h"
+
+#define FUNCMOND_WINDOW_SLOT_NS (10ull * 1000000000ull)
+#define FUNCMOND_WINDOW_SLOTS 30 /* 5 minutes */
+#define FUNCMOND_WINDOW_1M_SLOTS 6
+#define FUNCMOND_DURATION_SUB_BITS 7 /* <= 0.4% quantile error */
+#define FUNCMOND_WINDOW_SUB_BITS 5   /* <= 1.6% in the windows, a quarter of the memory */
+#define FUNCMOND_MEMORY_SUB_BITS 5
+
+struct funcmond_window_slot {
+    uint64_t id; /* absolute slot number (monotonic ns / slot length) the counts belong to */
+    uint64_t calls;
+    uint64_t errors;
+    struct funcmond_hist dur;
+};
+
+struct funcmond_function {
+    char service[FUNCMON_SERVICE_MAX + 1];
+    char package[FUNCMON_PACKAGE_MAX + 1];
+    char name[FUNCMON_NAME_MAX + 1];
+    uint32_t id;
+    int overflow;    /* the "<overflow>" entry of its service */
+    uint64_t calls;  /* every call: records plus spilled calls */
+    uint64_t errors; /* every failed call */
+    uint64_t cancelled;
+    uint64_t deadline_exceeded;
+    uint64_t total_ns; /* over recorded calls (those with a duration) */
+    uint64_t min_ns;
+    uint64_t max_ns;
+    uint64_t total_bytes; /* bytes allocated, over calls measured with tracking on */
+    uint64_t max_bytes;
+    uint64_t freed_bytes;
+    uint64_t last_real_ns; /* wall-clock end of the latest call */
+    struct funcmond_hist dur;
+    struct funcmond_hist mem;
+    uint64_t dur_buckets[FUNCMOND_MAX_BUCKETS + 1]; /* per interval (not cumulative); last = above every bound */
+    uint64_t mem_buckets[FUNCMOND_MAX_BUCKETS + 1];
+    struct funcmond_window_slot window[FUNCMOND_WINDOW_SLOTS];
+    uint64_t changed; /* publish generation of the last change */
+};
+
+struct funcmond_aggregate {
+    const struct funcmond_config *cfg;
+    uint64_t dur_bounds_ns[FUNCMOND_MAX_BUCKETS];
+    uint64_t mem_bounds[FUNCMOND_MAX_BUCKETS];
+    uint32_t n_dur_bounds;
+    uint32_t n_mem_bounds;
+    struct funcmond_function **fns; /* by id */
+    uint32_t n_fns;
+    uint32_t cap_fns;
+    uint32_t n_regular; /* functions counted against MAX_FUNCTIONS */
+    uint32_t *index;    /* open addressing: id + 1, 0 = empty */
+    uint32_t index_mask;
+    uint64_t overflow_folds; /* functions folded into an overflow entry */
+    uint64_t now_slot;       /* current window slot (set by funcmond_agg_tick) */
+    uint64_t generation;     /* bumped by every publish: marks what changed since */
+    int dirty;               /* something changed since the last publish */
+};
+
+/* Prepares an empty aggregate for cfg (which must outlive it). Returns 0 or -ENOMEM. */
+int funcmond_agg_init(struct funcmond_aggregate *agg, const struct funcmond_config *cfg);
+void funcmond_agg_free(struct funcmond_aggregate *agg);
+
+/* The id of (service, package, name), created if new; past MAX_FUNCTIONS the id of the
+ * service's overflow entry. Returns UINT32_MAX only when memory ran out. */
+uint32_t funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);
+
+/* Looks up without creating: the id, or UINT32_MAX. */
+uint32_t funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);
+
+/* Sets the window slot for records that follow (monotonic ns). */
+void funcmond_agg_tick(struct funcmond_aggregate *agg, uint64_t now_mono_ns);
+
+/* Adds one recorded call: its duration, its record flags, the bytes it allocated and freed
+ * (when measured: FUNCMON_RECORD_ALLOC) and its wall-clock end. */
+void funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns, uint32_t flags, uint64_t alloc_bytes,
+                         uint64_t free_bytes, uint64_t end_real_ns);
+
+/* Adds calls that left no record (a client's spill counters): counts only. */
+void funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors);
+
+/* Calls and errors in the last `slots` window slots (ending with the current one). */
+void funcmond_agg_window(const struct funcmond_aggregate *agg, const struct funcmond_function *f, int slots, uint64_t *calls,
+                         uint64_t *errors, struct funcmond_hist *dur_or_null);
+
+#endif

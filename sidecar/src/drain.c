@@ -1,0 +1,642 @@
+/*
+ * drain.c - funcmond's event loop on io_uring: drain every ring, watch every client.
+ *
+ * Everything the sidecar waits for is an io_uring operation, so one thread sleeps in one
+ * place and costs nothing while clients are idle:
+ *  - a timeout every DRAIN_INTERVAL_MS: drain all segments, poll control answers, retry
+ *    pending segments, read /proc every second, rescan, expire, snapshot, publish;
+ *  - a futex wait (IORING_OP_FUTEX_WAIT) on each client's wake word: a client whose ring
+ *    crosses its high-water mark while we sleep wakes us, and that client is drained at
+ *    once (where the kernel answers EINVAL, the timer alone drives draining);
+ *  - a poll on each client's pidfd: its exit;
+ *  - reads of inotify events (new segments), of the signalfd (SIGTERM, SIGINT), and of
+ *    /proc/<pid>/stat and status;
+ *  - futex wakes of the clients' control threads, and the state file's write, fsync and
+ *    rename (snapshot.c).
+ * liburing 2.3 has no helpers for the futex opcodes; they are prepared by hand as the
+ * kernel documents them (the futex2 flags in fd, the address, the value in off, the mask
+ * in addr3).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sidecar.h"
+#include "snapshot.h"
+#include "view.h"
+
+#define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT, kernel 6.7 */
+#define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
+#define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
+#define SECOND_NS 1000000000ull
+
+uint64_t
+funcmond_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+funcmond_real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
+}
+
+struct io_uring_sqe *
+funcmond_sqe(struct funcmond *d)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+    if (sqe == NULL) {
+        io_uring_submit(&d->ring);
+        sqe = io_uring_get_sqe(&d->ring);
+    }
+    return sqe;
+}
+
+static void
+prep_futex(struct io_uring_sqe *sqe, int opcode, uint32_t *word, uint64_t value)
+{
+    io_uring_prep_rw(opcode, sqe, FUTEX2_U32, word, 0, value);
+    sqe->addr3 = 0xffffffffu;
+}
+
+static struct io_uring_sqe *
+proc_sqe(struct funcmond *d, struct funcmond_process *p, struct funcmond_op *op)
+{
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    if (sqe == NULL)
+        return NULL;
+    op->proc = p;
+    io_uring_sqe_set_data(sqe, op);
+    p->ops_inflight++;
+    return sqe;
+}
+
+/* Arms the wait for p's wake word. Setting consumer_waiting tells its producers to wake us
+ * when a ring crosses high water; the value read first makes a wake that comes before the
+ * wait is registered complete it at once (-EAGAIN) instead of being lost. */
+static void
+arm_wake(struct funcmond *d, struct funcmond_process *p)
+{
+    if (!d->futex_wait_ok || p->wake_armed || p->detaching || p->state != FUNCMOND_PROC_LIVE)
+        return;
+    struct funcmon_shm_header *h = p->c.hdr;
+    uint32_t cur = __atomic_load_n(&h->wake_word, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&h->consumer_waiting, 1, __ATOMIC_SEQ_CST);
+    struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_wake);
+    if (sqe == NULL)
+        return;
+    prep_futex(sqe, OP_FUTEX_WAIT, &h->wake_word, cur);
+    p->wake_armed = 1;
+    p->expected_wake = cur;
+}
+
+void
+funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p)
+{
+    p->op_wake.kind = FUNCMOND_OP_WAKE;
+    p->op_exit.kind = FUNCMOND_OP_EXIT;
+    p->op_stat.kind = FUNCMOND_OP_STAT;
+    p->op_status.kind = FUNCMOND_OP_STATUS;
+    p->op_ctl.kind = FUNCMOND_OP_CTL;
+    p->op_cancel.kind = FUNCMOND_OP_CANCEL;
+    if (p->pidfd >= 0) {
+        struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_exit);
+        if (sqe != NULL)
+            io_uring_prep_poll_add(sqe, p->pidfd, POLLIN);
+    }
+    arm_wake(d, p);
+}
+
+void
+funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p)
+{
+    /* Producers need not wake a reader that is leaving. */
+    __atomic_store_n(&p->c.hdr->consumer_waiting, 0, __ATOMIC_RELEASE);
+    /* Cancel everything that refers to p; it is freed when the last completion is in. */
+    if (p->ops_inflight == 0)
+        return;
+    struct funcmond_op *ops[] = {&p->op_wake, &p->op_exit, &p->op_stat, &p->op_status, &p->op_ctl};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        struct io_uring_sqe *sqe = funcmond_sqe(d);
+        if (sqe == NULL)
+            return;
+        io_uring_prep_cancel(sqe, ops[i], IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data(sqe, NULL); /* the answer to a cancel needs no handling */
+    }
+}
+
+/* Resolves a site of p to its function, honouring METRICS.SKIP_PATHS for HTTP profiles. */
+static uint32_t
+resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site)
+{
+    const struct funcmon_site_info *info = funcmon_consumer_site(&p->c, site);
+    if (info == NULL)
+        return 0;
+    if (funcmond_view_skip_http(&d->cfg, info->package, info->name)) {
+        p->site_fn[site] = UINT32_MAX; /* served nowhere */
+        return UINT32_MAX;
+    }
+    uint32_t id = funcmond_agg_function(&d->agg, p->service, info->package, info->name);
+    if (id == UINT32_MAX)
+        return 0;
+    p->site_fn[site] = id + 1;
+    return id + 1;
+}
+
+struct drain_ctx {
+    struct funcmond *d;
+    struct funcmond_process *p;
+    uint64_t oldest_end;
+};
+
+static void
+on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
+{
+    struct drain_ctx *x = arg;
+    struct funcmond_process *p = x->p;
+    uint32_t fn = p->site_fn[r->site];
+    (void)ring;
+    if (__builtin_expect(fn == 0, 0) && (fn = resolve_site(x->d, p, r->site)) == 0)
+        return;
+    if (fn == UINT32_MAX)
+        return;
+    const struct funcmon_clock *clk = &p->clk;
+    uint64_t dur = (uint64_t)(((unsigned __int128)(r->end - r->start) * clk->mult) >> clk->shift);
+    if (x->oldest_end == 0 || r->end < x->oldest_end)
+        x->oldest_end = r->end;
+    funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, funcmon_clock_real_ns(clk, r->end));
+}
+
+/* Adds what the client's spill counters gained since we last looked. */
+static void
+drain_spills(struct funcmond *d, struct funcmond_process *p)
+{
+    uint32_t count = __atomic_load_n(&p->c.hdr->site_count, __ATOMIC_ACQUIRE);
+    if (count > p->c.geo.max_sites)
+        count = p->c.geo.max_sites;
+    for (uint32_t site = 1; site < count; site++) {
+        uint64_t calls, errors;
+        funcmon_consumer_spill(&p->c, site, &calls, &errors);
+        if (calls == p->spill_calls_seen[site] && errors == p->spill_errors_seen[site])
+            continue;
+        uint32_t fn = p->site_fn[site];
+        if (fn == 0)
+            fn = resolve_site(d, p, site);
+        if (fn == 0)
+            continue; /* not published yet: next cycle */
+        /* Counters only grow; a smaller value is a client's lie and adds nothing. */
+        uint64_t dc = calls > p->spill_calls_seen[site] ? calls - p->spill_calls_seen[site] : 0;
+        uint64_t de = errors > p->spill_errors_seen[site] ? errors - p->spill_errors_seen[site] : 0;
+        p->spill_calls_seen[site] = calls;
+        p->spill_errors_seen[site] = errors;
+        if (fn != UINT32_MAX)
+            funcmond_agg_spill(&d->agg, fn - 1, dc, de > dc ? dc : de);
+    }
+}
+
+void
+funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
+{
+    struct drain_ctx x = {d, p, 0};
+    uint64_t now = funcmond_mono_ns();
+
+    if (p->detaching)
+        return;
+    if (now - p->clk_read_mono_ns >= SECOND_NS) {
+        funcmon_consumer_clock(&p->c, &p->clk); /* keeps the last good one on failure */
+        p->clk_read_mono_ns = now;
+    }
+    uint64_t bad_before = p->c.bad_records, rings_bad_before = p->c.bad_rings;
+    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, p->c.geo.ring_records);
+    p->records += n;
+    d->counters.records += n;
+    d->counters.bad_records += p->c.bad_records - bad_before;
+    if (p->c.bad_rings != rings_bad_before)
+        LOG_WARN("%s: %llu ring(s) with positions out of range, no longer read", p->shm_name,
+                 (unsigned long long)(p->c.bad_rings - rings_bad_before));
+    drain_spills(d, p);
+    uint64_t dropped = funcmon_consumer_dropped(&p->c);
+    if (dropped > p->dropped_seen) {
+        d->counters.dropped += dropped - p->dropped_seen;
+        p->dropped_seen = dropped;
+    }
+    if (x.oldest_end != 0) {
+        uint64_t end_mono = funcmon_clock_mono_ns(&p->clk, x.oldest_end);
+        uint64_t lag = now > end_mono ? now - end_mono : 0;
+        if (lag > d->counters.drain_lag_ns)
+            d->counters.drain_lag_ns = lag;
+    }
+    if (p->state == FUNCMOND_PROC_LIVE && __atomic_load_n(&p->c.hdr->state, __ATOMIC_ACQUIRE) == FUNCMON_STATE_SHUTDOWN)
+        funcmond_process_ended(d, p, FUNCMOND_PROC_SHUTDOWN);
+}
+
+int
+funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
+                 void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg)
+{
+    if (p->ctl.active)
+        return -EBUSY;
+    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+        return -ESRCH;
+    struct funcmon_shm_header *h = p->c.hdr;
+    __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
+    uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
+    struct io_uring_sqe *sqe = d->futex_wait_ok ? proc_sqe(d, p, &p->op_ctl) : NULL;
+    if (sqe != NULL)
+        prep_futex(sqe, OP_FUTEX_WAKE, &h->ctl_request, 1);
+    else
+        syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
+    p->ctl.op = op;
+    p->ctl.request = req;
+    p->ctl.deadline_ns = funcmond_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    p->ctl.on_done = on_done;
+    p->ctl.arg = arg;
+    p->ctl.active = 1;
+    return 0;
+}
+
+/* Takes the answers the clients' control threads have written. */
+static void
+check_control(struct funcmond *d, uint64_t now)
+{
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
+        if (!p->ctl.active)
+            continue;
+        struct funcmon_shm_header *h = p->c.hdr;
+        int status;
+        /* Pairs with the control thread's release store after it wrote its results. */
+        if (__atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE) == p->ctl.request) {
+            status = __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
+            if (status == 0) {
+                p->rt.alloc = h->alloc_stats;
+                if (p->ctl.op == FUNCMON_CTL_SAMPLE)
+                    p->rt.totals = h->alloc_totals;
+                p->rt.have_alloc = 1;
+            }
+        } else if (now >= p->ctl.deadline_ns || p->state != FUNCMOND_PROC_LIVE) {
+            status = -ETIMEDOUT;
+        } else {
+            continue;
+        }
+        p->ctl.active = 0;
+        if (p->ctl.on_done != NULL)
+            p->ctl.on_done(d, p, status, p->ctl.arg);
+    }
+}
+
+static void
+on_sample_done(struct funcmond *d, struct funcmond_process *p, int status, void *arg)
+{
+    (void)d;
+    (void)arg;
+    if (status != 0)
+        LOG_DEBUG("%s: allocator sample failed: %s", p->shm_name, strerror(-status));
+}
+
+/* --- /proc figures --- */
+
+static void
+parse_stat(struct funcmond *d, struct funcmond_process *p, size_t len)
+{
+    p->stat_buf[len < sizeof(p->stat_buf) ? len : sizeof(p->stat_buf) - 1] = '\0';
+    char *s = strrchr(p->stat_buf, ')');
+    if (s == NULL || s[1] != ' ')
+        return;
+    s += 2;
+    /* fields from 3 on: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+     * cmajflt utime(14) stime(15) cutime cstime priority nice num_threads(20) itrealvalue
+     * starttime(22) vsize(23) rss(24) */
+    unsigned long long v[22] = {0};
+    char state = *s;
+    char *end = s + 1;
+    for (int i = 4; i <= 24 && *end == ' '; i++)
+        v[i - 3] = strtoull(end + 1, &end, 10);
+    p->rt.state = state;
+    p->rt.utime_ticks = v[14 - 3];
+    p->rt.stime_ticks = v[15 - 3];
+    p->rt.threads = (uint32_t)v[20 - 3];
+    p->rt.vm_bytes = v[23 - 3];
+    p->rt.rss_bytes = v[24 - 3] * (uint64_t)sysconf(_SC_PAGESIZE);
+    p->rt.start_real_ns = d->boot_real_ns + v[22 - 3] * SECOND_NS / (uint64_t)d->clock_ticks;
+}
+
+static void
+parse_status(struct funcmond_process *p, size_t len)
+{
+    p->status_buf[len < sizeof(p->status_buf) ? len : sizeof(p->status_buf) - 1] = '\0';
+    const char *v = strstr(p->status_buf, "\nVmRSS:");
+    if (v != NULL)
+        p->rt.rss_bytes = strtoull(v + 7, NULL, 10) * 1024;
+    v = strstr(p->status_buf, "\nThreads:");
+    if (v != NULL)
+        p->rt.threads = (uint32_t)strtoul(v + 9, NULL, 10);
+}
+
+static uint32_t
+count_fds(int32_t pid)
+{
+    char path[64];
+    uint32_t n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+static void
+read_proc(struct funcmond *d, struct funcmond_process *p)
+{
+    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+        return;
+    if (p->pidfd < 0 && p->stat_fd >= 0) {
+        /* No pidfd: an unreadable stat means the process is gone. */
+        char buf[8];
+        if (pread(p->stat_fd, buf, sizeof(buf), 0) <= 0) {
+            funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+            return;
+        }
+    }
+    p->rt.open_fds = count_fds(p->pid);
+    if (p->proc_read_inflight)
+        return;
+    struct io_uring_sqe *sqe;
+    if (p->stat_fd >= 0 && (sqe = proc_sqe(d, p, &p->op_stat)) != NULL) {
+        io_uring_prep_read(sqe, p->stat_fd, p->stat_buf, sizeof(p->stat_buf) - 1, 0);
+        p->proc_read_inflight++;
+    }
+    if (p->status_fd >= 0 && (sqe = proc_sqe(d, p, &p->op_status)) != NULL) {
+        io_uring_prep_read(sqe, p->status_fd, p->status_buf, sizeof(p->status_buf) - 1, 0);
+        p->proc_read_inflight++;
+    }
+}
+
+/* --- the loop --- */
+
+static void
+arm_timer(struct funcmond *d)
+{
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    io_uring_prep_timeout(sqe, &d->tick, 0, 0);
+    io_uring_sqe_set_data(sqe, &d->op_timer);
+}
+
+static void
+arm_inotify(struct funcmond *d)
+{
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
+    io_uring_sqe_set_data(sqe, &d->op_inotify);
+}
+
+static void
+arm_signal(struct funcmond *d)
+{
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    io_uring_prep_read(sqe, d->signal_fd, d->signal_buf, sizeof(struct signalfd_siginfo), (uint64_t)-1);
+    io_uring_sqe_set_data(sqe, &d->op_signal);
+}
+
+static void
+tick(struct funcmond *d)
+{
+    uint64_t now = funcmond_mono_ns();
+
+    funcmond_agg_tick(&d->agg, now);
+    d->counters.drain_cycles++;
+    d->counters.drain_lag_ns = 0;
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
+        if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+            continue;
+        funcmond_drain_process(d, p);
+        if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
+            funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
+            p->next_sample_mono_ns = now + (uint64_t)d->cfg.memory_profile_interval_s * SECOND_NS;
+        arm_wake(d, p);
+    }
+    check_control(d, now);
+    funcmond_discovery_retry_pending(d, now);
+    if (now >= d->next_proc_read_mono_ns) {
+        for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+            read_proc(d, p);
+        d->next_proc_read_mono_ns = now + SECOND_NS;
+    }
+    if (now >= d->next_rescan_mono_ns) {
+        funcmond_discovery_scan(d);
+        d->next_rescan_mono_ns = now + (uint64_t)d->cfg.rescan_interval_s * SECOND_NS;
+    }
+    funcmond_discovery_expire(d, now, 0);
+    if (d->cfg.state_file[0] != '\0' && now >= d->next_snapshot_mono_ns) {
+        funcmond_snapshot_write(d, 0);
+        d->next_snapshot_mono_ns = now + (uint64_t)d->cfg.state_interval_s * SECOND_NS;
+    }
+    funcmond_view_maybe_publish(d, now, 0);
+}
+
+static void
+on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
+{
+    struct funcmond_op *op = io_uring_cqe_get_data(cqe);
+    int res = cqe->res;
+
+    if (op == NULL)
+        return; /* the answer to a cancellation */
+    struct funcmond_process *p = op->proc;
+    if (p != NULL)
+        p->ops_inflight--;
+    switch (op->kind) {
+    case FUNCMOND_OP_TIMER:
+        tick(d);
+        arm_timer(d);
+        break;
+    case FUNCMOND_OP_INOTIFY:
+        if (res > 0)
+            funcmond_discovery_inotify(d, (size_t)res);
+        else if (res < 0 && res != -EINTR && res != -EAGAIN)
+            LOG_WARN("inotify read failed: %s; relying on rescans", strerror(-res));
+        if (res >= 0 || res == -EINTR || res == -EAGAIN)
+            arm_inotify(d);
+        break;
+    case FUNCMOND_OP_SIGNAL:
+        if (res == (int)sizeof(struct signalfd_siginfo)) {
+            const struct signalfd_siginfo *si = (const void *)d->signal_buf;
+            LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
+            d->stop = 1;
+        } else {
+            arm_signal(d);
+        }
+        break;
+    case FUNCMOND_OP_WAKE:
+        p->wake_armed = 0;
+        if (res == -EINVAL || res == -ENOSYS) {
+            d->futex_wait_ok = 0;
+            LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
+        } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
+            d->counters.wakeups++;
+            funcmond_drain_process(d, p);
+            arm_wake(d, p);
+        }
+        break;
+    case FUNCMOND_OP_EXIT:
+        if (res != -ECANCELED && !p->detaching)
+            funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+        break;
+    case FUNCMOND_OP_STAT:
+        p->proc_read_inflight--;
+        if (res > 0 && !p->detaching)
+            parse_stat(d, p, (size_t)res);
+        break;
+    case FUNCMOND_OP_STATUS:
+        p->proc_read_inflight--;
+        if (res > 0 && !p->detaching)
+            parse_status(p, (size_t)res);
+        break;
+    case FUNCMOND_OP_CTL:
+        if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
+            syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
+        break;
+    case FUNCMOND_OP_SNAPSHOT:
+        funcmond_snapshot_completion(d, op, res);
+        break;
+    case FUNCMOND_OP_CANCEL:
+        break;
+    }
+}
+
+static uint64_t
+boot_real_ns(void)
+{
+    struct timespec boot;
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    return funcmond_real_ns() - ((uint64_t)boot.tv_sec * SECOND_NS + (uint64_t)boot.tv_nsec);
+}
+
+int
+funcmond_drain_init(struct funcmond *d)
+{
+    sigset_t mask;
+    int ret;
+
+    d->euid = geteuid();
+    d->clock_ticks = sysconf(_SC_CLK_TCK);
+    d->boot_real_ns = boot_real_ns();
+    d->start_real_ns = funcmond_real_ns();
+    d->futex_wait_ok = 1;
+    d->op_timer.kind = FUNCMOND_OP_TIMER;
+    d->op_inotify.kind = FUNCMOND_OP_INOTIFY;
+    d->op_signal.kind = FUNCMOND_OP_SIGNAL;
+    d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
+    d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
+    d->signal_fd = d->inotify_fd = -1;
+    if ((ret = io_uring_queue_init(256, &d->ring, 0)) < 0) {
+        LOG_ERROR("io_uring_queue_init: %s", strerror(-ret));
+        return ret;
+    }
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (d->signal_fd < 0) {
+        ret = -errno;
+        LOG_ERROR("signalfd: %s", strerror(errno));
+        return ret;
+    }
+    if ((ret = funcmond_discovery_init(d)) != 0)
+        LOG_WARN("cannot watch %s (%s): finding segments by rescans only", d->cfg.shm_dir, strerror(-ret));
+    if ((ret = funcmond_view_init(d)) != 0)
+        return ret;
+    return 0;
+}
+
+void
+funcmond_drain_wait_snapshot(struct funcmond *d)
+{
+    while (d->snap != NULL) {
+        struct io_uring_cqe *cqe;
+        int ret = io_uring_submit_and_wait(&d->ring, 1);
+        if (ret < 0 && ret != -EINTR)
+            return;
+        if (io_uring_peek_cqe(&d->ring, &cqe) == 0) {
+            on_completion(d, cqe);
+            io_uring_cqe_seen(&d->ring, cqe);
+        }
+    }
+}
+
+int
+funcmond_drain_run(struct funcmond *d)
+{
+    struct io_uring_cqe *cqe;
+
+    funcmond_discovery_scan(d);
+    d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * SECOND_NS;
+    arm_timer(d);
+    arm_signal(d);
+    if (d->inotify_fd >= 0)
+        arm_inotify(d);
+    tick(d);
+    while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+        int ret = io_uring_submit_and_wait(&d->ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+            LOG_ERROR("io_uring_submit_and_wait: %s", strerror(-ret));
+            return ret;
+        }
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&d->ring, head, cqe)
+        {
+            on_completion(d, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&d->ring, seen);
+    }
+    /* Stopping: every client drained to its last record, then the state written. */
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        funcmond_drain_process(d, p);
+    funcmond_view_maybe_publish(d, funcmond_mono_ns(), 1);
+    if (d->cfg.state_file[0] != '\0')
+        funcmond_snapshot_write(d, 1);
+    return 0;
+}
+
+void
+funcmond_drain_close(struct funcmond *d)
+{
+    funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
+    /* Wait for the cancellations, so no completion refers to freed memory. */
+    for (int i = 0; d->procs != NULL && i < 100; i++) {
+        struct io_uring_cqe *cqe;
+        io_uring_submit(&d->ring);
+        struct __kernel_timespec ts = {0, 10000000};
+        if (io_uring_wait_cqe_timeout(&d->ring, &cqe, &ts) == 0) {
+            on_completion(d, cqe);
+            io_uring_cqe_seen(&d->ring, cqe);
+        }
+        funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
+    }
+    funcmond_view_close(d);
+    funcmond_discovery_close(d);
+    if (d->signal_fd >= 0)
+        close(d->signal_fd);
+    io_uring_queue_exit(&d->ring);
+}

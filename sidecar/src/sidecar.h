@@ -1,0 +1,200 @@
+/*
+ * sidecar.h - the state of funcmond shared by its modules.
+ *
+ * One drain thread owns everything here: the attached processes, the aggregate, the
+ * io_uring loop. Other threads (the HTTP server) never touch it; they read the views the
+ * drain thread publishes (view.h) and send it requests through view.h's request queue.
+ *
+ * Modules: config.c (settings), discovery.c (finding, validating, attaching and retiring
+ * segments), drain.c (the io_uring loop, draining and /proc reads, control requests),
+ * aggregate.c + hist.c (figures), view.c (publication to readers), snapshot.c (state
+ * file), main.c (command line and signals).
+ */
+#ifndef FUNCMOND_SIDECAR_H
+#define FUNCMOND_SIDECAR_H
+
+#include <liburing.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "aggregate.h"
+#include "config.h"
+#include "funcmon/consumer.h"
+
+struct funcmond;
+struct funcmond_process;
+
+/* What an io_uring completion is about: user_data points at one of these. */
+enum funcmond_op_kind {
+    FUNCMOND_OP_TIMER,
+    FUNCMOND_OP_INOTIFY,
+    FUNCMOND_OP_SIGNAL,
+    FUNCMOND_OP_WAKE,    /* a client's wake word changed: its rings crossed high water */
+    FUNCMOND_OP_EXIT,    /* a client's pidfd became readable: it exited */
+    FUNCMOND_OP_STAT,    /* /proc/<pid>/stat read */
+    FUNCMOND_OP_STATUS,  /* /proc/<pid>/status read */
+    FUNCMOND_OP_CTL,     /* control request wake sent */
+    FUNCMOND_OP_CANCEL,  /* a cancellation we asked for */
+    FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
+};
+
+struct funcmond_op {
+    enum funcmond_op_kind kind;
+    struct funcmond_process *proc; /* NULL for the loop's own operations */
+};
+
+enum funcmond_proc_state {
+    FUNCMOND_PROC_LIVE,     /* attached, its process running */
+    FUNCMOND_PROC_SHUTDOWN, /* the client called funcmon_shutdown; drained, kept for the retention time */
+    FUNCMOND_PROC_EXITED    /* the process is gone; drained, kept for the retention time */
+};
+
+/* Runtime figures of a client process, from /proc and its control thread. */
+struct funcmond_runtime {
+    uint64_t rss_bytes;
+    uint64_t vm_bytes;
+    uint64_t utime_ticks;
+    uint64_t stime_ticks;
+    uint32_t threads;
+    uint32_t open_fds;
+    uint64_t start_real_ns; /* process start, wall clock */
+    char state;             /* /proc state letter */
+    int have_alloc;         /* alloc/totals hold a sample */
+    struct funcmon_alloc_stats alloc;
+    struct funcmon_alloc_totals totals;
+};
+
+/* A pending control request: answered through on_done, from the drain thread. */
+struct funcmond_ctl_request {
+    uint32_t op;
+    uint32_t request;     /* the ctl_request value that identifies our request */
+    uint64_t deadline_ns; /* monotonic */
+    void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg);
+    void *arg;
+    int active;
+};
+
+struct funcmond_process {
+    struct funcmond_process *next;
+    struct funcmon_consumer c;
+    char shm_name[256];
+    dev_t dev;
+    ino_t ino;
+    int32_t pid;
+    uint64_t proc_start_time;
+    char service[FUNCMON_SERVICE_MAX + 1];
+    enum funcmond_proc_state state;
+    uint64_t attached_real_ns;
+    uint64_t ended_mono_ns; /* when it exited or shut down */
+    uint64_t ended_real_ns;
+    struct funcmon_clock clk;
+    uint64_t clk_read_mono_ns;
+    uint32_t *site_fn;          /* site id -> function id + 1; 0 = not resolved yet */
+    uint64_t *spill_calls_seen; /* per site: spill counters already added */
+    uint64_t *spill_errors_seen;
+    uint64_t records;          /* records aggregated */
+    uint64_t dropped_seen;     /* sum of the rings' drop counters already counted */
+    uint64_t oldest_end_ticks; /* end of the first record drained in this cycle */
+    int pidfd;
+    int stat_fd;
+    int status_fd;
+    char stat_buf[1024];
+    char status_buf[4096];
+    int ops_inflight; /* io_uring operations referring to this struct */
+    int wake_armed;
+    int proc_read_inflight;
+    int detaching;
+    struct funcmond_runtime rt;
+    uint64_t next_sample_mono_ns;
+    struct funcmond_ctl_request ctl;
+    uint32_t expected_wake; /* the wake word value our armed wait expects */
+    struct funcmond_op op_wake, op_exit, op_stat, op_status, op_ctl, op_cancel;
+};
+
+/* Sidecar counters (its own metrics). */
+struct funcmond_counters {
+    uint64_t records;     /* records aggregated */
+    uint64_t dropped;     /* records clients dropped (full rings) */
+    uint64_t bad_records; /* records skipped as invalid */
+    uint64_t segments_rejected;
+    uint64_t segments_attached;
+    uint64_t lost;         /* records consumed before a crash and not in the state file */
+    uint64_t drain_lag_ns; /* age of the oldest record at the last drain cycle */
+    uint64_t drain_cycles;
+    uint64_t wakeups; /* drains started by a client's wake-up */
+};
+
+struct funcmond_rejected {
+    struct funcmond_rejected *next;
+    char name[256];
+    dev_t dev;
+    ino_t ino;
+    int not_ready; /* still being created: look again */
+    uint64_t first_seen_mono_ns;
+};
+
+struct funcmond {
+    struct funcmond_config cfg;
+    struct funcmond_aggregate agg;
+    struct funcmond_process *procs;
+    struct funcmond_rejected *rejected;
+    struct funcmond_counters counters;
+    struct io_uring ring;
+    int futex_wait_ok; /* the kernel takes IORING_OP_FUTEX_WAIT */
+    int inotify_fd;
+    int signal_fd;
+    int stop;
+    char inotify_buf[4096] __attribute__((aligned(8)));
+    char signal_buf[128];
+    struct __kernel_timespec tick;
+    struct funcmond_op op_timer, op_inotify, op_signal;
+    uint64_t next_rescan_mono_ns;
+    uint64_t next_proc_read_mono_ns;
+    uint64_t next_snapshot_mono_ns;
+    uint64_t last_publish_mono_ns;
+    uint64_t start_real_ns;
+    uint32_t clients; /* live processes */
+    uid_t euid;
+    long clock_ticks; /* sysconf(_SC_CLK_TCK) */
+    uint64_t boot_real_ns;
+    struct funcmond_views *views;      /* view.h */
+    struct funcmond_snapshot_io *snap; /* snapshot.c, in flight */
+    struct funcmond_restore *restore;  /* snapshot.c: positions and spill counters from the state file */
+};
+
+/* discovery.c */
+int funcmond_discovery_init(struct funcmond *d);
+void funcmond_discovery_scan(struct funcmond *d);
+void funcmond_discovery_inotify(struct funcmond *d, size_t len);
+void funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now_mono_ns);
+/* Marks p ended (exited or shut down); it is kept listed for EXITED_RETENTION_S. */
+void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why);
+/* Detaches and frees processes whose retention ran out (all of them if `all`). */
+void funcmond_discovery_expire(struct funcmond *d, uint64_t now_mono_ns, int all);
+void funcmond_discovery_close(struct funcmond *d);
+
+/* drain.c */
+int funcmond_drain_init(struct funcmond *d);
+/* Runs the loop until SIGTERM/SIGINT (or d->stop). On the way out every client is drained
+ * to its last record, a last view published and the state file written. Returns 0 after a
+ * clean stop. */
+int funcmond_drain_run(struct funcmond *d);
+/* Detaches every client (segments of live ones stay for the next run) and frees it all. */
+void funcmond_drain_close(struct funcmond *d);
+/* Drains every record p has published now. */
+void funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
+/* Arms the wake-up wait and the exit watch of a newly attached process. */
+void funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p);
+/* Cancels p's operations in flight; p is freed once none refers to it. */
+void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
+/* Sends a control request; on_done runs from the drain thread with the client's status, or
+ * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
+int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
+                     void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
+struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
+/* Runs the loop's completions until the state file write in flight is done. */
+void funcmond_drain_wait_snapshot(struct funcmond *d);
+uint64_t funcmond_mono_ns(void);
+uint64_t funcmond_real_ns(void);
+
+#endif

@@ -1,0 +1,654 @@
+/*
+ * snapshot.c - the state file (SIDECAR.STATE_FILE) in msgpack, so that totals continue
+ * across a restart of funcmond.
+ *
+ * Written every STATE_INTERVAL_S and when stopping: the aggregate (every function's
+ * counts, sums, extremes, histograms as (bucket, count) pairs, Prometheus buckets with
+ * their bounds) and, per attached segment, what was already counted from it (ring
+ * positions, spill counters, drops), so a restarted sidecar neither counts twice nor
+ * silently loses: records consumed after the last write are counted as lost. The write
+ * goes to <file>.tmp, is fsync'd and renamed over the file, through io_uring, so a crash
+ * leaves the old file or the new one, never half of one.
+ *
+ * The file is input like any other: every type and size is checked on load, and a file
+ * that does not check out is moved aside (<file>.corrupt-<unix time>) with a warning.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "snapshot.h"
+
+#define FORMAT "funcmond-state"
+#define VERSION 1
+#define MAX_FILE (1024ull * 1024 * 1024)
+
+struct funcmond_snapshot_io {
+    msgpack_sbuffer buf;
+    int fd;
+    int pending; /* steps not completed yet */
+    int failed;
+    char tmp[FUNCMOND_PATH_MAX + 8];
+    struct funcmond_op op_write, op_fsync, op_rename;
+};
+
+/* What the state file said about one segment. */
+struct restore_segment {
+    char name[256];
+    int32_t pid;
+    uint64_t start_time;
+    uint64_t *tails;
+    uint32_t n_tails;
+    uint64_t dropped;
+    uint32_t n_spill;
+    uint64_t (*spill)[3]; /* site, calls, errors */
+    int used;
+};
+
+struct funcmond_restore {
+    struct restore_segment *segs;
+    uint32_t n;
+};
+
+/* ---- writing ---- */
+
+static void
+pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+pack_key_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    pack_str(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void
+pack_bucket(void *arg, uint64_t lo, uint64_t hi, uint64_t n)
+{
+    msgpack_packer *pk = arg;
+    (void)hi;
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint64(pk, lo);
+    msgpack_pack_uint64(pk, n);
+}
+
+static void
+count_one(void *arg, uint64_t lo, uint64_t hi, uint64_t n)
+{
+    (void)lo;
+    (void)hi;
+    (void)n;
+    (*(uint32_t *)arg)++;
+}
+
+static void
+pack_hist(msgpack_packer *pk, const char *key, const struct funcmond_hist *h)
+{
+    uint32_t n = 0;
+    funcmond_hist_foreach(h, count_one, &n);
+    pack_str(pk, key);
+    msgpack_pack_map(pk, 4);
+    pack_key_u64(pk, "sum", h->sum);
+    pack_key_u64(pk, "min", h->min);
+    pack_key_u64(pk, "max", h->max);
+    pack_str(pk, "buckets");
+    msgpack_pack_array(pk, n);
+    funcmond_hist_foreach(h, pack_bucket, pk);
+}
+
+static void
+pack_u64_array(msgpack_packer *pk, const char *key, const uint64_t *v, uint32_t n)
+{
+    pack_str(pk, key);
+    msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_pack_uint64(pk, v[i]);
+}
+
+static void
+pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const struct funcmond_function *f)
+{
+    msgpack_pack_map(pk, 19);
+    pack_str(pk, "service");
+    pack_str(pk, f->service);
+    pack_str(pk, "package");
+    pack_str(pk, f->package);
+    pack_str(pk, "name");
+    pack_str(pk, f->name);
+    pack_key_u64(pk, "overflow", (uint64_t)f->overflow);
+    pack_key_u64(pk, "calls", f->calls);
+    pack_key_u64(pk, "errors", f->errors);
+    pack_key_u64(pk, "cancelled", f->cancelled);
+    pack_key_u64(pk, "deadline_exceeded", f->deadline_exceeded);
+    pack_key_u64(pk, "total_ns", f->total_ns);
+    pack_key_u64(pk, "min_ns", f->min_ns);
+    pack_key_u64(pk, "max_ns", f->max_ns);
+    pack_key_u64(pk, "total_bytes", f->total_bytes);
+    pack_key_u64(pk, "max_bytes", f->max_bytes);
+    pack_key_u64(pk, "freed_bytes", f->freed_bytes);
+    pack_key_u64(pk, "last_real_ns", f->last_real_ns);
+    pack_hist(pk, "dur", &f->dur);
+    pack_hist(pk, "mem", &f->mem);
+    pack_u64_array(pk, "dur_buckets", f->dur_buckets, agg->n_dur_bounds + 1);
+    pack_u64_array(pk, "mem_buckets", f->mem_buckets, agg->n_mem_bounds + 1);
+}
+
+static void
+pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
+{
+    uint32_t count = p->c.sites_known, n_spill = 0;
+    for (uint32_t s = 0; s < count; s++)
+        n_spill += p->spill_calls_seen[s] != 0 || p->spill_errors_seen[s] != 0;
+    msgpack_pack_map(pk, 6);
+    pack_str(pk, "name");
+    pack_str(pk, p->shm_name);
+    pack_key_u64(pk, "pid", (uint64_t)p->pid);
+    pack_key_u64(pk, "start_time", p->proc_start_time);
+    pack_key_u64(pk, "dropped", p->dropped_seen);
+    pack_str(pk, "tails");
+    msgpack_pack_array(pk, p->c.geo.max_threads);
+    for (uint32_t i = 0; i < p->c.geo.max_threads; i++)
+        msgpack_pack_uint64(pk, p->c.rings[i].tail);
+    pack_str(pk, "spill");
+    msgpack_pack_array(pk, n_spill);
+    for (uint32_t s = 0; s < count; s++) {
+        if (p->spill_calls_seen[s] == 0 && p->spill_errors_seen[s] == 0)
+            continue;
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint64(pk, s);
+        msgpack_pack_uint64(pk, p->spill_calls_seen[s]);
+        msgpack_pack_uint64(pk, p->spill_errors_seen[s]);
+    }
+}
+
+static void
+pack_state(struct funcmond *d, msgpack_packer *pk)
+{
+    const struct funcmond_aggregate *agg = &d->agg;
+    uint32_t n_segs = 0;
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        n_segs += !p->detaching;
+    msgpack_pack_map(pk, 8);
+    pack_str(pk, "format");
+    pack_str(pk, FORMAT);
+    pack_key_u64(pk, "version", VERSION);
+    pack_key_u64(pk, "saved_real_ns", funcmond_real_ns());
+    pack_u64_array(pk, "duration_bounds_ns", agg->dur_bounds_ns, agg->n_dur_bounds);
+    pack_u64_array(pk, "memory_bounds", agg->mem_bounds, agg->n_mem_bounds);
+    pack_str(pk, "counters");
+    msgpack_pack_map(pk, 5);
+    pack_key_u64(pk, "records", d->counters.records);
+    pack_key_u64(pk, "dropped", d->counters.dropped);
+    pack_key_u64(pk, "bad_records", d->counters.bad_records);
+    pack_key_u64(pk, "lost", d->counters.lost);
+    pack_key_u64(pk, "overflow_folds", agg->overflow_folds);
+    pack_str(pk, "functions");
+    msgpack_pack_array(pk, agg->n_fns);
+    for (uint32_t i = 0; i < agg->n_fns; i++)
+        pack_function(pk, agg, agg->fns[i]);
+    pack_str(pk, "segments");
+    msgpack_pack_array(pk, n_segs);
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        if (!p->detaching)
+            pack_segment(pk, p);
+}
+
+static void
+finish(struct funcmond *d)
+{
+    struct funcmond_snapshot_io *io = d->snap;
+    close(io->fd);
+    if (io->failed)
+        unlink(io->tmp);
+    msgpack_sbuffer_destroy(&io->buf);
+    free(io);
+    d->snap = NULL;
+}
+
+void
+funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res)
+{
+    struct funcmond_snapshot_io *io = d->snap;
+    if (io == NULL)
+        return;
+    const char *step = op == &io->op_write ? "write" : op == &io->op_fsync ? "fsync" : "rename";
+    if (res < 0 || (op == &io->op_write && (size_t)res != io->buf.size)) {
+        if (!io->failed)
+            LOG_WARN("state file %s: %s failed: %s", d->cfg.state_file, step, res < 0 ? strerror(-res) : "short write");
+        io->failed = 1;
+    }
+    if (--io->pending == 0)
+        finish(d);
+}
+
+void
+funcmond_snapshot_write(struct funcmond *d, int wait)
+{
+    if (d->snap != NULL) {
+        if (!wait)
+            return; /* the previous one is still being written */
+        funcmond_drain_wait_snapshot(d);
+    }
+    struct funcmond_snapshot_io *io = calloc(1, sizeof(*io));
+    if (io == NULL)
+        return;
+    msgpack_sbuffer_init(&io->buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &io->buf, msgpack_sbuffer_write);
+    pack_state(d, &pk);
+    snprintf(io->tmp, sizeof(io->tmp), "%s.tmp", d->cfg.state_file);
+    io->fd = open(io->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (io->fd < 0) {
+        LOG_WARN("state file %s: %s", io->tmp, strerror(errno));
+        msgpack_sbuffer_destroy(&io->buf);
+        free(io);
+        return;
+    }
+    io->op_write.kind = io->op_fsync.kind = io->op_rename.kind = FUNCMOND_OP_SNAPSHOT;
+    d->snap = io;
+    /* write -> fsync -> rename, linked: a failed step cancels the ones after it. */
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    io_uring_prep_write(sqe, io->fd, io->buf.data, (unsigned)io->buf.size, 0);
+    io_uring_sqe_set_data(sqe, &io->op_write);
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = funcmond_sqe(d);
+    io_uring_prep_fsync(sqe, io->fd, 0);
+    io_uring_sqe_set_data(sqe, &io->op_fsync);
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = funcmond_sqe(d);
+    io_uring_prep_renameat(sqe, AT_FDCWD, io->tmp, AT_FDCWD, d->cfg.state_file, 0);
+    io_uring_sqe_set_data(sqe, &io->op_rename);
+    io->pending = 3;
+    if (wait)
+        funcmond_drain_wait_snapshot(d);
+}
+
+/* ---- reading ---- */
+
+static const msgpack_object *
+get(const msgpack_object *map, const char *key, msgpack_object_type type)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n && memcmp(kv->key.via.str.ptr, key, n) == 0)
+            return kv->val.type == type ? &kv->val : NULL;
+    }
+    return NULL;
+}
+
+static int
+get_u64(const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = get(map, key, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    if (o == NULL) {
+        /* msgpack writes 0 as a positive fixint, never negative; anything else is wrong */
+        return -1;
+    }
+    *out = o->via.u64;
+    return 0;
+}
+
+/* Copies a string field into dst (size dstlen, NUL-terminated); it must fit. */
+static int
+get_str(const msgpack_object *map, const char *key, char *dst, size_t dstlen)
+{
+    const msgpack_object *o = get(map, key, MSGPACK_OBJECT_STR);
+    if (o == NULL || o->via.str.size >= dstlen || memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+        return -1;
+    memcpy(dst, o->via.str.ptr, o->via.str.size);
+    dst[o->via.str.size] = '\0';
+    return 0;
+}
+
+static int
+get_u64_array(const msgpack_object *map, const char *key, uint64_t *out, uint32_t max, uint32_t *n)
+{
+    const msgpack_object *o = get(map, key, MSGPACK_OBJECT_ARRAY);
+    if (o == NULL || o->via.array.size > max)
+        return -1;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -1;
+        out[i] = o->via.array.ptr[i].via.u64;
+    }
+    *n = o->via.array.size;
+    return 0;
+}
+
+static int
+load_hist(const msgpack_object *map, const char *key, struct funcmond_hist *h)
+{
+    const msgpack_object *o = get(map, key, MSGPACK_OBJECT_MAP), *b;
+    uint64_t sum, min, max;
+    if (o == NULL || get_u64(o, "sum", &sum) || get_u64(o, "min", &min) || get_u64(o, "max", &max) ||
+        (b = get(o, "buckets", MSGPACK_OBJECT_ARRAY)) == NULL)
+        return -1;
+    for (uint32_t i = 0; i < b->via.array.size; i++) {
+        const msgpack_object *e = &b->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+            e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            e->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -1;
+        if (funcmond_hist_add(h, e->via.array.ptr[0].via.u64, e->via.array.ptr[1].via.u64) != 0)
+            return -1;
+    }
+    if (h->count != 0) {
+        h->sum = sum;
+        h->min = min;
+        h->max = max;
+    }
+    return 0;
+}
+
+static int
+load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int same_mem)
+{
+    struct funcmond_aggregate *agg = &d->agg;
+    char service[FUNCMON_SERVICE_MAX + 1], package[FUNCMON_PACKAGE_MAX + 1], name[FUNCMON_NAME_MAX + 1];
+    uint64_t v[12];
+    static const char *const keys[12] = {"overflow", "calls",  "errors",      "cancelled", "deadline_exceeded", "total_ns",
+                                         "min_ns",   "max_ns", "total_bytes", "max_bytes", "freed_bytes",       "last_real_ns"};
+    if (o->type != MSGPACK_OBJECT_MAP || get_str(o, "service", service, sizeof(service)) ||
+        get_str(o, "package", package, sizeof(package)) || get_str(o, "name", name, sizeof(name)) || name[0] == '\0')
+        return -1;
+    for (int i = 0; i < 12; i++)
+        if (get_u64(o, keys[i], &v[i]))
+            return -1;
+    uint32_t id = v[0] ? funcmond_agg_find(agg, service, "funcmon", "<overflow>") : UINT32_MAX;
+    if (id == UINT32_MAX)
+        id = funcmond_agg_function(agg, service, package, name);
+    if (id == UINT32_MAX)
+        return -1;
+    struct funcmond_function *f = agg->fns[id];
+    struct funcmond_hist dur, mem;
+    funcmond_hist_init(&dur, FUNCMOND_DURATION_SUB_BITS);
+    funcmond_hist_init(&mem, FUNCMOND_MEMORY_SUB_BITS);
+    uint64_t db[FUNCMOND_MAX_BUCKETS + 1], mb[FUNCMOND_MAX_BUCKETS + 1];
+    uint32_t ndb, nmb;
+    if (load_hist(o, "dur", &dur) || load_hist(o, "mem", &mem) ||
+        get_u64_array(o, "dur_buckets", db, FUNCMOND_MAX_BUCKETS + 1, &ndb) ||
+        get_u64_array(o, "mem_buckets", mb, FUNCMOND_MAX_BUCKETS + 1, &nmb)) {
+        funcmond_hist_free(&dur);
+        funcmond_hist_free(&mem);
+        return -1;
+    }
+    /* Add, do not overwrite: two saved names may fold into one overflow entry. */
+    f->calls += v[1];
+    f->errors += v[2];
+    f->cancelled += v[3];
+    f->deadline_exceeded += v[4];
+    f->total_ns += v[5];
+    if (dur.count != 0 && v[6] < f->min_ns)
+        f->min_ns = v[6];
+    if (v[7] > f->max_ns)
+        f->max_ns = v[7];
+    f->total_bytes += v[8];
+    if (v[9] > f->max_bytes)
+        f->max_bytes = v[9];
+    f->freed_bytes += v[10];
+    if (v[11] > f->last_real_ns)
+        f->last_real_ns = v[11];
+    funcmond_hist_merge(&f->dur, &dur);
+    funcmond_hist_merge(&f->mem, &mem);
+    /* Same bounds as saved: exact. Other bounds: rebuilt from the histogram (within its
+     * resolution), since the exact counts for new bounds were never taken. */
+    for (uint32_t i = 0; i <= agg->n_dur_bounds; i++) {
+        if (same_dur && ndb == agg->n_dur_bounds + 1)
+            f->dur_buckets[i] += db[i];
+        else {
+            uint64_t upto = i < agg->n_dur_bounds ? funcmond_hist_count_le(&dur, agg->dur_bounds_ns[i]) : dur.count;
+            uint64_t below = i > 0 ? funcmond_hist_count_le(&dur, agg->dur_bounds_ns[i - 1]) : 0;
+            f->dur_buckets[i] += upto - below;
+        }
+    }
+    for (uint32_t i = 0; i <= agg->n_mem_bounds; i++) {
+        if (same_mem && nmb == agg->n_mem_bounds + 1)
+            f->mem_buckets[i] += mb[i];
+        else {
+            uint64_t upto = i < agg->n_mem_bounds ? funcmond_hist_count_le(&mem, agg->mem_bounds[i]) : mem.count;
+            uint64_t below = i > 0 ? funcmond_hist_count_le(&mem, agg->mem_bounds[i - 1]) : 0;
+            f->mem_buckets[i] += upto - below;
+        }
+    }
+    funcmond_hist_free(&dur);
+    funcmond_hist_free(&mem);
+    return 0;
+}
+
+static int
+load_segment(const msgpack_object *o, struct restore_segment *s)
+{
+    uint64_t pid;
+    const msgpack_object *tails, *spill;
+    if (o->type != MSGPACK_OBJECT_MAP || get_str(o, "name", s->name, sizeof(s->name)) || get_u64(o, "pid", &pid) ||
+        pid > INT32_MAX || get_u64(o, "start_time", &s->start_time) || get_u64(o, "dropped", &s->dropped) ||
+        (tails = get(o, "tails", MSGPACK_OBJECT_ARRAY)) == NULL || tails->via.array.size > FUNCMON_MAX_THREADS_MAX ||
+        (spill = get(o, "spill", MSGPACK_OBJECT_ARRAY)) == NULL || spill->via.array.size > FUNCMON_MAX_SITES_MAX)
+        return -1;
+    s->pid = (int32_t)pid;
+    s->n_tails = tails->via.array.size;
+    s->tails = calloc(s->n_tails ? s->n_tails : 1, sizeof(*s->tails));
+    s->n_spill = spill->via.array.size;
+    s->spill = calloc(s->n_spill ? s->n_spill : 1, sizeof(*s->spill));
+    if (s->tails == NULL || s->spill == NULL)
+        return -1;
+    for (uint32_t i = 0; i < s->n_tails; i++) {
+        if (tails->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -1;
+        s->tails[i] = tails->via.array.ptr[i].via.u64;
+    }
+    for (uint32_t i = 0; i < s->n_spill; i++) {
+        const msgpack_object *e = &spill->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 3)
+            return -1;
+        for (int k = 0; k < 3; k++) {
+            if (e->via.array.ptr[k].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+                return -1;
+            s->spill[i][k] = e->via.array.ptr[k].via.u64;
+        }
+        if (s->spill[i][0] >= FUNCMON_MAX_SITES_MAX)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+free_restore(struct funcmond_restore *r)
+{
+    if (r == NULL)
+        return;
+    for (uint32_t i = 0; i < r->n; i++) {
+        free(r->segs[i].tails);
+        free(r->segs[i].spill);
+    }
+    free(r->segs);
+    free(r);
+}
+
+static int
+same_bounds(const uint64_t *a, uint32_t na, const uint64_t *b, uint32_t nb)
+{
+    return na == nb && memcmp(a, b, na * sizeof(*a)) == 0;
+}
+
+/* Parses the file's bytes into d. Returns 0, or -1 with *why set. */
+static int
+load_state(struct funcmond *d, const char *data, size_t len, const char **why)
+{
+    msgpack_unpacked msg;
+    size_t off = 0;
+    int ret = -1;
+    char format[32];
+    uint64_t version, dbn[FUNCMOND_MAX_BUCKETS], mbn[FUNCMOND_MAX_BUCKETS];
+    uint32_t ndbn, nmbn;
+    const msgpack_object *fns, *segs, *counters;
+
+    msgpack_unpacked_init(&msg);
+    *why = "not msgpack, or truncated";
+    if (msgpack_unpack_next(&msg, data, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        goto out;
+    const msgpack_object *root = &msg.data;
+    *why = "not a funcmond state file";
+    if (get_str(root, "format", format, sizeof(format)) || strcmp(format, FORMAT) != 0)
+        goto out;
+    *why = "unsupported version";
+    if (get_u64(root, "version", &version) || version != VERSION)
+        goto out;
+    *why = "malformed";
+    if (get_u64_array(root, "duration_bounds_ns", dbn, FUNCMOND_MAX_BUCKETS, &ndbn) ||
+        get_u64_array(root, "memory_bounds", mbn, FUNCMOND_MAX_BUCKETS, &nmbn) ||
+        (fns = get(root, "functions", MSGPACK_OBJECT_ARRAY)) == NULL ||
+        (segs = get(root, "segments", MSGPACK_OBJECT_ARRAY)) == NULL ||
+        (counters = get(root, "counters", MSGPACK_OBJECT_MAP)) == NULL)
+        goto out;
+    struct funcmond_counters c = {0};
+    uint64_t folds;
+    if (get_u64(counters, "records", &c.records) || get_u64(counters, "dropped", &c.dropped) ||
+        get_u64(counters, "bad_records", &c.bad_records) || get_u64(counters, "lost", &c.lost) ||
+        get_u64(counters, "overflow_folds", &folds))
+        goto out;
+    int same_dur = same_bounds(dbn, ndbn, d->agg.dur_bounds_ns, d->agg.n_dur_bounds);
+    int same_mem = same_bounds(mbn, nmbn, d->agg.mem_bounds, d->agg.n_mem_bounds);
+    if (!same_dur || !same_mem)
+        LOG_INFO("state file %s: bucket bounds changed; rebuilding bucket counts from the histograms", d->cfg.state_file);
+    for (uint32_t i = 0; i < fns->via.array.size; i++)
+        if (load_function(d, &fns->via.array.ptr[i], same_dur, same_mem) != 0)
+            goto out;
+    struct funcmond_restore *r = calloc(1, sizeof(*r));
+    if (r == NULL || (segs->via.array.size && (r->segs = calloc(segs->via.array.size, sizeof(*r->segs))) == NULL)) {
+        free(r);
+        goto out;
+    }
+    d->restore = r;
+    for (uint32_t i = 0; i < segs->via.array.size; i++, r->n++)
+        if (load_segment(&segs->via.array.ptr[i], &r->segs[i]) != 0) {
+            r->n++;
+            goto out;
+        }
+    d->counters.records += c.records;
+    d->counters.dropped += c.dropped;
+    d->counters.bad_records += c.bad_records;
+    d->counters.lost += c.lost;
+    d->agg.overflow_folds += folds;
+    ret = 0;
+out:
+    msgpack_unpacked_destroy(&msg);
+    return ret;
+}
+
+static void
+reset_aggregate(struct funcmond *d)
+{
+    funcmond_agg_free(&d->agg);
+    funcmond_agg_init(&d->agg, &d->cfg);
+    free_restore(d->restore);
+    d->restore = NULL;
+    memset(&d->counters, 0, sizeof(d->counters));
+}
+
+int
+funcmond_snapshot_load(struct funcmond *d)
+{
+    const char *path = d->cfg.state_file, *why = NULL;
+    struct stat st;
+    char *data = NULL;
+
+    if (path[0] == '\0')
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            LOG_INFO("state file %s not found: starting fresh", path);
+        else
+            LOG_WARN("state file %s: %s; starting fresh", path, strerror(errno));
+        return 0;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE) {
+        why = "not a regular file of a sane size";
+    } else if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
+        close(fd);
+        return -1;
+    } else {
+        size_t got = 0;
+        ssize_t n;
+        while (got < (size_t)st.st_size && (n = read(fd, data + got, (size_t)st.st_size - got)) > 0)
+            got += (size_t)n;
+        if (got != (size_t)st.st_size)
+            why = "short read";
+        else if (load_state(d, data, got, &why) == 0)
+            why = NULL;
+    }
+    close(fd);
+    free(data);
+    if (why == NULL) {
+        LOG_INFO("state file %s: %u functions, %llu records restored", path, d->agg.n_fns, (unsigned long long)d->counters.records);
+        return 0;
+    }
+    reset_aggregate(d);
+    char aside[FUNCMOND_PATH_MAX + 64];
+    snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
+    if (rename(path, aside) == 0)
+        LOG_WARN("state file %s: %s; kept aside as %s, starting fresh", path, why, aside);
+    else
+        LOG_WARN("state file %s: %s; cannot set it aside (%s), starting fresh", path, why, strerror(errno));
+    return 0;
+}
+
+void
+funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p)
+{
+    struct funcmond_restore *r = d->restore;
+    if (r == NULL)
+        return;
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct restore_segment *s = &r->segs[i];
+        if (s->used || s->pid != p->pid || s->start_time != p->proc_start_time || strcmp(s->name, p->shm_name) != 0)
+            continue;
+        s->used = 1;
+        p->dropped_seen = s->dropped;
+        for (uint32_t k = 0; k < s->n_spill; k++) {
+            uint64_t site = s->spill[k][0];
+            if (site < p->c.geo.max_sites) {
+                p->spill_calls_seen[site] = s->spill[k][1];
+                p->spill_errors_seen[site] = s->spill[k][2];
+            }
+        }
+        /* Records between the saved position and where the last reader stopped were
+         * consumed but never saved: their detail is gone; count them. */
+        uint64_t lost = 0;
+        for (uint32_t k = 0; k < s->n_tails && k < p->c.geo.max_threads; k++) {
+            uint64_t now_tail = p->c.rings[k].tail;
+            if (now_tail > s->tails[k])
+                lost += now_tail - s->tails[k];
+        }
+        if (lost != 0) {
+            d->counters.lost += lost;
+            LOG_WARN("%s: %llu records were consumed after the last state file write and are lost", p->shm_name,
+                     (unsigned long long)lost);
+        }
+        return;
+    }
+}
+
+void
+funcmond_snapshot_free(struct funcmond *d)
+{
+    free_restore(d->restore);
+    d->restore = NULL;
+}

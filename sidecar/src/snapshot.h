@@ -1,0 +1,28 @@
+/*
+ * snapshot.h - the state file: totals that survive a restart of funcmond.
+ */
+#ifndef FUNCMOND_SNAPSHOT_H
+#define FUNCMOND_SNAPSHOT_H
+
+#include "sidecar.h"
+
+/* Loads SIDECAR.STATE_FILE into the (empty) aggregate at start. A missing file is a fresh
+ * start; a corrupt, truncated or foreign one is set aside as <file>.corrupt-<time> with a
+ * warning, and the start is fresh too. Returns 0, or -1 only when memory ran out. */
+int funcmond_snapshot_load(struct funcmond *d);
+
+/* Writes the state file: msgpack into <file>.tmp, fsync, rename over <file>, all through
+ * the io_uring loop. With `wait`, returns once it is on disk (used when stopping). */
+void funcmond_snapshot_write(struct funcmond *d, int wait);
+
+/* A completion of one of the snapshot's io_uring steps. */
+void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
+
+/* At attach: if the state file knew this segment (same name, pid and start time), takes
+ * over what was already counted from it (spill counters, drops), and counts as lost the
+ * records consumed after the last write that the totals do not hold. */
+void funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p);
+
+void funcmond_snapshot_free(struct funcmond *d);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * view.h - consistent, read-only copies of the aggregate for threads other than the
+ * drain thread (the HTTP server, tests).
+ *
+ * The drain thread owns the live aggregate and must never wait for a reader. At most
+ * every 100 ms while figures change (every second otherwise, so rates and process
+ * figures stay fresh) it publishes a view: every function's figures with quantiles,
+ * cumulative buckets and window rates already computed (only changed functions are
+ * recomputed), every process, and the sidecar's counters. Publishing swaps one pointer.
+ * Readers enter a Concurrency Kit epoch section, read the current view, and leave; the old
+ * view is freed by ck_epoch once no reader can still see it. Readers never block the
+ * drain thread and never see a half-updated function.
+ */
+#ifndef FUNCMOND_VIEW_H
+#define FUNCMOND_VIEW_H
+
+#include <stdint.h>
+
+#include <ck_epoch.h>
+
+#include "sidecar.h"
+
+struct funcmond_fn_view {
+    char service[FUNCMON_SERVICE_MAX + 1];
+    char package[FUNCMON_PACKAGE_MAX + 1];
+    char name[FUNCMON_NAME_MAX + 1];
+    int overflow;
+    uint64_t calls;
+    uint64_t errors;
+    uint64_t cancelled;
+    uint64_t deadline_exceeded;
+    uint64_t records; /* calls with a duration (the histogram's count) */
+    uint64_t total_ns;
+    uint64_t min_ns;
+    uint64_t max_ns;
+    uint64_t avg_ns;
+    uint64_t p50_ns, p90_ns, p99_ns, p999_ns;
+    uint64_t total_bytes;
+    uint64_t max_bytes;
+    uint64_t freed_bytes;
+    uint64_t mem_records; /* calls measured with allocation tracking */
+    uint64_t last_real_ns;
+    double rate_1m;       /* calls per second over the last minute */
+    double error_rate_1m; /* failed calls / calls over the last minute (0 with no calls) */
+    double rate_5m;
+    double error_rate_5m;
+    uint64_t p50_1m_ns, p99_1m_ns, p50_5m_ns, p99_5m_ns;
+    uint64_t dur_cum[FUNCMOND_MAX_BUCKETS]; /* cumulative counts for the configured bounds */
+    uint64_t mem_cum[FUNCMOND_MAX_BUCKETS];
+    uint32_t inflight; /* calls running now, across processes */
+};
+
+struct funcmond_proc_view {
+    int32_t pid;
+    char service[FUNCMON_SERVICE_MAX + 1];
+    char segment[256];
+    enum funcmond_proc_state state;
+    uint64_t attached_real_ns;
+    uint64_t ended_real_ns;
+    uint64_t records;
+    uint64_t dropped;
+    uint64_t bad_records;
+    uint32_t rings_active; /* thread slots owned by live threads */
+    uint32_t rings_total;
+    uint32_t sites;
+    uint64_t fallback_calls; /* calls of threads that had no ring */
+    struct funcmond_runtime rt;
+};
+
+struct funcmond_view {
+    uint64_t generation;
+    uint64_t published_real_ns;
+    uint64_t start_real_ns; /* the sidecar's */
+    uint32_t n_fns;
+    struct funcmond_fn_view *fns;
+    uint32_t n_procs;
+    struct funcmond_proc_view *procs;
+    struct funcmond_counters counters;
+    uint64_t functions_overflow; /* functions folded into overflow entries */
+    uint32_t clients;
+    uint32_t n_dur_bounds;
+    uint32_t n_mem_bounds;
+    double dur_bounds_s[FUNCMOND_MAX_BUCKETS];
+    double mem_bounds[FUNCMOND_MAX_BUCKETS];
+    ck_epoch_entry_t epoch_entry;
+};
+
+struct funcmond_views;
+struct funcmond_reader;
+
+/* Sets up publication in d (drain thread). Returns 0 or -ENOMEM. */
+int funcmond_view_init(struct funcmond *d);
+/* Frees every view; no reader may be inside a section. */
+void funcmond_view_close(struct funcmond *d);
+/* Publishes a new view if it is time (or `force`). Drain thread only. */
+void funcmond_view_maybe_publish(struct funcmond *d, uint64_t now_mono_ns, int force);
+
+/* A reader for one thread; thread-safe. NULL when out of memory. */
+struct funcmond_reader *funcmond_view_reader(struct funcmond_views *vs);
+void funcmond_view_reader_free(struct funcmond_reader *r);
+/* Enters a read section and returns the current view (never NULL after init), valid until
+ * funcmond_view_end. Sections do not nest. */
+const struct funcmond_view *funcmond_view_begin(struct funcmond_reader *r);
+void funcmond_view_end(struct funcmond_reader *r);
+
+/* True for an HTTP request profile (package "http_handler", name "<METHOD>_<path>") whose
+ * path matches METRICS.SKIP_PATHS: it is left out of everything funcmond serves. */
+int funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name);
+
+#endif

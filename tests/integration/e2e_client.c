@@ -1,0 +1,94 @@
+/*
+ * e2e_client.c - a profiled program the sidecar tests drive: known calls, sleeps and
+ * failures on several threads, or calls until told to stop.
+ *
+ * Usage: e2e_client THREADS CALLS SLEEP_US FAIL_EVERY [FN]
+ *   each thread makes CALLS calls of FN (default "work", package "e2e") that sleep
+ *   SLEEP_US microseconds and fail when i % FAIL_EVERY == 0 (0: never), plus CALLS calls
+ *   of "fast"; then prints "done <calls> <errors>" and exits.
+ * CALLS = 0: calls until SIGTERM (one call every SLEEP_US), then prints the same line.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "funcmon.h"
+
+static long threads, calls, sleep_us, fail_every;
+static const char *fn_name = "work";
+static volatile sig_atomic_t stop;
+static uint64_t made[64], failed[64];
+
+static int
+work(void *arg)
+{
+    long i = (long)(intptr_t)arg;
+    if (sleep_us > 0) {
+        struct timespec ts = {sleep_us / 1000000, (sleep_us % 1000000) * 1000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop)
+            ;
+    }
+    return fail_every > 0 && i % fail_every == 0;
+}
+
+static int
+fast(void *arg)
+{
+    return (int)(intptr_t)arg & 0;
+}
+
+static void *
+run(void *arg)
+{
+    long t = (long)(intptr_t)arg;
+    for (long i = 0; calls == 0 ? !stop : i < calls; i++) {
+        failed[t] += funcmon_profile(fn_name, "e2e", work, (void *)(intptr_t)i) != 0;
+        made[t]++;
+        if (calls != 0)
+            funcmon_profile("fast", "e2e", fast, NULL);
+    }
+    return NULL;
+}
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 5)
+        return 2;
+    threads = strtol(argv[1], NULL, 10);
+    calls = strtol(argv[2], NULL, 10);
+    sleep_us = strtol(argv[3], NULL, 10);
+    fail_every = strtol(argv[4], NULL, 10);
+    if (argc > 5)
+        fn_name = argv[5];
+    if (threads < 1 || threads > 64)
+        return 2;
+    signal(SIGTERM, on_term);
+    if (funcmon_init(NULL) != 0)
+        return 3;
+    pthread_t th[64];
+    for (long t = 0; t < threads; t++)
+        pthread_create(&th[t], NULL, run, (void *)(intptr_t)t);
+    uint64_t total = 0, errors = 0;
+    for (long t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        total += made[t];
+        errors += failed[t];
+    }
+    printf("done %llu %llu\n", (unsigned long long)total, (unsigned long long)errors);
+    fflush(stdout);
+    funcmon_shutdown();
+    return 0;
+}

@@ -1,0 +1,66 @@
+#!/bin/sh
+# funcmond's command line and configuration errors: each bad input exits 2 before anything
+# starts, with one message naming the key and where it came from; good input starts, and
+# SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted.
+# Usage: test_funcmond_cli.sh FUNCMOND
+set -u
+funcmond=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export SIDECAR_SHM_PREFIX="fmcli-$$"
+
+# expect_error CONFIG_TEXT NEEDLE...: funcmond -c exits 2 and says every needle.
+expect_error() {
+    printf '%s\n' "$1" > "$dir/bad.yaml"
+    shift
+    out=$("$funcmond" -c "$dir/bad.yaml" --check-config 2>&1); rc=$?
+    [ "$rc" -eq 2 ] || fail "exit $rc, not 2, for: $(cat "$dir/bad.yaml") -> $out"
+    for needle in "$@"; do
+        case "$out" in *"$needle"*) ;; *) fail "'$needle' missing from: $out" ;; esac
+    done
+}
+
+"$funcmond" --help | grep -q "Usage: funcmond" || fail "--help"
+"$funcmond" --version | grep -q "^funcmond [0-9]" || fail "--version"
+"$funcmond" --no-such-flag 2>/dev/null; [ $? -eq 2 ] || fail "unknown flag should exit 2"
+
+expect_error 'SIDECAR: {DRAIN_INTERVL_MS: 5}' "SIDECAR.DRAIN_INTERVL_MS" "bad.yaml" "unknown key"
+expect_error 'SIDECAR: {DRAIN_INTERVAL_MS: fast}' "SIDECAR.DRAIN_INTERVAL_MS" "bad.yaml"
+expect_error 'SIDECAR: {DRAIN_INTERVAL_MS: 0}' "SIDECAR.DRAIN_INTERVAL_MS" "bad.yaml"
+expect_error 'SIDECAR: {MAX_FUNCTIONS: -1}' "SIDECAR.MAX_FUNCTIONS"
+expect_error 'SIDECAR: {DURATION_BUCKETS: [0.5, 0.1]}' "SIDECAR.DURATION_BUCKETS"
+expect_error 'PROFILING: {ENABLED: maybe}' "PROFILING.ENABLED"
+expect_error 'PROFILING: {PATH: "debug"}' "PROFILING.PATH"
+expect_error 'HTTP: {LISTEN: "localhost"}' "HTTP.LISTEN"
+expect_error 'NOPE: {A: 1}' "NOPE"
+expect_error 'SIDECAR: [1, 2]' "SIDECAR"
+expect_error 'SIDECAR: {DRAIN_INTERVAL_MS: [1' "bad.yaml" "line"
+
+out=$("$funcmond" -c "$dir/missing.yaml" 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "missing file: exit $rc"
+case "$out" in *missing.yaml*) ;; *) fail "missing file not named: $out" ;; esac
+
+out=$(SIDECAR_DRAIN_INTERVAL_MS=0 "$funcmond" --check-config 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "bad environment value: exit $rc"
+case "$out" in *SIDECAR_DRAIN_INTERVAL_MS*) ;; *) fail "variable not named: $out" ;; esac
+
+# The environment beats the file; FUNCMON_CONFIG names the file.
+printf 'SIDECAR: {DRAIN_INTERVAL_MS: 20, MAX_FUNCTIONS: 7}\n' > "$dir/good.yaml"
+out=$(FUNCMON_CONFIG="$dir/good.yaml" SIDECAR_DRAIN_INTERVAL_MS=3 "$funcmond" --check-config) || fail "good config refused"
+echo "$out" | grep -q "DRAIN_INTERVAL_MS: 3$" || fail "environment did not override: $out"
+echo "$out" | grep -q "MAX_FUNCTIONS: 7$" || fail "file value lost: $out"
+
+# Starts, stops cleanly on SIGTERM; a corrupt state file is kept aside.
+printf 'this is not msgpack state' > "$dir/state"
+SIDECAR_STATE_FILE="$dir/state" "$funcmond" 2> "$dir/log" &
+pid=$!
+for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid; rc=$?
+[ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc: $(cat "$dir/log")"
+ls "$dir"/state.corrupt-* >/dev/null 2>&1 || fail "corrupt state file not set aside: $(cat "$dir/log")"
+grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat "$dir/log")"
+[ -f "$dir/state" ] || fail "no fresh state file written at exit"
+rm -f "/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"
+echo "test_funcmond_cli: ok"

@@ -1,0 +1,115 @@
+/*
+ * test_restart.c - the real funcmond stopped and started again while a client keeps
+ * calling: the client never blocks, what it recorded meanwhile is counted after the
+ * restart, and with a state file the totals continue: exactly after SIGTERM, and after
+ * SIGKILL exactly up to the records counted as lost.
+ *
+ * Truth is the client's own count of its calls. The totals are read back from the state
+ * file the last funcmond wrote when it stopped.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "harness.h"
+#include "sidecar_harness.h"
+#include "snapshot.h"
+
+static const char *prefix;
+static char state[256];
+
+static pid_t
+start_funcmond(void)
+{
+    char *argv[] = {"funcmond", NULL};
+    const char *env[] = {"SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", "1", NULL};
+    return spawn(FUNCMOND, argv, env, NULL);
+}
+
+static void
+stop_funcmond(pid_t pid, int sig)
+{
+    int status;
+    kill(pid, sig);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    if (sig == SIGTERM)
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The totals of (svc, e2e, work) and the lost count in the state file. */
+static void
+read_state(uint64_t *calls, uint64_t *errors, uint64_t *lost)
+{
+    struct funcmond *d = calloc(1, sizeof(*d));
+    char err[256];
+    char *const env[] = {NULL};
+    CHECK(d != NULL);
+    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
+    snprintf(d->cfg.state_file, sizeof(d->cfg.state_file), "%s", state);
+    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
+    CHECK_EQ(funcmond_snapshot_load(d), 0);
+    uint32_t id = funcmond_agg_find(&d->agg, "svc", "e2e", "work");
+    CHECK_NE(id, UINT32_MAX);
+    *calls = d->agg.fns[id]->calls;
+    *errors = d->agg.fns[id]->errors;
+    *lost = d->counters.lost;
+    funcmond_snapshot_free(d);
+    funcmond_agg_free(&d->agg);
+    free(d);
+}
+
+static void
+run(int stop_signal)
+{
+    unsigned long long made, failed;
+    uint64_t calls, errors, lost;
+    int out;
+    char *argv[] = {"e2e_client", "2", "0", "200", "7", NULL};
+    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", "FUNCMON_RING_RECORDS", "65536", NULL};
+
+    unlink(state);
+    pid_t sidecar = start_funcmond();
+    pid_t c = spawn(E2E_CLIENT, argv, env, &out);
+    sleep(2); /* a state file write (every second) and a few thousand calls */
+    stop_funcmond(sidecar, stop_signal);
+    usleep(700000); /* the client goes on alone: its rings hold the calls */
+    sidecar = start_funcmond();
+    sleep(2);
+    kill(c, SIGTERM);
+    read_done(out, &made, &failed);
+    wait_ok(c);
+    usleep(300000);
+    stop_funcmond(sidecar, SIGTERM);
+    read_state(&calls, &errors, &lost);
+    printf("%s: client made %llu calls (%llu failed); totals %llu (%llu failed), %llu lost\n",
+           stop_signal == SIGTERM ? "SIGTERM" : "SIGKILL", made, failed, (unsigned long long)calls, (unsigned long long)errors,
+           (unsigned long long)lost);
+    if (stop_signal == SIGTERM) {
+        CHECK_EQ(lost, 0);
+        CHECK_EQ(calls, made);
+        CHECK_EQ(errors, failed);
+    } else {
+        CHECK_EQ(calls + lost, made); /* lost records are exactly those missing */
+        CHECK_LE(errors, failed);
+    }
+    CHECK_GT(made, 1000);
+}
+
+int
+main(void)
+{
+    prefix = harness_private_prefix();
+    char dir[] = "/tmp/funcmond-restart-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(state, sizeof(state), "%s/state.msgpack", dir);
+    alarm(120);
+    run(SIGTERM);
+    run(SIGKILL);
+    unlink(state);
+    rmdir(dir);
+    printf("test_restart: ok\n");
+    return 0;
+}

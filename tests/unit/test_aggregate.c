@@ -1,0 +1,157 @@
+/*
+ * test_aggregate.c - the aggregate and its published view against brute force: exact
+ * Prometheus bucket counts for the configured bounds, quantiles within 1% of the exact
+ * ones on log-normal and bimodal samples, exact counts, sums and extremes, window rates,
+ * and the overflow entry past MAX_FUNCTIONS.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "check.h"
+#include "view.h"
+
+#define N 200000
+
+static uint64_t rng = 88172645463325252ull;
+
+static double
+uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double
+normal(void)
+{
+    return sqrt(-2 * log(uniform())) * cos(2 * M_PI * uniform());
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void
+check_function(struct funcmond *d, uint32_t id, uint64_t *samples, size_t n, uint64_t errors)
+{
+    const struct funcmond_view *v;
+    struct funcmond_reader *r = funcmond_view_reader(d->views);
+    funcmond_view_maybe_publish(d, 0, 1);
+    v = funcmond_view_begin(r);
+    const struct funcmond_fn_view *f = &v->fns[id];
+    uint64_t sum = 0;
+    qsort(samples, n, sizeof(*samples), cmp_u64);
+    for (size_t i = 0; i < n; i++)
+        sum += samples[i];
+    CHECK_EQ(f->calls, n);
+    CHECK_EQ(f->records, n);
+    CHECK_EQ(f->errors, errors);
+    CHECK_EQ(f->total_ns, sum);
+    CHECK_EQ(f->min_ns, samples[0]);
+    CHECK_EQ(f->max_ns, samples[n - 1]);
+    /* Prometheus buckets: value <= bound, counted exactly. */
+    for (uint32_t b = 0; b < v->n_dur_bounds; b++) {
+        uint64_t bound = (uint64_t)llround(v->dur_bounds_s[b] * 1e9), brute = 0;
+        for (size_t i = 0; i < n; i++)
+            brute += samples[i] <= bound;
+        CHECK_EQ(f->dur_cum[b], brute);
+    }
+    /* Quantiles within 1% of the exact order statistic. */
+    const double qs[] = {0.5, 0.9, 0.99, 0.999};
+    const uint64_t got[] = {f->p50_ns, f->p90_ns, f->p99_ns, f->p999_ns};
+    for (int k = 0; k < 4; k++) {
+        size_t rank = (size_t)ceil(qs[k] * (double)n);
+        double exact = (double)samples[rank - 1], err = fabs((double)got[k] - exact) / exact;
+        if (err > 0.01)
+            fprintf(stderr, "q%.3f: %llu vs exact %.0f (%.3f%%)\n", qs[k], (unsigned long long)got[k], exact, err * 100);
+        CHECK(err <= 0.01);
+    }
+    /* Every call is inside the current window slot: the 1-minute figures see them all. */
+    CHECK(f->error_rate_1m > 0 && fabs(f->error_rate_1m - (double)errors / (double)n) < 1e-9);
+    CHECK_GT(f->rate_1m, 0);
+    funcmond_view_end(r);
+    funcmond_view_reader_free(r);
+}
+
+int
+main(void)
+{
+    struct funcmond *d = calloc(1, sizeof(*d));
+    char err[256];
+    static uint64_t a[N], b[N];
+    char *const env[] = {"SIDECAR_MAX_FUNCTIONS=2", NULL};
+
+    CHECK(d != NULL);
+    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
+    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
+    d->start_real_ns = 1; /* long ago: rates over the full window */
+    CHECK_EQ(funcmond_view_init(d), 0);
+    funcmond_agg_tick(&d->agg, 1000000000000ull);
+
+    uint32_t ln = funcmond_agg_function(&d->agg, "svc", "pkg", "lognormal");
+    uint32_t bi = funcmond_agg_function(&d->agg, "svc", "pkg", "bimodal");
+    CHECK_NE(ln, bi);
+    CHECK_EQ(funcmond_agg_function(&d->agg, "svc", "pkg", "lognormal"), ln);
+    uint64_t ln_err = 0, bi_err = 0;
+    for (size_t i = 0; i < N; i++) {
+        a[i] = (uint64_t)llround(exp(log(2e6) + normal())); /* median 2 ms */
+        b[i] = uniform() < 0.9 ? (uint64_t)llround(100000 * exp(0.2 * normal())) : (uint64_t)llround(50e6 * exp(0.2 * normal()));
+        int ea = i % 10 == 0, eb = i % 3 == 0;
+        ln_err += (uint64_t)ea;
+        bi_err += (uint64_t)eb;
+        funcmond_agg_record(&d->agg, ln, a[i], ea ? FUNCMON_RECORD_ERROR : 0, 0, 0, 1);
+        funcmond_agg_record(&d->agg, bi, b[i], eb ? FUNCMON_RECORD_ERROR : 0, 0, 0, 1);
+    }
+    check_function(d, ln, a, N, ln_err);
+    check_function(d, bi, b, N, bi_err);
+
+    /* Spilled calls count in calls and errors, not in durations. */
+    funcmond_agg_spill(&d->agg, ln, 5, 2);
+    funcmond_view_maybe_publish(d, 0, 1);
+    struct funcmond_reader *r = funcmond_view_reader(d->views);
+    const struct funcmond_view *v = funcmond_view_begin(r);
+    CHECK_EQ(v->fns[ln].calls, N + 5);
+    CHECK_EQ(v->fns[ln].errors, ln_err + 2);
+    CHECK_EQ(v->fns[ln].records, N);
+    funcmond_view_end(r);
+
+    /* Past MAX_FUNCTIONS (2): new names of a service fold into its overflow entry. */
+    uint32_t o1 = funcmond_agg_function(&d->agg, "svc", "pkg", "third");
+    uint32_t o2 = funcmond_agg_function(&d->agg, "svc", "pkg", "fourth");
+    uint32_t other = funcmond_agg_function(&d->agg, "other", "pkg", "x");
+    CHECK_EQ(o1, o2);
+    CHECK_NE(other, o1);
+    CHECK_STREQ(d->agg.fns[o1]->name, "<overflow>");
+    CHECK_STREQ(d->agg.fns[other]->service, "other");
+    CHECK_EQ(d->agg.overflow_folds, 3);
+
+    /* Memory per call: totals, max and buckets for calls measured with tracking on. */
+    funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_ALLOC, 2000, 500, 1);
+    funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_ALLOC, 2000000, 0, 1);
+    funcmond_agg_record(&d->agg, ln, 10, 0, 999999, 0, 1); /* not measured: ignored */
+    funcmond_view_maybe_publish(d, 0, 1);
+    v = funcmond_view_begin(r);
+    CHECK_EQ(v->fns[ln].total_bytes, 2002000);
+    CHECK_EQ(v->fns[ln].max_bytes, 2000000);
+    CHECK_EQ(v->fns[ln].freed_bytes, 500);
+    CHECK_EQ(v->fns[ln].mem_records, 2);
+    CHECK_EQ(v->fns[ln].mem_cum[0], 0);                   /* <= 1 KiB */
+    CHECK_EQ(v->fns[ln].mem_cum[1], 1);                   /* <= 10 KiB */
+    CHECK_EQ(v->fns[ln].mem_cum[v->n_mem_bounds - 1], 2); /* <= 100 MiB */
+    funcmond_view_end(r);
+    funcmond_view_reader_free(r);
+
+    funcmond_view_close(d);
+    funcmond_agg_free(&d->agg);
+    free(d);
+    printf("test_aggregate: ok\n");
+    return 0;
+}
