@@ -180,9 +180,9 @@ posix_memalign(void **out, size_t alignment, size_t size)
         return EINVAL;
     int saved = errno;
     void *p = memalign(alignment, size);
+    errno = saved; /* posix_memalign reports through its result, never errno */
     if (p == NULL)
         return ENOMEM;
-    errno = saved;
     *out = p;
     return 0;
 }

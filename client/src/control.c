@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -100,9 +101,8 @@ static void *
 control_main(void *arg)
 {
     struct funcmon_shm_header *hdr = arg;
-    uint32_t served = 0; /* a fresh segment starts at 0: requests sent before we ran are served */
-    struct timespec refine_after = {1, 0};
-    const struct timespec *timeout = &refine_after;
+    uint32_t served = 0;                                   /* a fresh segment starts at 0: requests sent before we ran are served */
+    uint64_t refine_at = funcmon__mono_ns() + 1000000000u; /* 0 once done */
     sigset_t all;
 
     /* Signals are the application's business: let its own threads take them. */
@@ -113,12 +113,22 @@ control_main(void *arg)
     while (!atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire)) {
         uint32_t req = __atomic_load_n(&hdr->ctl_request, __ATOMIC_ACQUIRE);
         if (req == served) {
-            /* Shared futex: the sidecar wakes it from its own process. */
-            if (futex(&hdr->ctl_request, FUTEX_WAIT, served, timeout) != 0 && errno == ETIMEDOUT) {
-                funcmon__clock_refine();
-                funcmon__clock_publish(hdr);
+            /* Shared futex: the sidecar wakes it from its own process. Until the clock is
+             * refined, a second after start, the wait is bounded; then it is not. */
+            struct timespec left, *timeout = NULL;
+            if (refine_at != 0) {
+                uint64_t now = funcmon__mono_ns();
+                if (now >= refine_at) {
+                    funcmon__clock_refine();
+                    funcmon__clock_publish(hdr);
+                    refine_at = 0;
+                    continue;
+                }
+                left.tv_sec = (time_t)((refine_at - now) / 1000000000u);
+                left.tv_nsec = (long)((refine_at - now) % 1000000000u);
+                timeout = &left;
             }
-            timeout = NULL;
+            futex(&hdr->ctl_request, FUTEX_WAIT, served, timeout);
             continue;
         }
         served = req;
@@ -160,9 +170,20 @@ funcmon__control_stop(void)
     if (!p->control_running)
         return;
     atomic_store_explicit(&p->control_stop, 1, memory_order_release);
-    /* Change the word, so a thread between its check and its wait does not sleep on. */
+    /* Change the word, so a thread between its check and its wait does not sleep on; and
+     * keep waking it: the word is in shared memory, and a sidecar could set it back. */
     __atomic_fetch_add(&p->seg.hdr->ctl_request, 1, __ATOMIC_RELEASE);
-    futex(&p->seg.hdr->ctl_request, FUTEX_WAKE, INT32_MAX, NULL);
-    pthread_join(p->control_thread, NULL);
+    for (;;) {
+        futex(&p->seg.hdr->ctl_request, FUTEX_WAKE, INT32_MAX, NULL);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 100000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+        if (pthread_timedjoin_np(p->control_thread, NULL, &deadline) == 0)
+            break;
+    }
     p->control_running = 0;
 }

@@ -172,11 +172,13 @@ atfork_prepare(void)
     pthread_mutex_lock(&funcmon__proc.lock);
     funcmon__sites_atfork_prepare();
     funcmon__alloc_atfork_prepare();
+    funcmon__clock_atfork_prepare();
 }
 
 static void
 atfork_parent(void)
 {
+    funcmon__clock_atfork_release();
     funcmon__alloc_atfork_parent();
     funcmon__sites_atfork_parent();
     pthread_mutex_unlock(&funcmon__proc.lock);
@@ -210,6 +212,14 @@ register_handlers(void)
 {
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     atexit(exit_handler);
+}
+
+/* At load, not at init: the site registry works before funcmon_init, and a fork while a
+ * thread interns a site must not leave its lock held in the child. */
+__attribute__((constructor)) static void
+register_handlers_at_load(void)
+{
+    pthread_once(&once_handlers, register_handlers);
 }
 
 /* Creates the segment and its control thread from proc.opts. Needs proc.lock. */
@@ -282,6 +292,7 @@ funcmon_init(const struct funcmon_options *opts)
 
     if ((ret = funcmon__thread_key_init()) != 0) {
         funcmon__warn("cannot create a thread key: %s; profiling is off", strerror(-ret));
+        p->initialised = 0;
         goto out;
     }
     funcmon__clock_init();
@@ -294,6 +305,7 @@ funcmon_init(const struct funcmon_options *opts)
     }
     if ((ret = start_segment_locked()) != 0) {
         funcmon__alloc_enable(0);
+        p->initialised = 0; /* a later funcmon_init may try again */
         goto out;
     }
     p->enabled = 1;

@@ -256,7 +256,9 @@ funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
      * segment. Replacing the mapping (not unmapping it) makes their last writes land in
      * private zero pages instead of faulting, and drops this process's hold on the shared
      * pages. */
-    mmap(seg->hdr, seg->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (mmap(seg->hdr, seg->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) ==
+        MAP_FAILED)
+        funcmon__warn("cannot release the segment mapping: %s; it stays mapped", strerror(errno));
     seg->hdr = NULL;
     seg->sites = NULL;
     seg->slots = NULL;

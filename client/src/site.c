@@ -110,12 +110,13 @@ ensure_tables(uint32_t wanted)
         return -1;
     }
     reg.entries = entries;
-    reg.index = index;
     reg.index_mask = slots - 1;
     reg.limit = limit;
     set_entry(FUNCMON_SITE_NONE, "", 0, "<none>", 6, 0);
     set_entry(FUNCMON_SITE_OVERFLOW, "funcmon", 7, "<overflow>", 10, 0);
     __atomic_store_n(&reg.count, 2, __ATOMIC_RELEASE);
+    /* Last, with release: a lock-free lookup that sees the index sees all of the above. */
+    __atomic_store_n(&reg.index, index, __ATOMIC_RELEASE);
     return 0;
 }
 

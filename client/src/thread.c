@@ -29,6 +29,9 @@
 #include "internal.h"
 
 #define SLOT_RETRY_CALLS 4096u
+/* High water: a sleeping sidecar is woken once a ring is a quarter full, which leaves it
+ * three quarters of a ring of time to respond before a producer at full speed drops. */
+#define FUNCMON_WAKE_DIVISOR 4
 
 FUNCMON_API __thread struct funcmon__thread funcmon__tls __attribute__((tls_model("initial-exec")));
 /* Generation 1, ring mode. Thread states start at 0, so every thread attaches first. */
@@ -60,6 +63,16 @@ funcmon__thread_want_exit_hook(struct funcmon__thread *t)
         pthread_setspecific(exit_key, t);
 }
 
+/* Drops the thread's ring. check_at = head sends the end of any call still in flight to
+ * funcmon__end_slow, which counts it without a ring instead of writing through NULL. */
+static void
+forget_ring(struct funcmon__thread *t)
+{
+    t->slot = NULL;
+    t->records = NULL;
+    t->check_at = t->head;
+}
+
 static uint32_t
 ring_mask(const struct funcmon__thread *t)
 {
@@ -67,7 +80,7 @@ ring_mask(const struct funcmon__thread *t)
 }
 
 /* Where funcmon_end must next leave the fast path, given the consumer's tail: at the
- * high-water mark (half full), then every 1/16 of the ring above it, and at every call
+ * high-water mark (a quarter full), then every 1/16 of the ring above it, and at every call
  * while the ring is full. */
 static void
 set_check_at(struct funcmon__thread *t, uint64_t tail)
@@ -75,8 +88,8 @@ set_check_at(struct funcmon__thread *t, uint64_t tail)
     uint64_t cap = (uint64_t)ring_mask(t) + 1, used = t->head - tail;
     if (used >= cap) {
         t->check_at = t->head;
-    } else if (used < cap / 2) {
-        t->check_at = tail + cap / 2;
+    } else if (used < cap / FUNCMON_WAKE_DIVISOR) {
+        t->check_at = tail + cap / FUNCMON_WAKE_DIVISOR;
     } else {
         uint64_t next = t->head + cap / 16;
         t->check_at = next < tail + cap ? next : tail + cap;
@@ -97,6 +110,9 @@ spill(struct funcmon__thread *t, uint32_t site, uint32_t flags)
 static void
 wake_consumer(struct funcmon_shm_header *hdr)
 {
+    /* Orders our head store before the load of consumer_waiting; the consumer stores the
+     * flag before it reads heads, so one of the two sides sees the other. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(&hdr->consumer_waiting, __ATOMIC_ACQUIRE) == 0 ||
         __atomic_exchange_n(&hdr->consumer_waiting, 0, __ATOMIC_ACQ_REL) == 0)
         return;
@@ -114,8 +130,7 @@ release_slot(struct funcmon__thread *t)
     __atomic_store_n(&slot->depth, 0, __ATOMIC_RELAXED);
     /* Pairs with the acquire CAS of the next claimer and the consumer's acquire load. */
     __atomic_store_n(&slot->state, FUNCMON_SLOT_RETIRED, __ATOMIC_RELEASE);
-    t->slot = NULL;
-    t->records = NULL;
+    forget_ring(t);
 }
 
 static struct funcmon_thread_slot *
@@ -131,9 +146,14 @@ claim_slot(struct funcmon__segment *seg, uint32_t *index)
             continue; /* its last records are not drained yet */
         if (state != FUNCMON_SLOT_FREE && state != FUNCMON_SLOT_RETIRED)
             continue;
-        if (__atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_ACTIVE, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-            *index = idx;
-            return slot;
+        /* A RETIRED slot may turn FREE under us (the sidecar recycling it): try once more. */
+        for (int tries = 0; tries < 2; tries++) {
+            if (__atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_ACTIVE, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                *index = idx;
+                return slot;
+            }
+            if (state != FUNCMON_SLOT_FREE)
+                break;
         }
     }
     return NULL;
@@ -152,8 +172,7 @@ attach(struct funcmon__thread *t)
     uint32_t gen = live & ~3u;
     if ((t->state & ~3u) != gen) {
         /* The old slot belongs to a retired segment (shutdown or fork): forget it. */
-        t->slot = NULL;
-        t->records = NULL;
+        forget_ring(t);
         t->hdr = NULL;
         t->sites = NULL;
     }
@@ -248,9 +267,11 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
         t->depth = depth;
         __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);
         set_check_at(t, tail);
+        if (t->hdr != NULL)
+            wake_consumer(t->hdr);
         return;
     }
-    if (used >= cap / 2 && t->hdr != NULL)
+    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
         wake_consumer(t->hdr);
     funcmon__publish(t, call, end, flags, t->head);
     set_check_at(t, tail);
@@ -276,8 +297,7 @@ on_thread_exit(void *arg)
         release_slot(t);
     pthread_mutex_unlock(&funcmon__proc.lock);
     funcmon__alloc_thread_exit(t);
-    t->slot = NULL;
-    t->records = NULL;
+    forget_ring(t);
     t->exiting = 1;
     t->state = FUNCMON__MODE_NONE;
 }
@@ -286,8 +306,7 @@ void
 funcmon__thread_forget_all(void)
 {
     struct funcmon__thread *t = &funcmon__tls;
-    t->slot = NULL;
-    t->records = NULL;
+    forget_ring(t);
     t->hdr = NULL;
     t->sites = NULL;
     t->state = FUNCMON__MODE_NONE;

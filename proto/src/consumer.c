@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +25,75 @@
 #include <unistd.h>
 
 #include "funcmon/consumer.h"
+
+/*
+ * A client can shrink its segment file after we mapped it; touching the lost pages would
+ * raise SIGBUS and kill the reader. Every consumer's mapping is registered here, and a
+ * SIGBUS inside one replaces that whole mapping with zero pages and marks it faulted: the
+ * faulting read is retried on zeros (which fail every check), and the owner of the
+ * consumer sees funcmon_consumer_faulted() and lets the segment go. A SIGBUS anywhere else
+ * gets the previous disposition.
+ */
+#define GUARDED_MAX 4096
+
+static struct {
+    uintptr_t lo; /* 0: free entry */
+    uintptr_t hi;
+    int faulted;
+} guarded[GUARDED_MAX];
+static struct sigaction previous_sigbus;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void
+on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+    uintptr_t a = (uintptr_t)si->si_addr;
+    (void)uctx;
+    for (int i = 0; i < GUARDED_MAX; i++) {
+        uintptr_t lo = __atomic_load_n(&guarded[i].lo, __ATOMIC_ACQUIRE), hi = __atomic_load_n(&guarded[i].hi, __ATOMIC_RELAXED);
+        if (lo != 0 && a >= lo && a < hi) {
+            mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+            __atomic_store_n(&guarded[i].faulted, 1, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+    sigaction(sig, &previous_sigbus, NULL); /* not ours: the fault repeats under it */
+}
+
+static void
+install_guard(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previous_sigbus);
+}
+
+static int
+guard(const void *base, size_t len)
+{
+    pthread_once(&guard_once, install_guard);
+    for (int i = 0; i < GUARDED_MAX; i++) {
+        uintptr_t expected = 0;
+        __atomic_store_n(&guarded[i].hi, 0, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&guarded[i].lo, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&guarded[i].lo, &expected, UINTPTR_MAX, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&guarded[i].faulted, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&guarded[i].hi, (uintptr_t)base + len, __ATOMIC_RELAXED);
+            __atomic_store_n(&guarded[i].lo, (uintptr_t)base, __ATOMIC_RELEASE);
+            return i;
+        }
+    }
+    return -1; /* more than GUARDED_MAX consumers: this one is read unguarded */
+}
+
+int
+funcmon_consumer_faulted(const struct funcmon_consumer *c)
+{
+    return c->guard >= 0 && __atomic_load_n(&guarded[c->guard].faulted, __ATOMIC_ACQUIRE);
+}
 
 static struct funcmon_thread_slot *
 slot_at(const struct funcmon_consumer *c, uint32_t i)
@@ -56,6 +127,7 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     c->base = base;
     c->len = len;
     c->hdr = base;
+    c->guard = guard(base, len);
     c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
     c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
     if (c->rings == NULL || c->sites == NULL) {
@@ -126,6 +198,8 @@ funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon
 void
 funcmon_consumer_close(struct funcmon_consumer *c)
 {
+    if (c->base != NULL && c->guard >= 0)
+        __atomic_store_n(&guarded[c->guard].lo, 0, __ATOMIC_RELEASE);
     if (c->owns_mapping && c->base != NULL)
         munmap(c->base, c->len);
     free(c->rings);
@@ -176,12 +250,14 @@ funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *
 }
 
 static int
-record_ok(struct funcmon_consumer *c, const struct funcmon_record *r, uint64_t pos)
+record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
 {
     if (r->seq != pos || (r->flags & ~FUNCMON_RECORD_FLAGS_KNOWN) != 0 || r->end < r->start)
         return 0;
-    if (r->site >= c->sites_known)
+    if (r->site >= c->sites_known || r->parent_site >= c->sites_known)
         refresh_sites(c);
+    if (r->parent_site >= c->sites_known)
+        r->parent_site = FUNCMON_SITE_NONE; /* an unknown parent is no parent */
     return r->site < c->sites_known && c->sites[r->site].valid;
 }
 
@@ -334,7 +410,7 @@ funcmon_consumer_control(struct funcmon_consumer *c, uint32_t op, int timeout_ms
     for (;;) {
         /* Pairs with the control thread's release store after it wrote the results. */
         uint32_t resp = __atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE);
-        if (resp == req)
+        if ((int32_t)(resp - req) >= 0) /* ours, or a later one served after it */
             return __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
         uint64_t now = mono_ms();
         if (now >= deadline)

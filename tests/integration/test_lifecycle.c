@@ -180,6 +180,23 @@ case_fork(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* The child attached a consumer to its own segment, so its shutdown left the name for
      * a sidecar to collect; the harness removes it at exit. */
+    /* A fork inside a profiled call: the child returns through the call's end, which must
+     * neither write into the parent's segment nor crash, and then profiles on its own. */
+    pid_t inside = -1;
+    FUNCMON_SCOPE("forks", "life")
+    {
+        inside = fork();
+        CHECK_GE(inside, 0);
+    }
+    if (inside == 0) {
+        struct funcmon_call c = funcmon_begin(s_child);
+        funcmon_end(&c, 0);
+        CHECK(funcmon_segment_name() != NULL);
+        funcmon_shutdown();
+        _exit(0);
+    }
+    CHECK_EQ(waitpid(inside, &status, 0), inside);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* A child that only execs (or exits) without profiling creates nothing. */
     pid_t quiet = fork();
     if (quiet == 0)
@@ -193,7 +210,8 @@ case_fork(void)
     }
     harness_drain_all(&parent, &tp);
     CHECK_EQ(tp.calls[s_parent], 20);
-    CHECK_EQ(tp.calls[s_child], 0); /* the child never wrote into the parent's segment */
+    CHECK_EQ(tp.calls[s_child], 0);                       /* the children never wrote into the parent's segment */
+    CHECK_EQ(tp.calls[funcmon_site("forks", "life")], 1); /* the parent's side of that call */
     CHECK_EQ(parent.bad_records, 0);
     funcmon_consumer_close(&parent);
     funcmon_shutdown();
@@ -211,6 +229,8 @@ case_restart(void)
     struct funcmon_call straddling = funcmon_begin(site); /* begun before shutdown */
     funcmon_shutdown();
     CHECK_NE(access(first, F_OK), 0);
+    struct funcmon_call nested = funcmon_begin(site); /* a call inside it, after shutdown */
+    funcmon_end(&nested, 0);
     funcmon_end(&straddling, 0); /* ends after: harmless, not recorded anywhere live */
     service_calls_work();        /* plain calls between runs */
 

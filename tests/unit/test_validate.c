@@ -7,6 +7,9 @@
  * handed to the validator, so an over-read shows up under ASan.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,11 +262,41 @@ consumer_cases(void)
     free(b);
 }
 
+/* A client that shrinks its segment file under the reader's mapping: no SIGBUS kills the
+ * reader; the mapping reads as zeros and the consumer reports the fault. */
+static void
+truncated_under_us(void)
+{
+    char name[64];
+    struct funcmon_consumer c;
+    enum funcmon_invalid why;
+    struct seen s;
+    snprintf(name, sizeof(name), "/fmtest-trunc-%d", (int)getpid());
+    unsigned char *b = make_segment();
+    put(b, 0, 2, 0, 1, 2);
+    slot(b, 0)->head = 1;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(write(fd, b, seg_size()), (ssize_t)seg_size());
+    free(b);
+    CHECK_EQ(funcmon_consumer_open(&c, name, &why), 0);
+    CHECK_EQ(funcmon_consumer_faulted(&c), 0);
+    CHECK_EQ(ftruncate(fd, 4096), 0); /* rings and slots are gone */
+    memset(&s, 0, sizeof(s));
+    funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX);
+    CHECK_EQ(funcmon_consumer_faulted(&c), 1);
+    CHECK_EQ(s.n, 0);
+    funcmon_consumer_close(&c);
+    close(fd);
+    shm_unlink(name);
+}
+
 int
 main(void)
 {
     validator_cases();
     consumer_cases();
+    truncated_under_us();
     printf("test_validate: ok\n");
     return 0;
 }

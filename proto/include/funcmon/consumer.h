@@ -76,6 +76,7 @@ struct funcmon_consumer {
     uint64_t bad_records; /* records skipped: bad position, site, flags or times */
     uint64_t bad_rings;   /* rings given up on: position out of range */
     uint64_t recycled;    /* retired slots made free again */
+    int guard;            /* entry of the SIGBUS guard, -1 if none */
 };
 
 /* Called for each drained record, in ring order; rec is the reader's own copy. */
@@ -108,6 +109,10 @@ int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64
 
 /* A copy of thread slot `i`. Returns 0 or -EINVAL. */
 int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out);
+
+/* 1 when the segment's file shrank under the mapping (a client truncated it): the
+ * mapping now reads as zeros and the segment should be let go. */
+int funcmon_consumer_faulted(const struct funcmon_consumer *c);
 
 /* Sum of the rings' drop counters. */
 uint64_t funcmon_consumer_dropped(const struct funcmon_consumer *c);
