@@ -56,6 +56,7 @@ test: test-plain test-asan test-tsan test-fuzz
 
 bench: build
 	./build/tests/bench/bench_client
+	./build/tests/bench/bench_sidecar ./build/sidecar/funcmond ./build/tests/e2e_client
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -213,7 +213,7 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
         f->max_ns = dur_ns;
     if (end_real_ns > f->last_real_ns)
         f->last_real_ns = end_real_ns;
-    funcmond_hist_add(&f->dur, dur_ns, 1);
+    funcmond_hist_add_one(&f->dur, dur_ns); /* sum and extremes are f's own */
     f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, dur_ns)]++;
     if (flags & FUNCMON_RECORD_ALLOC) {
         f->total_bytes += alloc_bytes;
@@ -226,7 +226,7 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
     struct funcmond_window_slot *w = window_slot(agg, f);
     w->calls++;
     w->errors += (uint64_t)err;
-    funcmond_hist_add(&w->dur, dur_ns, 1);
+    funcmond_hist_add_one(&w->dur, dur_ns);
     f->changed = agg->generation;
     agg->dirty = 1;
 }
@@ -262,4 +262,14 @@ funcmond_agg_window(const struct funcmond_aggregate *agg, const struct funcmond_
         if (dur != NULL)
             funcmond_hist_merge(dur, &w->dur);
     }
+}
+
+struct funcmond_hist
+funcmond_agg_durations(const struct funcmond_function *f)
+{
+    struct funcmond_hist h = f->dur;
+    h.sum = f->total_ns;
+    h.min = f->min_ns;
+    h.max = f->max_ns;
+    return h;
 }

@@ -51,8 +51,8 @@ struct funcmond_function {
     uint64_t total_bytes; /* bytes allocated, over calls measured with tracking on */
     uint64_t max_bytes;
     uint64_t freed_bytes;
-    uint64_t last_real_ns; /* wall-clock end of the latest call */
-    struct funcmond_hist dur;
+    uint64_t last_real_ns;    /* wall-clock end of the latest call */
+    struct funcmond_hist dur; /* buckets and count only: sum and extremes are the fields above */
     struct funcmond_hist mem;
     uint64_t dur_buckets[FUNCMOND_MAX_BUCKETS + 1]; /* per interval (not cumulative); last = above every bound */
     uint64_t mem_buckets[FUNCMOND_MAX_BUCKETS + 1];
@@ -99,6 +99,10 @@ void funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t d
 
 /* Adds calls that left no record (a client's spill counters): counts only. */
 void funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors);
+
+/* The duration histogram with its sum and extremes filled in from f (a shallow copy:
+ * it shares f's buckets, read-only). */
+struct funcmond_hist funcmond_agg_durations(const struct funcmond_function *f);
 
 /* Calls and errors in the last `slots` window slots (ending with the current one). */
 void funcmond_agg_window(const struct funcmond_aggregate *agg, const struct funcmond_function *f, int slots, uint64_t *calls,

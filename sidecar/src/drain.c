@@ -179,9 +179,13 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
         return;
     const struct funcmon_clock *clk = &p->clk;
     uint64_t dur = (uint64_t)(((unsigned __int128)(r->end - r->start) * clk->mult) >> clk->shift);
+    /* Wall clock of the end: ends before the calibration reference (possible only for a
+     * record older than the client's init) are clamped to the reference. */
+    uint64_t since =
+        r->end > clk->ref_ticks ? (uint64_t)(((unsigned __int128)(r->end - clk->ref_ticks) * clk->mult) >> clk->shift) : 0;
     if (x->oldest_end == 0 || r->end < x->oldest_end)
         x->oldest_end = r->end;
-    funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, funcmon_clock_real_ns(clk, r->end));
+    funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
 }
 
 /* Adds what the client's spill counters gained since we last looked. */
@@ -211,14 +215,14 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
     }
 }
 
-void
+size_t
 funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
 {
     struct drain_ctx x = {d, p, 0};
     uint64_t now = funcmond_mono_ns();
 
     if (p->detaching)
-        return;
+        return 0;
     if (now - p->clk_read_mono_ns >= SECOND_NS) {
         funcmon_consumer_clock(&p->c, &p->clk); /* keeps the last good one on failure */
         p->clk_read_mono_ns = now;
@@ -232,6 +236,12 @@ funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
         LOG_WARN("%s: %llu ring(s) with positions out of range, no longer read", p->shm_name,
                  (unsigned long long)(p->c.bad_rings - rings_bad_before));
     drain_spills(d, p);
+    if (funcmon_consumer_faulted(&p->c) && p->state == FUNCMOND_PROC_LIVE) {
+        LOG_WARN("%s: the segment file shrank under its mapping; letting it go", p->shm_name);
+        d->counters.segments_rejected++;
+        funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+        return n;
+    }
     uint64_t dropped = funcmon_consumer_dropped(&p->c);
     if (dropped > p->dropped_seen) {
         d->counters.dropped += dropped - p->dropped_seen;
@@ -245,6 +255,7 @@ funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
     }
     if (p->state == FUNCMOND_PROC_LIVE && __atomic_load_n(&p->c.hdr->state, __ATOMIC_ACQUIRE) == FUNCMON_STATE_SHUTDOWN)
         funcmond_process_ended(d, p, FUNCMOND_PROC_SHUTDOWN);
+    return n;
 }
 
 int
@@ -282,7 +293,7 @@ check_control(struct funcmond *d, uint64_t now)
         struct funcmon_shm_header *h = p->c.hdr;
         int status;
         /* Pairs with the control thread's release store after it wrote its results. */
-        if (__atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE) == p->ctl.request) {
+        if ((int32_t)(__atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE) - p->ctl.request) >= 0) {
             status = __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
             if (status == 0) {
                 p->rt.alloc = h->alloc_stats;
@@ -417,6 +428,16 @@ arm_signal(struct funcmond *d)
     io_uring_sqe_set_data(sqe, &d->op_signal);
 }
 
+/* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring
+ * or more) it is drained again at once instead of waiting for its next wake-up. */
+static void
+drain_busy(struct funcmond *d, struct funcmond_process *p)
+{
+    for (int pass = 0; pass < 64 && funcmond_drain_process(d, p) >= p->c.geo.ring_records / 8; pass++)
+        ;
+    arm_wake(d, p);
+}
+
 static void
 tick(struct funcmond *d)
 {
@@ -464,6 +485,15 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     struct funcmond_process *p = op->proc;
     if (p != NULL)
         p->ops_inflight--;
+    /* Stopping: the last drain and the state file are done; nothing may be consumed after
+     * them, or the next run would count it as lost. Only bookkeeping from here on. */
+    if (__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE) && op->kind != FUNCMOND_OP_SNAPSHOT) {
+        if (op->kind == FUNCMOND_OP_WAKE)
+            p->wake_armed = 0;
+        else if (op->kind == FUNCMOND_OP_STAT || op->kind == FUNCMOND_OP_STATUS)
+            p->proc_read_inflight--;
+        return;
+    }
     switch (op->kind) {
     case FUNCMOND_OP_TIMER:
         tick(d);
@@ -493,10 +523,10 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
             LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
         } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
             d->counters.wakeups++;
-            funcmond_drain_process(d, p);
-            arm_wake(d, p);
+            drain_busy(d, p);
         }
         break;
+
     case FUNCMOND_OP_EXIT:
         if (res != -ECANCELED && !p->detaching)
             funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);

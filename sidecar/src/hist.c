@@ -17,24 +17,8 @@
 #define SUB_BITS_MIN 1
 #define SUB_BITS_MAX 10
 
-static inline uint64_t
-below(unsigned k)
-{
-    return ((uint64_t)1 << k) - 1;
-}
-
-/* Slot of v and its bucket within the slot. OR-ing in the low mask sends every v < 2^s
- * to slot 0 with shift 0 (and keeps clz's argument non-zero); above that the shift is
- * e - s = k - 1 and the mask drops the leading one bit. */
-static inline unsigned
-slot_of(unsigned s, uint64_t v, uint64_t *idx)
-{
-    uint64_t mask = below(s);
-    unsigned k = 64 - s - (unsigned)__builtin_clzll(v | mask);
-
-    *idx = (v >> (k - (k != 0))) & mask;
-    return k;
-}
+#define below funcmond__hist_below
+#define slot_of funcmond__hist_slot_of
 
 /* Inclusive range of bucket i of slot k. Cannot overflow: (2^s + i) < 2^(s+1) is shifted
  * by at most 63 - s, and the last bucket of slot 64 - s ends exactly at UINT64_MAX. */
@@ -133,6 +117,13 @@ funcmond_hist_free(struct funcmond_hist *h)
 }
 
 int
+funcmond__hist_add_one_slow(struct funcmond_hist *h, unsigned k, uint64_t idx)
+{
+    h->count++;
+    return add_slow(h, k, idx, 1);
+}
+
+int
 funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n)
 {
     uint64_t idx, total;
@@ -223,14 +214,14 @@ funcmond_hist_quantile(const struct funcmond_hist *h, double q)
                 continue;
             bucket_range(h->sub_bits, k, i, &lo, &hi);
             mid = lo + (hi - lo) / 2;
-            if (mid < h->min)
+            if (h->min <= h->max && mid < h->min) /* min > max: extremes not kept (add_one) */
                 return h->min;
-            if (mid > h->max)
+            if (h->min <= h->max && mid > h->max)
                 return h->max;
             return mid;
         }
     }
-    return h->max; /* only when buckets were lost to out of memory */
+    return h->min <= h->max ? h->max : 0; /* only when buckets were lost to out of memory */
 }
 
 uint64_t
@@ -240,9 +231,9 @@ funcmond_hist_count_le(const struct funcmond_hist *h, uint64_t bound)
     uint64_t bidx, total = 0;
     unsigned bk;
 
-    if (h->count == 0 || bound < h->min)
+    if (h->count == 0 || (h->min <= h->max && bound < h->min))
         return 0;
-    if (bound >= h->max)
+    if (h->min <= h->max && bound >= h->max)
         return h->count;
     bk = slot_of(h->sub_bits, bound, &bidx);
     for (uint64_t rest = h->present; rest != 0; rest &= rest - 1) {

@@ -32,6 +32,11 @@ void funcmond_hist_free(struct funcmond_hist *h);
 /* Records v n times. Returns 0, or -1 if memory ran out (the value is then only counted in
  * count/sum/min/max). Inline fast path for the common case in hist.c. */
 int funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n);
+/* Records one value in its bucket and the count only, for callers that keep sum, min and
+ * max themselves: the fast path of the aggregate. Until the caller sets min <= max, the
+ * histogram's extremes are unknown and queries do not clamp to them. Returns 0 or -1 as
+ * funcmond_hist_add. */
+static inline int funcmond_hist_add_one(struct funcmond_hist *h, uint64_t v);
 /* Adds every bucket of src into dst (same sub_bits). Returns 0 or -1 on out of memory. */
 int funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src);
 /* The q-quantile (0 <= q <= 1): the midpoint of the bucket holding the value of rank
@@ -44,5 +49,41 @@ uint64_t funcmond_hist_count_le(const struct funcmond_hist *h, uint64_t bound);
 void funcmond_hist_foreach(const struct funcmond_hist *h, void (*fn)(void *arg, uint64_t lo, uint64_t hi, uint64_t n), void *arg);
 /* The bucket [lo, hi] that holds v. */
 void funcmond_hist_bucket_of(unsigned sub_bits, uint64_t v, uint64_t *lo, uint64_t *hi);
+
+/* ---- inline fast path ---- */
+
+static inline uint64_t
+funcmond__hist_below(unsigned k)
+{
+    return ((uint64_t)1 << k) - 1;
+}
+
+/* Slot of v and its bucket within the slot. OR-ing in the low mask sends every v < 2^s
+ * to slot 0 with shift 0 (and keeps clz's argument non-zero); above that the shift is
+ * e - s = k - 1 and the mask drops the leading one bit. */
+static inline unsigned
+funcmond__hist_slot_of(unsigned s, uint64_t v, uint64_t *idx)
+{
+    uint64_t mask = funcmond__hist_below(s);
+    unsigned k = 64 - s - (unsigned)__builtin_clzll(v | mask);
+
+    *idx = (v >> (k - (k != 0))) & mask;
+    return k;
+}
+
+int funcmond__hist_add_one_slow(struct funcmond_hist *h, unsigned k, uint64_t idx);
+
+static inline int
+funcmond_hist_add_one(struct funcmond_hist *h, uint64_t v)
+{
+    uint64_t idx;
+    unsigned k = funcmond__hist_slot_of(h->sub_bits, v, &idx);
+    if (__builtin_expect((h->present >> k) & 1, 1)) {
+        h->chunks[__builtin_popcountll(h->present & funcmond__hist_below(k))][idx]++;
+        h->count++;
+        return 0;
+    }
+    return funcmond__hist_add_one_slow(h, k, idx);
+}
 
 #endif

@@ -181,8 +181,8 @@ int funcmond_drain_init(struct funcmond *d);
 int funcmond_drain_run(struct funcmond *d);
 /* Detaches every client (segments of live ones stay for the next run) and frees it all. */
 void funcmond_drain_close(struct funcmond *d);
-/* Drains every record p has published now. */
-void funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
+/* Drains up to a ring's worth of records from each of p's rings; returns how many. */
+size_t funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
 /* Arms the wake-up wait and the exit watch of a newly attached process. */
 void funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p);
 /* Cancels p's operations in flight; p is freed once none refers to it. */

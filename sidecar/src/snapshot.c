@@ -140,7 +140,8 @@ pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const st
     pack_key_u64(pk, "max_bytes", f->max_bytes);
     pack_key_u64(pk, "freed_bytes", f->freed_bytes);
     pack_key_u64(pk, "last_real_ns", f->last_real_ns);
-    pack_hist(pk, "dur", &f->dur);
+    struct funcmond_hist dur = funcmond_agg_durations(f);
+    pack_hist(pk, "dur", &dur);
     pack_hist(pk, "mem", &f->mem);
     pack_u64_array(pk, "dur_buckets", f->dur_buckets, agg->n_dur_bounds + 1);
     pack_u64_array(pk, "mem_buckets", f->mem_buckets, agg->n_mem_bounds + 1);

@@ -114,10 +114,11 @@ build_function(struct funcmond *d, const struct funcmond_function *f, struct fun
     v->min_ns = f->dur.count != 0 ? f->min_ns : 0;
     v->max_ns = f->max_ns;
     v->avg_ns = f->dur.count != 0 ? f->total_ns / f->dur.count : 0;
-    v->p50_ns = funcmond_hist_quantile(&f->dur, 0.5);
-    v->p90_ns = funcmond_hist_quantile(&f->dur, 0.9);
-    v->p99_ns = funcmond_hist_quantile(&f->dur, 0.99);
-    v->p999_ns = funcmond_hist_quantile(&f->dur, 0.999);
+    struct funcmond_hist dur = funcmond_agg_durations(f);
+    v->p50_ns = funcmond_hist_quantile(&dur, 0.5);
+    v->p90_ns = funcmond_hist_quantile(&dur, 0.9);
+    v->p99_ns = funcmond_hist_quantile(&dur, 0.99);
+    v->p999_ns = funcmond_hist_quantile(&dur, 0.999);
     v->total_bytes = f->total_bytes;
     v->max_bytes = f->max_bytes;
     v->freed_bytes = f->freed_bytes;

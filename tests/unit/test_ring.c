@@ -98,12 +98,12 @@ main(void)
     CHECK_EQ(spill_calls, funcmon_consumer_dropped(&c));
     CHECK_EQ(ord.errors + spill_errors, (uint64_t)errs);
 
-    /* High water: a consumer that said it sleeps is woken once when the ring is half full,
-     * and not before. */
+    /* High water: a consumer that said it sleeps is woken once when the ring is a quarter
+     * full, and not before. */
     struct funcmon_shm_header *h = c.hdr;
     uint32_t word = __atomic_load_n(&h->wake_word, __ATOMIC_ACQUIRE);
     __atomic_store_n(&h->consumer_waiting, 1, __ATOMIC_RELEASE);
-    calls(site, RING / 2 - 1, &made, &errs);
+    calls(site, RING / 4 - 1, &made, &errs);
     CHECK_EQ(__atomic_load_n(&h->consumer_waiting, __ATOMIC_ACQUIRE), 1);
     CHECK_EQ(__atomic_load_n(&h->wake_word, __ATOMIC_ACQUIRE), word);
     calls(site, 2, &made, &errs);

@@ -1,0 +1,248 @@
+/*
+ * bench_sidecar.c - what funcmond costs and how fast it drains (DESIGN §7).
+ *
+ *   sidecar_drain_records_per_s  records drained and aggregated per second on one core,
+ *                                from 8 rings filled beforehand (median of 7 rounds),
+ *                                against the 50 M/s bar
+ *   sidecar_flat_out_drops       one producer thread calling as fast as it can for 10 s
+ *                                with default settings: records it dropped (bar: 0), the
+ *                                calls it made, and funcmond's CPU share meanwhile
+ *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients attached for 30 s,
+ *                                in % of one core (bar: 0.5)
+ * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle]...
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "funcmon.h"
+#include "sidecar.h"
+
+#define THREADS 8
+#define RING 65536u
+
+static char prefix[64];
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t sites[16];
+
+static void *
+fill(void *arg)
+{
+    long t = (long)(intptr_t)arg;
+    for (uint32_t i = 0; i < RING; i++) {
+        struct funcmon_call c = funcmon_begin(sites[(i + (uint32_t)t) & 15]);
+        funcmon_end(&c, (i & 31) == 0);
+    }
+    return NULL;
+}
+
+static void
+bench_drain(void)
+{
+    struct funcmon_options o = {0};
+    char err[256], env_prefix[96];
+    o.shm_prefix = prefix;
+    o.service = "bench";
+    o.ring_records = RING;
+    o.max_threads = THREADS * 2;
+    if (funcmon_init(&o) != 0)
+        exit(1);
+    for (int i = 0; i < 16; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "fn_%d", i);
+        sites[i] = funcmon_site(name, "bench");
+    }
+    struct funcmond *d = calloc(1, sizeof(*d));
+    snprintf(env_prefix, sizeof(env_prefix), "SIDECAR_SHM_PREFIX=%s", prefix);
+    char *const env[] = {env_prefix, NULL};
+    if (d == NULL || funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)) != 0 || funcmond_agg_init(&d->agg, &d->cfg) != 0 ||
+        funcmond_drain_init(d) != 0)
+        exit(1);
+    /* Threads that stay alive hold their rings for every round. */
+    double rates[7];
+    pthread_t th[THREADS];
+    for (int round = 0; round < 8; round++) {
+        for (long t = 0; t < THREADS; t++)
+            pthread_create(&th[t], NULL, fill, (void *)(intptr_t)t);
+        for (long t = 0; t < THREADS; t++)
+            pthread_join(th[t], NULL);
+        if (d->procs == NULL)
+            funcmond_discovery_scan(d);
+        struct funcmond_process *p = d->procs;
+        if (p == NULL)
+            exit(1);
+        uint64_t before = p->records, t0 = now_ns();
+        funcmond_drain_process(d, p);
+        uint64_t t1 = now_ns();
+        if (round > 0)
+            rates[round - 1] = (double)(p->records - before) / ((double)(t1 - t0) / 1e9);
+        if (p->records - before != (uint64_t)THREADS * RING) {
+            fprintf(stderr, "drained %llu, expected %u\n", (unsigned long long)(p->records - before), THREADS * RING);
+            exit(1);
+        }
+    }
+    qsort(rates, 7, sizeof(rates[0]), cmp_double);
+    printf("sidecar_drain_records_per_s median=%.0f bar=50000000 ratio=%.2f (%u records a round, 16 functions)\n", rates[3],
+           rates[3] / 50e6, THREADS * RING);
+    funcmond_drain_close(d);
+    funcmond_agg_free(&d->agg);
+    free(d);
+    funcmon_shutdown();
+}
+
+static pid_t
+start(const char *program, char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("SIDECAR_SHM_PREFIX", prefix, 1);
+        setenv("FUNCMON_SHM_PREFIX", prefix, 1);
+        execv(program, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* CPU seconds (user + system) a process has used. */
+static double
+cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    for (int field = 2; p != NULL && field < 14; field++)
+        p = strchr(p + 1, ' ');
+    if (p != NULL)
+        sscanf(p + 1, "%llu %llu", &ut, &st);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void
+stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+static void
+bench_flat_out(const char *funcmond)
+{
+    char *argv[] = {"funcmond", NULL};
+    pid_t sidecar = start(funcmond, argv);
+    struct funcmon_options o = {0};
+    usleep(300000);
+    o.shm_prefix = prefix;
+    o.service = "flat";
+    if (funcmon_init(&o) != 0) /* default ring and thread settings */
+        exit(1);
+    uint32_t site = FUNCMON_SITE("flat_out", "bench");
+    usleep(200000); /* attached */
+    double cpu0 = cpu_seconds(sidecar);
+    uint64_t t0 = now_ns(), calls = 0, end = t0 + 10000000000ull;
+    while (now_ns() < end) {
+        for (int i = 0; i < 4096; i++) {
+            struct funcmon_call c = funcmon_begin(site);
+            funcmon_end(&c, 0);
+        }
+        calls += 4096;
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    usleep(100000);
+    double cpu = cpu_seconds(sidecar) - cpu0;
+    struct funcmon_consumer c;
+    uint64_t dropped = UINT64_MAX;
+    if (funcmon_consumer_open(&c, funcmon_segment_name(), NULL) == 0) {
+        dropped = funcmon_consumer_dropped(&c);
+        funcmon_consumer_close(&c);
+    }
+    printf("sidecar_flat_out_drops value=%llu bar=0 calls=%llu (%.1f M/s for %.1f s) sidecar_cpu=%.1f%% of a core\n",
+           (unsigned long long)dropped, (unsigned long long)calls, (double)calls / secs / 1e6, secs, 100 * cpu / secs);
+    funcmon_shutdown();
+    stop(sidecar);
+}
+
+static void
+bench_idle(const char *funcmond, const char *client)
+{
+    char *argv[] = {"funcmond", NULL};
+    char *cargv[] = {"e2e_client", "1", "0", "60000000", "0", NULL}; /* one call, sleeping a minute */
+    pid_t sidecar = start(funcmond, argv), clients[10];
+    for (int i = 0; i < 10; i++)
+        clients[i] = start(client, cargv);
+    sleep(2); /* attached, first samples taken */
+    double cpu0 = cpu_seconds(sidecar);
+    uint64_t t0 = now_ns();
+    sleep(30);
+    double secs = (double)(now_ns() - t0) / 1e9, cpu = cpu_seconds(sidecar) - cpu0;
+    printf("sidecar_idle_cpu_pct median=%.3f bar=0.5 ratio=%.2f (10 idle clients, %.0f s)\n", 100 * cpu / secs,
+           100 * cpu / secs / 0.5, secs);
+    for (int i = 0; i < 10; i++) {
+        kill(clients[i], SIGKILL);
+        waitpid(clients[i], NULL, 0);
+    }
+    stop(sidecar);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle]...\n");
+        return 2;
+    }
+    snprintf(prefix, sizeof(prefix), "fmbench-%d", (int)getpid());
+    int all = argc == 3;
+    for (int i = 3; i < argc || all; i++) {
+        const char *what = all ? NULL : argv[i];
+        if (all || strcmp(what, "drain") == 0)
+            bench_drain();
+        if (all || strcmp(what, "flat") == 0)
+            bench_flat_out(argv[1]);
+        if (all || strcmp(what, "idle") == 0)
+            bench_idle(argv[1], argv[2]);
+        if (all)
+            break;
+    }
+    /* Whatever the killed clients left behind. */
+    DIR *dir = opendir("/dev/shm");
+    for (struct dirent *e; dir != NULL && (e = readdir(dir)) != NULL;) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            char path[300];
+            snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+            unlink(path);
+        }
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return 0;
+}
