@@ -110,11 +110,10 @@ spill(struct funcmon__thread *t, uint32_t site, uint32_t flags)
 static void
 wake_consumer(struct funcmon_shm_header *hdr)
 {
-    /* Orders our head store before the load of consumer_waiting; the consumer stores the
-     * flag before it reads heads, so one of the two sides sees the other. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&hdr->consumer_waiting, __ATOMIC_ACQUIRE) == 0 ||
-        __atomic_exchange_n(&hdr->consumer_waiting, 0, __ATOMIC_ACQ_REL) == 0)
+    /* A read-modify-write, not a load: as a full barrier it orders our head store before
+     * we look at the flag, and the consumer sets the flag before it reads heads, so one of
+     * the two sides always sees the other. Slow path only. */
+    if (__atomic_exchange_n(&hdr->consumer_waiting, 0, __ATOMIC_SEQ_CST) == 0)
         return;
     __atomic_fetch_add(&hdr->wake_word, 1, __ATOMIC_RELEASE);
     syscall(SYS_futex, &hdr->wake_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);

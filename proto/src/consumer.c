@@ -351,13 +351,13 @@ funcmon_consumer_clock(const struct funcmon_consumer *c, struct funcmon_clock *o
         uint32_t seq = __atomic_load_n(&h->calib_seq, __ATOMIC_ACQUIRE);
         if (seq & 1)
             continue;
-        out->source = __atomic_load_n(&h->clock_source, __ATOMIC_RELAXED);
-        out->shift = __atomic_load_n(&h->tick_shift, __ATOMIC_RELAXED);
-        out->mult = __atomic_load_n(&h->tick_mult, __ATOMIC_RELAXED);
-        out->ref_ticks = __atomic_load_n(&h->ref_ticks, __ATOMIC_RELAXED);
-        out->ref_mono_ns = __atomic_load_n(&h->ref_mono_ns, __ATOMIC_RELAXED);
-        out->ref_real_ns = __atomic_load_n(&h->ref_real_ns, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        /* Acquire loads: the second look at the sequence cannot move before them. */
+        out->source = __atomic_load_n(&h->clock_source, __ATOMIC_ACQUIRE);
+        out->shift = __atomic_load_n(&h->tick_shift, __ATOMIC_ACQUIRE);
+        out->mult = __atomic_load_n(&h->tick_mult, __ATOMIC_ACQUIRE);
+        out->ref_ticks = __atomic_load_n(&h->ref_ticks, __ATOMIC_ACQUIRE);
+        out->ref_mono_ns = __atomic_load_n(&h->ref_mono_ns, __ATOMIC_ACQUIRE);
+        out->ref_real_ns = __atomic_load_n(&h->ref_real_ns, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&h->calib_seq, __ATOMIC_RELAXED) == seq) {
             if (out->shift > 63 || out->mult == 0)
                 return -EPROTO;

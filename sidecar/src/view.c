@@ -10,6 +10,18 @@
 
 #include "view.h"
 
+/* ck_epoch orders its sections with ck_pr, which ThreadSanitizer does not see. Under it,
+ * the end of every read section releases, and a deferred free acquires, one address: the
+ * happens-before that the epoch's grace period guarantees, made visible to the tool. */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define EPOCH_READ_DONE(addr) __tsan_release(addr)
+#define EPOCH_FREEING(addr) __tsan_acquire(addr)
+#else
+#define EPOCH_READ_DONE(addr) ((void)(addr))
+#define EPOCH_FREEING(addr) ((void)(addr))
+#endif
+
 #define PUBLISH_BUSY_NS 100000000ull /* at most this often while figures change */
 #define PUBLISH_IDLE_NS 1000000000ull
 
@@ -56,9 +68,12 @@ free_view(struct funcmond_view *v)
     free(v);
 }
 
+static int epoch_sync; /* the address EPOCH_READ_DONE and EPOCH_FREEING meet at */
+
 static void
 on_retired(ck_epoch_entry_t *entry)
 {
+    EPOCH_FREEING(&epoch_sync);
     free_view((struct funcmond_view *)((char *)entry - offsetof(struct funcmond_view, epoch_entry)));
 }
 
@@ -253,8 +268,8 @@ funcmond_view_maybe_publish(struct funcmond *d, uint64_t now, int force)
     struct funcmond_view *v = build_view(d, old);
     if (v == NULL)
         return; /* out of memory: readers keep the previous view */
-    /* Pairs with the readers' load in funcmond_view_begin. */
-    ck_pr_store_ptr(&vs->current, v);
+    /* Pairs with the readers' acquire load in funcmond_view_begin. */
+    __atomic_store_n(&vs->current, v, __ATOMIC_RELEASE);
     d->agg.generation++; /* changes from now on are newer than this view */
     d->agg.dirty = 0;
     d->last_publish_mono_ns = now;
@@ -309,11 +324,12 @@ const struct funcmond_view *
 funcmond_view_begin(struct funcmond_reader *r)
 {
     ck_epoch_begin(&r->record, &r->section);
-    return ck_pr_load_ptr(&r->vs->current);
+    return __atomic_load_n(&r->vs->current, __ATOMIC_ACQUIRE);
 }
 
 void
 funcmond_view_end(struct funcmond_reader *r)
 {
+    EPOCH_READ_DONE(&epoch_sync);
     ck_epoch_end(&r->record, &r->section);
 }

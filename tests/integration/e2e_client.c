@@ -21,7 +21,7 @@
 
 static long threads, calls, sleep_us, fail_every;
 static const char *fn_name = "work";
-static volatile sig_atomic_t stop;
+static int stop; /* set by SIGTERM's handler, read by every thread: atomic */
 static uint64_t made[64], failed[64];
 
 static int
@@ -30,7 +30,7 @@ work(void *arg)
     long i = (long)(intptr_t)arg;
     if (sleep_us > 0) {
         struct timespec ts = {sleep_us / 1000000, (sleep_us % 1000000) * 1000};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop)
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !__atomic_load_n(&stop, __ATOMIC_RELAXED))
             ;
     }
     return fail_every > 0 && i % fail_every == 0;
@@ -46,7 +46,7 @@ static void *
 run(void *arg)
 {
     long t = (long)(intptr_t)arg;
-    for (long i = 0; calls == 0 ? !stop : i < calls; i++) {
+    for (long i = 0; calls == 0 ? !__atomic_load_n(&stop, __ATOMIC_RELAXED) : i < calls; i++) {
         failed[t] += funcmon_profile(fn_name, "e2e", work, (void *)(intptr_t)i) != 0;
         made[t]++;
         if (calls != 0)
@@ -59,7 +59,7 @@ static void
 on_term(int sig)
 {
     (void)sig;
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 }
 
 int
