@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -143,8 +144,8 @@ funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p)
 }
 
 /* Resolves a site of p to its function, honouring METRICS.SKIP_PATHS for HTTP profiles. */
-static uint32_t
-resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site)
+uint32_t
+funcmond_resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site)
 {
     const struct funcmon_site_info *info = funcmon_consumer_site(&p->c, site);
     if (info == NULL)
@@ -173,7 +174,7 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
     struct funcmond_process *p = x->p;
     uint32_t fn = p->site_fn[r->site];
     (void)ring;
-    if (__builtin_expect(fn == 0, 0) && (fn = resolve_site(x->d, p, r->site)) == 0)
+    if (__builtin_expect(fn == 0, 0) && (fn = funcmond_resolve_site(x->d, p, r->site)) == 0)
         return;
     if (fn == UINT32_MAX)
         return;
@@ -202,7 +203,7 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
             continue;
         uint32_t fn = p->site_fn[site];
         if (fn == 0)
-            fn = resolve_site(d, p, site);
+            fn = funcmond_resolve_site(d, p, site);
         if (fn == 0)
             continue; /* not published yet: next cycle */
         /* Counters only grow; a smaller value is a client's lie and adds nothing. */
@@ -319,6 +320,99 @@ on_sample_done(struct funcmond *d, struct funcmond_process *p, int status, void 
     (void)arg;
     if (status != 0)
         LOG_DEBUG("%s: allocator sample failed: %s", p->shm_name, strerror(-status));
+}
+
+/* --- requests from other threads --- */
+
+int
+funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job)
+{
+    uint64_t one = 1;
+    if (__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE))
+        return -ESHUTDOWN;
+    job->n = job->pending = 0;
+    job->started = 0;
+    pthread_mutex_lock(&d->requests_lock);
+    job->next = d->requests;
+    d->requests = job;
+    pthread_mutex_unlock(&d->requests_lock);
+    if (write(d->request_fd, &one, sizeof(one)) != sizeof(one))
+        return -errno;
+    return 0;
+}
+
+static void
+on_trim_done(struct funcmond *d, struct funcmond_process *p, int status, void *arg)
+{
+    struct funcmond_trim_result *r = arg;
+    (void)d;
+    r->status = status;
+    r->answered = 1;
+    if (status == 0) {
+        r->before = p->c.hdr->ctl_before;
+        r->after = p->c.hdr->ctl_after;
+    }
+    r->job->pending--;
+}
+
+/* Sends what can be sent, and hands back the jobs that are complete. */
+static void
+service_trims(struct funcmond *d)
+{
+    pthread_mutex_lock(&d->requests_lock);
+    struct funcmond_trim_job *fresh = d->requests;
+    d->requests = NULL;
+    pthread_mutex_unlock(&d->requests_lock);
+    while (fresh != NULL) {
+        struct funcmond_trim_job *job = fresh;
+        fresh = job->next;
+        for (struct funcmond_process *p = d->procs; p != NULL && job->n < FUNCMOND_TRIM_MAX; p = p->next) {
+            if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+                continue;
+            struct funcmond_trim_result *r = &job->results[job->n++];
+            memset(r, 0, sizeof(*r));
+            r->pid = p->pid;
+            memcpy(r->service, p->service, sizeof(r->service));
+            r->job = job;
+        }
+        job->pending = job->n;
+        job->next = d->trims;
+        d->trims = job;
+    }
+    for (struct funcmond_trim_job **jp = &d->trims; *jp != NULL;) {
+        struct funcmond_trim_job *job = *jp;
+        for (uint32_t i = 0; i < job->n; i++) {
+            struct funcmond_trim_result *r = &job->results[i];
+            if (r->sent)
+                continue;
+            struct funcmond_process *p = d->procs;
+            while (p != NULL && !(p->pid == r->pid && p->state == FUNCMOND_PROC_LIVE && !p->detaching))
+                p = p->next;
+            int ret = p != NULL ? funcmond_control(d, p, FUNCMON_CTL_TRIM, 1000, on_trim_done, r) : -ESRCH;
+            if (ret == -EBUSY)
+                continue; /* an allocator sample is being answered: next tick */
+            r->sent = 1;
+            if (ret != 0) {
+                r->status = ret;
+                r->answered = 1;
+                job->pending--;
+            }
+        }
+        if (job->pending == 0) {
+            *jp = job->next;
+            job->done(job);
+        } else {
+            jp = &job->next;
+        }
+    }
+}
+
+static void
+arm_request(struct funcmond *d)
+{
+    struct io_uring_sqe *sqe = funcmond_sqe(d);
+    io_uring_prep_read(sqe, d->request_fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
+    io_uring_sqe_set_data(sqe, &d->op_request);
 }
 
 /* --- /proc figures --- */
@@ -456,6 +550,7 @@ tick(struct funcmond *d)
         arm_wake(d, p);
     }
     check_control(d, now);
+    service_trims(d);
     funcmond_discovery_retry_pending(d, now);
     if (now >= d->next_proc_read_mono_ns) {
         for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
@@ -548,6 +643,10 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     case FUNCMOND_OP_SNAPSHOT:
         funcmond_snapshot_completion(d, op, res);
         break;
+    case FUNCMOND_OP_REQUEST:
+        service_trims(d);
+        arm_request(d);
+        break;
     case FUNCMOND_OP_CANCEL:
         break;
     }
@@ -575,6 +674,11 @@ funcmond_drain_init(struct funcmond *d)
     d->op_timer.kind = FUNCMOND_OP_TIMER;
     d->op_inotify.kind = FUNCMOND_OP_INOTIFY;
     d->op_signal.kind = FUNCMOND_OP_SIGNAL;
+    d->op_request.kind = FUNCMOND_OP_REQUEST;
+    pthread_mutex_init(&d->requests_lock, NULL);
+    d->request_fd = eventfd(0, EFD_CLOEXEC);
+    if (d->request_fd < 0)
+        return -errno;
     d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
     d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
     d->signal_fd = d->inotify_fd = -1;
@@ -623,6 +727,7 @@ funcmond_drain_run(struct funcmond *d)
     d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * SECOND_NS;
     arm_timer(d);
     arm_signal(d);
+    arm_request(d);
     if (d->inotify_fd >= 0)
         arm_inotify(d);
     tick(d);
@@ -640,7 +745,18 @@ funcmond_drain_run(struct funcmond *d)
         }
         io_uring_cq_advance(&d->ring, seen);
     }
-    /* Stopping: every client drained to its last record, then the state written. */
+    /* Stopping: trims still waiting are answered as they stand (their done callbacks must
+     * run), every client drained to its last record, then the state written. */
+    check_control(d, UINT64_MAX);
+    service_trims(d);
+    while (d->trims != NULL) {
+        struct funcmond_trim_job *job = d->trims;
+        d->trims = job->next;
+        for (uint32_t i = 0; i < job->n; i++)
+            if (!job->results[i].answered)
+                job->results[i].status = -ESHUTDOWN;
+        job->done(job);
+    }
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         funcmond_drain_process(d, p);
     funcmond_view_maybe_publish(d, funcmond_mono_ns(), 1);
@@ -668,5 +784,8 @@ funcmond_drain_close(struct funcmond *d)
     funcmond_discovery_close(d);
     if (d->signal_fd >= 0)
         close(d->signal_fd);
+    if (d->request_fd >= 0)
+        close(d->request_fd);
+    pthread_mutex_destroy(&d->requests_lock);
     io_uring_queue_exit(&d->ring);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
 #include "sidecar.h"
 #include "snapshot.h"
@@ -104,9 +105,16 @@ main(int argc, char **argv)
     }
     if (funcmond_drain_init(d) != 0)
         goto out;
+    struct funcmond_http *http = NULL;
+    if ((d->cfg.profiling_enabled || d->cfg.metrics_enabled) && funcmond_http_start(d, &http, err, sizeof(err)) != 0) {
+        LOG_ERROR("%s", err);
+        funcmond_drain_close(d);
+        goto out;
+    }
     LOG_INFO("funcmond %s: watching %s for '%s.*' segments, draining every %u ms", FUNCMON_VERSION, d->cfg.shm_dir,
              d->cfg.shm_prefix, d->cfg.drain_interval_ms);
     ret = funcmond_drain_run(d) == 0 ? 0 : 1;
+    funcmond_http_stop(http); /* before the views it reads go */
     funcmond_drain_close(d);
     LOG_INFO("stopped: %llu records from %llu segments, %llu dropped by clients, %llu lost",
              (unsigned long long)d->counters.records, (unsigned long long)d->counters.segments_attached,

@@ -14,6 +14,7 @@
 #define FUNCMOND_SIDECAR_H
 
 #include <liburing.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,6 +36,7 @@ enum funcmond_op_kind {
     FUNCMOND_OP_STATUS,  /* /proc/<pid>/status read */
     FUNCMOND_OP_CTL,     /* control request wake sent */
     FUNCMOND_OP_CANCEL,  /* a cancellation we asked for */
+    FUNCMOND_OP_REQUEST, /* another thread queued a request (eventfd) */
     FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
 };
 
@@ -124,6 +126,32 @@ struct funcmond_counters {
     uint64_t wakeups; /* drains started by a client's wake-up */
 };
 
+#define FUNCMOND_TRIM_MAX 256
+
+/* One client's answer to a trim request. */
+struct funcmond_trim_result {
+    int32_t pid;
+    char service[FUNCMON_SERVICE_MAX + 1];
+    int status; /* 0, -ETIMEDOUT, or the client's -errno */
+    int sent;
+    int answered;
+    struct funcmon_alloc_stats before;
+    struct funcmon_alloc_stats after;
+    struct funcmond_trim_job *job;
+};
+
+/* A request from another thread to trim every live client (POST /debug/gc). */
+struct funcmond_trim_job {
+    struct funcmond_trim_job *next;
+    uint32_t n; /* results */
+    uint32_t pending;
+    int started;
+    struct funcmond_trim_result results[FUNCMOND_TRIM_MAX];
+    /* Called from the drain thread once every client answered or timed out. */
+    void (*done)(struct funcmond_trim_job *job);
+    void *arg;
+};
+
 struct funcmond_rejected {
     struct funcmond_rejected *next;
     char name[256];
@@ -160,6 +188,12 @@ struct funcmond {
     struct funcmond_views *views;      /* view.h */
     struct funcmond_snapshot_io *snap; /* snapshot.c, in flight */
     struct funcmond_restore *restore;  /* snapshot.c: positions and spill counters from the state file */
+    int request_fd;                    /* eventfd: other threads' requests are waiting in `requests` */
+    uint64_t request_buf;
+    struct funcmond_op op_request;
+    pthread_mutex_t requests_lock;
+    struct funcmond_trim_job *requests; /* queued, not yet started */
+    struct funcmond_trim_job *trims;    /* started, waiting for answers */
 };
 
 /* discovery.c */
@@ -181,6 +215,9 @@ int funcmond_drain_init(struct funcmond *d);
 int funcmond_drain_run(struct funcmond *d);
 /* Detaches every client (segments of live ones stay for the next run) and frees it all. */
 void funcmond_drain_close(struct funcmond *d);
+/* The function id + 1 of p's site (0: not published yet, UINT32_MAX: skipped by
+ * METRICS.SKIP_PATHS), resolved and remembered on first use. */
+uint32_t funcmond_resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site);
 /* Drains up to a ring's worth of records from each of p's rings; returns how many. */
 size_t funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
 /* Arms the wake-up wait and the exit watch of a newly attached process. */
@@ -192,6 +229,9 @@ void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
 int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
                      void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
 struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
+/* Queues a trim of every live client; thread-safe. job->done runs later on the drain
+ * thread. Returns 0, or -ESHUTDOWN when the loop is stopping. */
+int funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job);
 /* Runs the loop's completions until the state file write in flight is done. */
 void funcmond_drain_wait_snapshot(struct funcmond *d);
 uint64_t funcmond_mono_ns(void);

@@ -63,6 +63,8 @@ free_view(struct funcmond_view *v)
 {
     if (v == NULL)
         return;
+    for (uint32_t i = 0; i < v->n_procs; i++)
+        free(v->procs[i].threads);
     free(v->fns);
     free(v->procs);
     free(v);
@@ -193,6 +195,39 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     v->sites = p->c.sites_known;
     v->fallback_calls = __atomic_load_n(&p->c.hdr->fallback_calls, __ATOMIC_RELAXED);
     v->rt = p->rt;
+    if (p->state != FUNCMOND_PROC_LIVE || p->detaching || v->rings_active == 0 ||
+        (v->threads = calloc(v->rings_active, sizeof(*v->threads))) == NULL)
+        return;
+    for (uint32_t i = 0; i < p->c.geo.max_threads && v->n_threads < v->rings_active; i++) {
+        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+            continue;
+        struct funcmond_thread_view *t = &v->threads[v->n_threads++];
+        t->tid = si.tid;
+        memcpy(t->name, si.thread_name, sizeof(t->name));
+        t->depth = si.depth;
+        for (uint32_t k = 0; k < si.entries; k++) {
+            uint32_t site = si.inflight[k].site, fn = site < p->c.geo.max_sites ? p->site_fn[site] : 0;
+            struct funcmond_call_view *c = &t->calls[t->n_calls++];
+            c->fn = fn != 0 && fn != UINT32_MAX ? fn - 1 : UINT32_MAX;
+            c->depth = k;
+            c->start_real_ns = funcmon_clock_real_ns(&p->clk, si.inflight[k].start);
+        }
+    }
+}
+
+static void
+resolve_inflight(struct funcmond *d, struct funcmond_process *p)
+{
+    struct funcmon_slot_info si;
+    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+        return;
+    for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
+        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+            continue;
+        for (uint32_t k = 0; k < si.entries; k++)
+            if (si.inflight[k].site < p->c.geo.max_sites && p->site_fn[si.inflight[k].site] == 0)
+                funcmond_resolve_site(d, p, si.inflight[k].site);
+    }
 }
 
 static struct funcmond_view *
@@ -203,8 +238,10 @@ build_view(struct funcmond *d, const struct funcmond_view *prev)
     struct funcmond_view *v = calloc(1, sizeof(*v));
     uint32_t n_procs = 0;
 
-    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         n_procs++;
+        resolve_inflight(d, p); /* functions of calls that have not ended yet */
+    }
     if (v == NULL || (agg->n_fns && (v->fns = calloc(agg->n_fns, sizeof(*v->fns))) == NULL) ||
         (n_procs && (v->procs = calloc(n_procs, sizeof(*v->procs))) == NULL)) {
         free_view(v);

@@ -50,6 +50,22 @@ struct funcmond_fn_view {
     uint32_t inflight; /* calls running now, across processes */
 };
 
+/* A profiled call running now. */
+struct funcmond_call_view {
+    uint32_t fn; /* index into the view's fns, UINT32_MAX when not known yet */
+    uint32_t depth;
+    uint64_t start_real_ns; /* wall clock of its begin */
+};
+
+/* A thread of a client with a ring, and its in-flight stack (outermost first). */
+struct funcmond_thread_view {
+    int32_t tid;
+    char name[FUNCMON_THREAD_NAME_MAX + 1];
+    uint32_t depth;   /* calls in flight (may exceed the published entries) */
+    uint32_t n_calls; /* entries of calls[] */
+    struct funcmond_call_view calls[FUNCMON_INFLIGHT_MAX];
+};
+
 struct funcmond_proc_view {
     int32_t pid;
     char service[FUNCMON_SERVICE_MAX + 1];
@@ -65,6 +81,8 @@ struct funcmond_proc_view {
     uint32_t sites;
     uint64_t fallback_calls; /* calls of threads that had no ring */
     struct funcmond_runtime rt;
+    uint32_t n_threads; /* threads holding a ring now (live processes) */
+    struct funcmond_thread_view *threads;
 };
 
 struct funcmond_view {

@@ -1,0 +1,540 @@
+/*
+ * doc.c - the answer tree and its JSON and msgpack writers (see doc.h).
+ *
+ * Nodes live in an arena of 64 KiB blocks freed all at once with the answer. msgpack is
+ * written with msgpack-c's packer into our buffer; JSON by hand, because its escaping of
+ * arbitrary bytes is the part that matters here.
+ */
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "doc.h"
+
+enum ftype { F_NULL, F_BOOL, F_U64, F_I64, F_DOUBLE, F_STR, F_ARRAY, F_OBJECT };
+
+struct fval {
+    enum ftype type;
+    union {
+        uint64_t u;
+        int64_t i;
+        double d;
+        struct {
+            const char *p;
+            size_t n;
+        } s;
+    } v;
+    struct fval *first, *last; /* children of arrays and objects */
+    struct fval *next;
+    const char *key; /* member name within an object */
+    size_t key_len;
+    size_t count;
+};
+
+struct block {
+    struct block *next;
+    size_t used;
+    char data[65536 - 2 * sizeof(void *)];
+};
+
+struct fdoc {
+    struct block *blocks;
+    int failed;
+};
+
+/* ---- buffer ---- */
+
+void
+fbuf_append(struct fbuf *b, const void *data, size_t len)
+{
+    if (b->failed)
+        return;
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (p == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+void
+fbuf_printf(struct fbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        fbuf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+void
+fbuf_free(struct fbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- arena ---- */
+
+struct fdoc *
+fdoc_new(void)
+{
+    return calloc(1, sizeof(struct fdoc));
+}
+
+void
+fdoc_free(struct fdoc *d)
+{
+    if (d == NULL)
+        return;
+    while (d->blocks != NULL) {
+        struct block *b = d->blocks;
+        d->blocks = b->next;
+        free(b);
+    }
+    free(d);
+}
+
+static void *
+alloc(struct fdoc *d, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (n > sizeof(((struct block *)0)->data)) {
+        /* a large string: a block of its own */
+        struct block *big = malloc(sizeof(struct block) - sizeof(big->data) + n);
+        if (big == NULL)
+            return d->failed = 1, NULL;
+        big->used = n;
+        if (d->blocks != NULL) {
+            big->next = d->blocks->next;
+            d->blocks->next = big;
+        } else {
+            big->next = NULL;
+            d->blocks = big;
+        }
+        return big->data;
+    }
+    if (d->blocks == NULL || d->blocks->used + n > sizeof(d->blocks->data)) {
+        struct block *b = malloc(sizeof(*b));
+        if (b == NULL)
+            return d->failed = 1, NULL;
+        b->used = 0;
+        b->next = d->blocks;
+        d->blocks = b;
+    }
+    void *p = d->blocks->data + d->blocks->used;
+    d->blocks->used += n;
+    return p;
+}
+
+static struct fval *
+node(struct fdoc *d, enum ftype type)
+{
+    struct fval *v = alloc(d, sizeof(*v));
+    if (v != NULL) {
+        memset(v, 0, sizeof(*v));
+        v->type = type;
+    }
+    return v;
+}
+
+static const char *
+copy(struct fdoc *d, const char *s, size_t n)
+{
+    char *p = alloc(d, n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+struct fval *
+fdoc_object(struct fdoc *d)
+{
+    return node(d, F_OBJECT);
+}
+
+struct fval *
+fdoc_array(struct fdoc *d)
+{
+    return node(d, F_ARRAY);
+}
+
+static void
+append_child(struct fval *parent, struct fval *child)
+{
+    if (parent == NULL || child == NULL)
+        return;
+    if (parent->last != NULL)
+        parent->last->next = child;
+    else
+        parent->first = child;
+    parent->last = child;
+    parent->count++;
+}
+
+void
+fobj_putn(struct fdoc *d, struct fval *obj, const char *key, size_t key_len, struct fval *child)
+{
+    if (child == NULL)
+        return;
+    child->key = copy(d, key, key_len);
+    child->key_len = key_len;
+    if (child->key != NULL)
+        append_child(obj, child);
+}
+
+void
+fobj_put(struct fdoc *d, struct fval *obj, const char *key, struct fval *child)
+{
+    fobj_putn(d, obj, key, strlen(key), child);
+}
+
+void
+fobj_strn(struct fdoc *d, struct fval *obj, const char *key, const char *s, size_t n)
+{
+    struct fval *v = node(d, F_STR);
+    if (v == NULL)
+        return;
+    v->v.s.p = copy(d, s, n);
+    v->v.s.n = n;
+    if (v->v.s.p != NULL)
+        fobj_put(d, obj, key, v);
+}
+
+void
+fobj_str(struct fdoc *d, struct fval *obj, const char *key, const char *s)
+{
+    fobj_strn(d, obj, key, s, strlen(s));
+}
+
+void
+fobj_u64(struct fdoc *d, struct fval *obj, const char *key, uint64_t u)
+{
+    struct fval *v = node(d, F_U64);
+    if (v != NULL)
+        v->v.u = u;
+    fobj_put(d, obj, key, v);
+}
+
+void
+fobj_i64(struct fdoc *d, struct fval *obj, const char *key, int64_t i)
+{
+    struct fval *v = node(d, F_I64);
+    if (v != NULL)
+        v->v.i = i;
+    fobj_put(d, obj, key, v);
+}
+
+void
+fobj_double(struct fdoc *d, struct fval *obj, const char *key, double x)
+{
+    struct fval *v = node(d, F_DOUBLE);
+    if (v != NULL)
+        v->v.d = x;
+    fobj_put(d, obj, key, v);
+}
+
+void
+fobj_bool(struct fdoc *d, struct fval *obj, const char *key, int b)
+{
+    struct fval *v = node(d, F_BOOL);
+    if (v != NULL)
+        v->v.u = b != 0;
+    fobj_put(d, obj, key, v);
+}
+
+void
+farr_push(struct fdoc *d, struct fval *arr, struct fval *child)
+{
+    (void)d;
+    append_child(arr, child);
+}
+
+void
+farr_str(struct fdoc *d, struct fval *arr, const char *s)
+{
+    struct fval *v = node(d, F_STR);
+    if (v == NULL)
+        return;
+    v->v.s.n = strlen(s);
+    v->v.s.p = copy(d, s, v->v.s.n);
+    if (v->v.s.p != NULL)
+        append_child(arr, v);
+}
+
+/* Go's time.Duration.String(): "0s", "1.5µs", "16.7ms", "2.5s", "1m30s", "2h0m0s". */
+void
+fdoc_go_duration(uint64_t ns, char *buf, size_t len)
+{
+    char frac[16];
+    if (ns == 0) {
+        snprintf(buf, len, "0s");
+        return;
+    }
+    /* fraction of `digits` digits of v / 10^digits, without trailing zeros */
+    static const uint64_t pow10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000};
+#define FRAC(v, digits)                                                                                                            \
+    do {                                                                                                                           \
+        uint64_t f_ = (v) % pow10[digits];                                                                                         \
+        int n_ = digits;                                                                                                           \
+        frac[0] = '\0';                                                                                                            \
+        if (f_ != 0) {                                                                                                             \
+            while (f_ % 10 == 0) {                                                                                                 \
+                f_ /= 10;                                                                                                          \
+                n_--;                                                                                                              \
+            }                                                                                                                      \
+            snprintf(frac, sizeof(frac), ".%0*llu", n_, (unsigned long long)f_);                                                   \
+        }                                                                                                                          \
+    } while (0)
+    if (ns < 1000) {
+        snprintf(buf, len, "%lluns", (unsigned long long)ns);
+    } else if (ns < 1000000) {
+        FRAC(ns, 3);
+        snprintf(buf, len, "%llu%sµs", (unsigned long long)(ns / 1000), frac);
+    } else if (ns < 1000000000) {
+        FRAC(ns, 6);
+        snprintf(buf, len, "%llu%sms", (unsigned long long)(ns / 1000000), frac);
+    } else {
+        uint64_t secs = ns / 1000000000, h = secs / 3600, m = secs / 60 % 60, s = secs % 60;
+        FRAC(ns, 9);
+        if (h != 0)
+            snprintf(buf, len, "%lluh%llum%llu%ss", (unsigned long long)h, (unsigned long long)m, (unsigned long long)s, frac);
+        else if (m != 0)
+            snprintf(buf, len, "%llum%llu%ss", (unsigned long long)m, (unsigned long long)s, frac);
+        else
+            snprintf(buf, len, "%llu%ss", (unsigned long long)s, frac);
+    }
+#undef FRAC
+}
+
+void
+fobj_duration(struct fdoc *d, struct fval *obj, const char *key, uint64_t ns)
+{
+    char s[48], k[96];
+    fdoc_go_duration(ns, s, sizeof(s));
+    fobj_str(d, obj, key, s);
+    snprintf(k, sizeof(k), "%s_ns", key);
+    fobj_u64(d, obj, k, ns);
+}
+
+void
+fobj_time(struct fdoc *d, struct fval *obj, const char *key, uint64_t real_ns)
+{
+    char s[64], frac[16] = "";
+    if (real_ns == 0) {
+        fobj_str(d, obj, key, "");
+        return;
+    }
+    time_t secs = (time_t)(real_ns / 1000000000);
+    uint64_t nanos = real_ns % 1000000000;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    if (nanos != 0) {
+        int digits = 9;
+        while (nanos % 10 == 0) {
+            nanos /= 10;
+            digits--;
+        }
+        snprintf(frac, sizeof(frac), ".%0*llu", digits, (unsigned long long)nanos);
+    }
+    snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+             tm.tm_sec, frac);
+    fobj_str(d, obj, key, s);
+}
+
+/* ---- JSON ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if it is not one. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, cp = s[0] & 0x1f;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, cp = s[0] & 0x0f;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    /* overlong forms, surrogates, beyond Unicode */
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static void
+json_string(struct fbuf *b, const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    fbuf_append(b, "\"", 1);
+    size_t run = 0; /* bytes that need no escape, appended in one go */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t l = c >= 0x20 && c != '"' && c != '\\' ? utf8_len(s + i, n - i) : 0;
+        if (l != 0) {
+            i += l;
+            run += l;
+            continue;
+        }
+        fbuf_append(b, s + i - run, run);
+        run = 0;
+        if (c == '"')
+            fbuf_append(b, "\\\"", 2);
+        else if (c == '\\')
+            fbuf_append(b, "\\\\", 2);
+        else if (c == '\n')
+            fbuf_append(b, "\\n", 2);
+        else if (c == '\t')
+            fbuf_append(b, "\\t", 2);
+        else if (c == '\r')
+            fbuf_append(b, "\\r", 2);
+        else
+            fbuf_printf(b, "\\u%04x", c); /* control byte, or a byte that is not UTF-8 */
+        i++;
+    }
+    fbuf_append(b, s + n - run, run);
+    fbuf_append(b, "\"", 1);
+}
+
+static void
+json_value(const struct fval *v, struct fbuf *b)
+{
+    switch (v->type) {
+    case F_NULL:
+        fbuf_append(b, "null", 4);
+        break;
+    case F_BOOL:
+        fbuf_append(b, v->v.u ? "true" : "false", v->v.u ? 4 : 5);
+        break;
+    case F_U64:
+        fbuf_printf(b, "%llu", (unsigned long long)v->v.u);
+        break;
+    case F_I64:
+        fbuf_printf(b, "%lld", (long long)v->v.i);
+        break;
+    case F_DOUBLE:
+        if (v->v.d != v->v.d || v->v.d > 1e300 || v->v.d < -1e300)
+            fbuf_append(b, "null", 4); /* JSON has no NaN or infinity */
+        else
+            fbuf_printf(b, "%.17g", v->v.d);
+        break;
+    case F_STR:
+        json_string(b, v->v.s.p, v->v.s.n);
+        break;
+    case F_ARRAY:
+    case F_OBJECT:
+        fbuf_append(b, v->type == F_ARRAY ? "[" : "{", 1);
+        for (const struct fval *c = v->first; c != NULL; c = c->next) {
+            if (c != v->first)
+                fbuf_append(b, ",", 1);
+            if (v->type == F_OBJECT) {
+                json_string(b, c->key, c->key_len);
+                fbuf_append(b, ":", 1);
+            }
+            json_value(c, b);
+        }
+        fbuf_append(b, v->type == F_ARRAY ? "]" : "}", 1);
+        break;
+    }
+}
+
+void
+fdoc_json(const struct fval *v, struct fbuf *out)
+{
+    if (v == NULL) {
+        out->failed = 1;
+        return;
+    }
+    json_value(v, out);
+    fbuf_append(out, "\n", 1);
+}
+
+/* ---- msgpack ---- */
+
+static int
+msgpack_to_fbuf(void *data, const char *buf, size_t len)
+{
+    fbuf_append(data, buf, len);
+    return ((struct fbuf *)data)->failed ? -1 : 0;
+}
+
+static void
+mp_value(const struct fval *v, msgpack_packer *pk)
+{
+    switch (v->type) {
+    case F_NULL:
+        msgpack_pack_nil(pk);
+        break;
+    case F_BOOL:
+        if (v->v.u)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    case F_U64:
+        msgpack_pack_uint64(pk, v->v.u);
+        break;
+    case F_I64:
+        msgpack_pack_int64(pk, v->v.i);
+        break;
+    case F_DOUBLE:
+        msgpack_pack_double(pk, v->v.d);
+        break;
+    case F_STR:
+        msgpack_pack_str(pk, v->v.s.n);
+        msgpack_pack_str_body(pk, v->v.s.p, v->v.s.n);
+        break;
+    case F_ARRAY:
+        msgpack_pack_array(pk, v->count);
+        for (const struct fval *c = v->first; c != NULL; c = c->next)
+            mp_value(c, pk);
+        break;
+    case F_OBJECT:
+        msgpack_pack_map(pk, v->count);
+        for (const struct fval *c = v->first; c != NULL; c = c->next) {
+            msgpack_pack_str(pk, c->key_len);
+            msgpack_pack_str_body(pk, c->key, c->key_len);
+            mp_value(c, pk);
+        }
+        break;
+    }
+}
+
+void
+fdoc_msgpack(const struct fval *v, struct fbuf *out)
+{
+    msgpack_packer pk;
+    if (v == NULL) {
+        out->failed = 1;
+        return;
+    }
+    msgpack_packer_init(&pk, out, msgpack_to_fbuf);
+    mp_value(v, &pk);
+}

@@ -1,0 +1,27 @@
+/*
+ * http.h - funcmond's HTTP face: the REST API of DESIGN §5 and /metrics, over h2o.
+ */
+#ifndef FUNCMOND_HTTP_H
+#define FUNCMOND_HTTP_H
+
+#include "sidecar.h"
+
+struct funcmond_http;
+
+/*
+ * Binds HTTP.LISTEN (errors are reported here, before the loop starts) and starts the
+ * server thread. Answers come from the views the drain thread publishes and from /proc;
+ * the server never touches the drain thread's state. Returns 0 and *out, or -errno with a
+ * message in err.
+ */
+int funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, size_t errlen);
+/* The port the server listens on (useful with port 0). */
+int funcmond_http_port(const struct funcmond_http *h);
+/* Stops the server thread and frees it. */
+void funcmond_http_stop(struct funcmond_http *h);
+
+/* Percent-decodes src[0..n) into dst (at least n bytes) without any path normalisation;
+ * `plus_is_space` for query values. Returns the decoded length, or -1 on a bad escape. */
+long funcmond_http_unescape(const char *src, size_t n, char *dst, int plus_is_space);
+
+#endif

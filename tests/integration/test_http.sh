@@ -1,0 +1,193 @@
+#!/bin/bash
+# The REST API and /metrics of a real funcmond, against real client processes, checked
+# with curl and jq against what the clients did; /metrics with promtool; profiles with
+# go tool pprof when Debian's golang-go is installed.
+# Usage: test_http.sh FUNCMOND E2E_CLIENT
+set -u
+funcmond=$1 client=$2
+for tool in curl jq promtool; do
+    command -v $tool >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
+done
+dir=$(mktemp -d)
+prefix="fmhttp-$$"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -f /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; echo "--- funcmond log:" >&2; tail -20 "$dir/log" >&2; exit 1; }
+export FUNCMON_SHM_PREFIX=$prefix SIDECAR_SHM_PREFIX=$prefix
+
+start_funcmond() {
+    : > "$dir/log"
+    HTTP_LISTEN=127.0.0.1:0 "$@" "$funcmond" 2>> "$dir/log" &
+    fpid=$!
+    pids+=($fpid)
+    for i in $(seq 100); do
+        port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/log" | head -1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    [ -n "$port" ] || fail "funcmond did not start"
+    base="http://127.0.0.1:$port"
+}
+
+# get PATH [curl args...]: the body; the status code goes to $dir/status
+get() {
+    local path=$1; shift
+    curl -s --path-as-is -o "$dir/body" -w '%{http_code}' "$@" "$base$path" > "$dir/status"
+    cat "$dir/body"
+}
+status() { cat "$dir/status"; }
+expect_status() { [ "$(status)" = "$1" ] || fail "$2: status $(status), expected $1: $(cat "$dir/body")"; }
+
+start_funcmond env
+# Known work: 2 threads x 50 calls of "work" sleeping 2 ms, every 5th failing, and as many
+# calls of "fast"; odd names; the same name in a second service; a call that stays in flight.
+FUNCMON_SERVICE=svc "$client" 2 50 2000 5 > "$dir/c1" || fail "client"
+for name in 'GET_/v1/users/:id' 'a%2Fb' '..' 'with space' 'ünïcödé'; do
+    FUNCMON_SERVICE=odd "$client" 1 3 0 0 "$name" > /dev/null || fail "client $name"
+done
+FUNCMON_SERVICE=svc2 "$client" 1 7 0 0 work > /dev/null || fail "client svc2"
+FUNCMON_SERVICE=slow "$client" 1 0 30000000 0 slow > /dev/null &
+slow=$!
+pids+=($slow)
+
+# Wait until the figures are published.
+for i in $(seq 100); do
+    n=$(get "/debug/profiles/work?service=svc" | jq -r '.call_count // 0' 2>/dev/null)
+    [ "$n" = 100 ] && break
+    sleep 0.1
+done
+[ "$n" = 100 ] || fail "work calls: $n"
+
+# One profile, against what the client did.
+get "/debug/profiles/work?service=svc" > "$dir/p.json"
+expect_status 200 "profile"
+jq -e '.name == "work" and .package == "e2e" and .service == "svc" and .call_count == 100 and .error_count == 20' "$dir/p.json" >/dev/null ||
+    fail "profile counts: $(cat "$dir/p.json")"
+jq -e '.min_duration_ns >= 2000000 and .avg_duration_ns >= 2000000 and .p50_duration_ns >= 1980000 and .max_duration_ns < 1000000000' \
+    "$dir/p.json" >/dev/null || fail "profile durations: $(cat "$dir/p.json")"
+jq -e '(.avg_duration | test("^[0-9.]+(ns|µs|ms|s)$")) and (.total_duration | test("^([0-9]+h)?([0-9]+m)?[0-9.]+(ns|µs|ms|s)$"))' \
+    "$dir/p.json" >/dev/null || fail "Go duration strings: $(cat "$dir/p.json")"
+jq -e '.last_call_time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$")' "$dir/p.json" >/dev/null ||
+    fail "RFC 3339 time: $(cat "$dir/p.json")"
+last=$(jq -r '.last_call_time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' "$dir/p.json")
+now=$(date +%s)
+[ $((now - last)) -lt 30 ] || fail "last_call_time $last is not recent ($now)"
+
+# The list: the shared name is keyed by service/package:name, the others by name.
+get "/debug/profiles" > "$dir/all.json"
+jq -e '.profiles["svc/e2e:work"].call_count == 100 and .profiles["svc2/e2e:work"].call_count == 7 and
+       .profiles["GET_/v1/users/:id"].call_count == 3 and (.count == (.profiles | length))' "$dir/all.json" >/dev/null ||
+    fail "profiles list: $(jq -c '.profiles | keys' "$dir/all.json")"
+get "/debug/profiles?service=svc&sort=calls&limit=1" | jq -e '.count == 1 and (.profiles | keys) == ["fast"] or (.profiles | keys) == ["work"]' >/dev/null ||
+    fail "sort/limit: $(cat "$dir/body")"
+get "/debug/profiles?sort=errors&limit=1" | jq -e '.profiles["svc/e2e:work"].error_count == 20' >/dev/null ||
+    fail "sort by errors: $(cat "$dir/body")"
+
+# Names with '/', '%2F', '..', spaces and unicode are reachable; '..' is a name, not a step.
+for enc in 'GET_/v1/users/:id' 'a%252Fb' '..' 'with%20space' '%C3%BCn%C3%AFc%C3%B6d%C3%A9'; do
+    get "/debug/profiles/$enc" | jq -e '.call_count == 3' >/dev/null || fail "name $enc: $(status) $(cat "$dir/body")"
+done
+
+# Errors.
+get "/debug/profiles/work" > /dev/null
+expect_status 409 "ambiguous name"
+jq -e '.candidates | length == 2' "$dir/body" >/dev/null || fail "409 candidates: $(cat "$dir/body")"
+get "/debug/profiles/nope" > /dev/null; expect_status 404 "unknown name"
+get "/debug/nope" > /dev/null; expect_status 404 "unknown endpoint"
+get "/debug/profiles?sort=bogus" > /dev/null; expect_status 400 "bad sort"
+get "/debug/profiles?limit=x" > /dev/null; expect_status 400 "bad limit"
+get "/debug/profiles?what=1" > /dev/null; expect_status 400 "unknown parameter"
+get "/debug/profiles/%zz" > /dev/null; expect_status 400 "bad escape"
+get "/debug/profiles" -X DELETE > /dev/null; expect_status 405 "DELETE"
+get "/debug/gc" > /dev/null; expect_status 405 "GET gc"
+jq -e '.error and .status == 405' "$dir/body" >/dev/null || fail "error shape: $(cat "$dir/body")"
+long=$(head -c 20000 /dev/zero | tr '\0' 'x')
+get "/debug/profiles/$long" > /dev/null
+case "$(status)" in 404|414|400|431) ;; *) fail "huge path: $(status)" ;; esac
+get "/debug/profiles" -H "X-Huge: $long" > /dev/null
+case "$(status)" in 200|400|431) ;; *) fail "huge header: $(status)" ;; esac
+
+# msgpack: the same answer, another encoding.
+get "/debug/profiles/work?service=svc" -H 'Accept: application/msgpack' > "$dir/p.mp"
+expect_status 200 "msgpack"
+first=$(head -c 1 "$dir/p.mp" | od -An -tx1 | tr -d ' ')
+[ "$first" = de ] || fail "msgpack answer does not start with a map16: $first"
+grep -q '"application/msgpack"' <(curl -s -D - -o /dev/null -H 'Accept: application/msgpack' "$base/debug/stats" | tr -d '\r' |
+    sed -n 's/^content-type: \(.*\)/"\1"/Ip') || fail "msgpack content type"
+
+# Processes, stats, memory, threads, in-flight calls.
+for i in $(seq 100); do
+    get "/debug/threads" | jq -e --argjson slow $slow \
+        '[.processes[] | select(.pid == $slow) | .threads[] | .inflight[] | select(.function == "slow")] | length == 1' >/dev/null && break
+    sleep 0.1
+done
+get "/debug/processes" > "$dir/procs.json"
+jq -e --argjson slow $slow '.count == (.processes | length) and ([.processes[] | select(.pid == $slow and .state == "running")] | length == 1)' \
+    "$dir/procs.json" >/dev/null || fail "processes: $(cat "$dir/procs.json")"
+for i in $(seq 50); do
+    get "/debug/stats" | jq -e --argjson slow $slow '.processes[] | select(.pid == $slow) | .rss > 0 and .threads >= 2' >/dev/null && break
+    sleep 0.1
+done
+get "/debug/stats" | jq -e --argjson slow $slow '.processes[] | select(.pid == $slow) | .rss > 0 and .threads >= 2 and (.uptime_ns > 0)' \
+    >/dev/null || fail "stats: $(cat "$dir/body")"
+get "/debug/memory" | jq -e --argjson slow $slow '.processes[] | select(.pid == $slow) | .status.vmrss > 0 and .smaps_rollup.rss > 0' \
+    >/dev/null || fail "memory: $(cat "$dir/body")"
+get "/debug/threads" | jq -e --argjson slow $slow \
+    '[.processes[] | select(.pid == $slow) | .threads[] | .inflight[] | select(.function == "slow")] | length == 1' >/dev/null ||
+    fail "threads: $(cat "$dir/body")"
+sleep 0.3
+get "/debug/inflight?min_ms=200" | jq -e '[.calls[] | select(.function == "slow" and .elapsed_ns >= 200000000)] | length == 1' \
+    >/dev/null || fail "inflight: $(cat "$dir/body")"
+get "/debug/inflight?min_ms=100000" | jq -e '.count == 0' >/dev/null || fail "inflight min_ms: $(cat "$dir/body")"
+get "/debug/goroutines" | grep -q "e2e.slow (running" || fail "goroutines text: $(cat "$dir/body")"
+
+# POST gc: every live client answers with before, after and freed (signed).
+get "/debug/gc" -X POST > "$dir/gc.json"
+expect_status 200 "gc"
+jq -e --argjson slow $slow '.message and (.freed | type == "number") and
+    ([.processes[] | select(.pid == $slow and .status == "trimmed" and .before.rss > 0)] | length == 1)' "$dir/gc.json" >/dev/null ||
+    fail "gc: $(cat "$dir/gc.json")"
+
+# /metrics: valid exposition, the test's numbers in it.
+get "/metrics" > "$dir/metrics.txt"
+expect_status 200 "metrics"
+promtool check metrics < "$dir/metrics.txt" > "$dir/promtool.txt" 2>&1 || fail "promtool: $(cat "$dir/promtool.txt")"
+grep -q '^function_calls_total{service="svc",package="e2e",function="work"} 100$' "$dir/metrics.txt" ||
+    fail "calls in metrics: $(grep function_calls_total "$dir/metrics.txt" | head)"
+grep -q '^function_duration_seconds_count{service="svc",package="e2e",function="work"} 100$' "$dir/metrics.txt" ||
+    fail "histogram count in metrics"
+grep -q '^function_errors_total{service="svc",package="e2e",function="work"} 20$' "$dir/metrics.txt" || fail "errors in metrics"
+
+# pprof: the index, a heap profile, and a CPU profile (503 where perf events are refused).
+get "/debug/pprof/" | jq -e '.count == 2' >/dev/null || fail "pprof index: $(cat "$dir/body")"
+curl -s -o "$dir/heap.pb.gz" -w '%{http_code}' "$base/debug/pprof/heap" > "$dir/status"
+expect_status 200 "heap profile"
+[ "$(head -c 2 "$dir/heap.pb.gz" | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "heap profile is not gzip"
+curl -s -o "$dir/cpu.pb.gz" -w '%{http_code}' "$base/debug/pprof/profile?seconds=1&pid=$slow" > "$dir/status"
+case "$(status)" in 200|503) ;; *) fail "cpu profile: $(status) $(cat "$dir/cpu.pb.gz")" ;; esac
+if command -v go >/dev/null; then
+    go tool pprof -raw "$dir/heap.pb.gz" > "$dir/heap.txt" 2>&1 || fail "go tool pprof heap: $(cat "$dir/heap.txt")"
+    [ "$(status)" = 200 ] && { go tool pprof -raw "$dir/cpu.pb.gz" > "$dir/cpu.txt" 2>&1 || fail "go tool pprof cpu: $(cat "$dir/cpu.txt")"; }
+fi
+
+# Authentication: everything but /metrics wants the token.
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+start_funcmond env HTTP_AUTH_TOKEN=s3cret
+get "/debug/profiles" > /dev/null; expect_status 401 "no token"
+get "/debug/profiles" -H "Authorization: Bearer wrong" > /dev/null; expect_status 401 "wrong token"
+get "/debug/profiles" -H "Authorization: Bearer s3cret" > /dev/null; expect_status 200 "token"
+get "/metrics" > /dev/null; expect_status 200 "metrics without token"
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+
+# Switched off: the routes are gone.
+start_funcmond env PROFILING_ENABLED=false METRICS_PATH=/m
+get "/debug/profiles" > /dev/null; expect_status 404 "profiling disabled"
+get "/m" > /dev/null; expect_status 200 "metrics moved"
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+echo "test_http: ok"
