@@ -748,7 +748,7 @@ struct elf_sym {
 
 struct elf_file {
     char *path;           /* as /proc/<pid>/maps shows it */
-    uint64_t ino;         /* inode from maps, checked against what we open */
+    uint64_t ino;         /* inode from maps, checked against what we open; 0 for [vdso] */
     int fd;               /* -1 if it could not be opened */
     int loaded;           /* symbols read (or found missing) */
     struct elf_seg *segs; /* PT_LOAD headers with file contents */
@@ -968,12 +968,51 @@ open_checked(const char *path, uint64_t ino)
     return fd;
 }
 
+/* The target's [vdso] is the kernel's image, the same as ours when the kernel and the ABI
+ * are (checked by size): its symbols come from a copy of our own, in a memfd so that the
+ * file reader serves it, and no access to the target's memory is needed. */
+static int
+own_vdso_fd(uint64_t size)
+{
+    unsigned long long start = 0, end = 0;
+    char *line = NULL;
+    size_t cap = 0, done = 0;
+    FILE *fp = fopen("/proc/self/maps", "re");
+    int fd;
+
+    if (fp == NULL)
+        return -1;
+    while (getline(&line, &cap, fp) > 0)
+        if (strstr(line, "[vdso]") != NULL && sscanf(line, "%llx-%llx", &start, &end) == 2)
+            break;
+    free(line);
+    fclose(fp);
+    if (end <= start || end - start != size || (fd = memfd_create("funcmond-vdso", MFD_CLOEXEC)) < 0)
+        return -1;
+    while (done < size) {
+        ssize_t w = write(fd, (const char *)(uintptr_t)start + done, size - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return fd;
+}
+
 static void
 elf_open(struct elf_file *f, pid_t pid, const struct map_ent *m)
 {
     char path[PATH_MAX + 64];
 
     f->fd = -1;
+    if (f->ino == 0) {
+        if (strcmp(f->path, "[vdso]") == 0)
+            f->fd = own_vdso_fd(m->end - m->start);
+        return;
+    }
     if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, f->path) < (int)sizeof(path))
         f->fd = open_checked(path, f->ino);
     if (f->fd < 0) { /* deleted, replaced, or outside our view: the mapping itself */
@@ -1068,6 +1107,8 @@ read_maps(struct symbolizer *sy)
         }
         if (m.name[0] == '/' && ino != 0)
             m.file = file_for(&next, m.name, ino, &m);
+        else if (strcmp(m.name, "[vdso]") == 0)
+            m.file = file_for(&next, m.name, 0, &m);
         next.maps[next.n_maps++] = m;
     }
     free(line);
@@ -1165,7 +1206,10 @@ struct collector {
     size_t n_stacks, cap_stacks;
     struct table index;
     uint64_t samples, lost, dropped;
-    int open_err; /* first failure to open a thread, -errno */
+    uint64_t unfollowed; /* threads that could not be opened (other than exited ones) */
+    int over_limit;      /* threads left out past MAX_THREADS or for memory */
+    int follow_err;      /* the first of those errors, -errno */
+    int open_err;        /* first failure to open a thread, -errno */
     const char *open_what;
     uint64_t *rec; /* one record, copied out of the ring */
     uint64_t stack[MAX_DEPTH];
@@ -1384,17 +1428,24 @@ scan_threads(struct collector *c)
 
         if (de->d_name[0] < '0' || de->d_name[0] > '9' || *end != '\0' || tid <= 0 || tid > INT_MAX)
             continue;
-        if ((t = bsearch(&key, c->threads, n_old, sizeof(*t), thread_cmp)) != NULL) {
+        if (n_old > 0 && (t = bsearch(&key, c->threads, n_old, sizeof(*t), thread_cmp)) != NULL) {
             t->seen = 1;
             continue;
         }
-        if (c->n_threads >= MAX_THREADS || grow_to(&c->threads, &c->cap_threads, c->n_threads + 1, sizeof(*t)) < 0)
+        if (c->n_threads >= MAX_THREADS || grow_to(&c->threads, &c->cap_threads, c->n_threads + 1, sizeof(*t)) < 0) {
+            c->over_limit = 1;
             continue;
+        }
         t = &c->threads[c->n_threads++];
         *t = (struct perf_thread){.tid = (pid_t)tid, .fd = -1, .seen = 1};
         int rc = thread_open(c, t);
         if (rc < 0 && c->open_err == 0)
             c->open_err = rc;
+        if (rc < 0 && rc != -ESRCH) { /* ESRCH: the thread exited in between */
+            c->unfollowed++;
+            if (c->follow_err == 0)
+                c->follow_err = rc;
+        }
     }
     closedir(d);
     /* Keep open events (their exit shows as POLLHUP) and threads still listed; drop the
@@ -1520,6 +1571,11 @@ build_profile(struct collector *c, struct symbolizer *sy, int64_t start_ns, int6
     if (c->lost > 0 || c->dropped > 0) {
         snprintf(note, sizeof(note), "%" PRIu64 " samples lost (ring overflow), %" PRIu64 " dropped (memory limit)", c->lost,
                  c->dropped);
+        funcmond_pprof_comment(p, note);
+    }
+    if (c->unfollowed > 0 || c->over_limit) {
+        snprintf(note, sizeof(note), "%" PRIu64 " threads not sampled (%s)%s", c->unfollowed,
+                 c->follow_err ? strerror(-c->follow_err) : "-", c->over_limit ? ", more past the thread limit" : "");
         funcmond_pprof_comment(p, note);
     }
     free(frames);

@@ -74,7 +74,15 @@ void funcmond_pprof_free(struct funcmond_pprof *p);
  * `seconds`, or less if the process exits, then symbolises the stacks from the ELF
  * .symtab (else .dynsym) of each mapped file; an address without a symbol is named
  * "0x<addr>". The profile has sample types samples/count and cpu/nanoseconds, period
- * 1e9/hz ns, one sample per distinct stack; lost samples are noted in a comment.
+ * 1e9/hz ns, one sample per distinct stack; lost samples and threads that could not be
+ * followed are noted in comments.
+ *
+ * Limits: a thread that lives less than the 100 ms rescan period may be missed; a leaf
+ * function built without a frame (gcc does that even with -fno-omit-frame-pointer) hides
+ * its direct caller; local functions of stripped libraries (libc's start_thread) have no
+ * symbol and show as hex; only 64-bit little-endian ELF is read; the mappings are read
+ * at the start and at the end (the files stay open, so a process that exits early is
+ * still symbolised), so a library both loaded and unloaded in between shows as hex.
  *
  * `cancel` (may be NULL) is polled at least every 100 ms; a non-zero value ends the run.
  * On success returns 0 with *gz (malloc'd, free() it) and *gz_len. On failure returns
