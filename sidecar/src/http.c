@@ -1354,7 +1354,10 @@ funcmond_http_stop(struct funcmond_http *h)
     __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
     pthread_join(h->thread, NULL);
     h2o_multithread_unregister_receiver(h->ctx.queue, &h->receiver);
-    h2o_context_dispose(&h->ctx);
+    h2o_context_dispose(&h->ctx); /* also destroys the queue; its socket closes on the loop */
+    for (int i = 0; i < 3; i++)
+        h2o_evloop_run(h->loop, 0);
+    h2o_evloop_destroy(h->loop);
     h2o_config_dispose(&h->config);
     free(h);
 }

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,6 +125,7 @@ spawn(const char *program, char *const argv[], const char *const *env, int *out_
     pid_t pid = fork();
     CHECK_GE(pid, 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failing test takes its children with it */
         if (out_fd != NULL) {
             dup2(fds[1], 1);
             close(fds[0]);
