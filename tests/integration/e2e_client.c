@@ -7,6 +7,7 @@
  *   SLEEP_US microseconds and fail when i % FAIL_EVERY == 0 (0: never), plus CALLS calls
  *   of "fast"; then prints "done <calls> <errors>" and exits.
  * CALLS = 0: calls until SIGTERM (one call every SLEEP_US), then prints the same line.
+ * E2E_ALLOC_BYTES=N: each call of FN also allocates and frees N bytes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,10 +25,16 @@ static const char *fn_name = "work";
 static int stop; /* set by SIGTERM's handler, read by every thread: atomic */
 static uint64_t made[64], failed[64];
 
+static long alloc_bytes; /* E2E_ALLOC_BYTES: allocated and freed inside each call of FN */
+
 static int
 work(void *arg)
 {
     long i = (long)(intptr_t)arg;
+    if (alloc_bytes > 0) {
+        void *volatile p = malloc((size_t)alloc_bytes);
+        free(p);
+    }
     if (sleep_us > 0) {
         struct timespec ts = {sleep_us / 1000000, (sleep_us % 1000000) * 1000};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !__atomic_load_n(&stop, __ATOMIC_RELAXED))
@@ -75,6 +82,8 @@ main(int argc, char **argv)
         fn_name = argv[5];
     if (threads < 1 || threads > 64)
         return 2;
+    if (getenv("E2E_ALLOC_BYTES") != NULL)
+        alloc_bytes = strtol(getenv("E2E_ALLOC_BYTES"), NULL, 10);
     signal(SIGTERM, on_term);
     if (funcmon_init(NULL) != 0)
         return 3;

@@ -1,0 +1,84 @@
+#!/bin/bash
+# A real Prometheus server (Debian's prometheus) scrapes a real funcmond every second, and
+# the queries of the original guide return the test's functions with the figures the
+# test's client produced: average duration, error rate, memory per call, topk, p99.
+# Usage: test_prometheus.sh FUNCMOND E2E_CLIENT
+set -u
+funcmond=$1 client=$2
+for tool in curl jq prometheus; do
+    command -v $tool >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
+done
+dir=$(mktemp -d)
+prefix="fmprom-$$"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -f /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; tail -5 "$dir/prom.log" >&2; exit 1; }
+export FUNCMON_SHM_PREFIX=$prefix SIDECAR_SHM_PREFIX=$prefix
+
+HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
+pids+=($!)
+for i in $(seq 100); do
+    port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/log" | head -1)
+    [ -n "$port" ] && break
+    sleep 0.05
+done
+[ -n "$port" ] || fail "funcmond did not start"
+
+# Calls of "work" every ~2 ms on two threads, one in four failing, each allocating 1000 bytes.
+FUNCMON_SERVICE=promsvc FUNCMON_TRACK_ALLOC=1 E2E_ALLOC_BYTES=1000 "$client" 2 0 2000 4 > /dev/null &
+pids+=($!)
+
+cat > "$dir/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: funcmond
+    static_configs:
+      - targets: ['127.0.0.1:$port']
+YML
+# A free port for Prometheus: ask the kernel, through a listener that is closed at once.
+for try in 1 2 3 4 5; do
+    pport=$(( (RANDOM % 20000) + 30000 ))
+    prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+        --web.listen-address=127.0.0.1:$pport > "$dir/prom.log" 2>&1 &
+    ppid=$!
+    sleep 1
+    kill -0 $ppid 2>/dev/null && break
+done
+pids+=($ppid)
+kill -0 $ppid 2>/dev/null || fail "prometheus did not start"
+
+query() {
+    curl -s -G "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1"
+}
+# value QUERY: the value for function "work" of service promsvc, once there is one.
+value() {
+    local v=""
+    for i in $(seq 60); do
+        v=$(query "$1" | jq -r '[.data.result[] | select(.metric.function == "work" and .metric.service == "promsvc")][0].value[1] // empty')
+        [ -n "$v" ] && [ "$v" != NaN ] && break
+        sleep 1
+    done
+    echo "$v"
+}
+in_range() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'; }
+
+avg=$(value 'rate(function_duration_seconds_sum[1m]) / rate(function_duration_seconds_count[1m])')
+in_range "$avg" 0.002 0.05 || fail "average duration $avg"
+errs=$(value 'rate(function_errors_total[1m]) / rate(function_calls_total[1m])')
+in_range "$errs" 0.2 0.3 || fail "error rate $errs"
+mem=$(value 'function_memory_bytes_sum / function_memory_bytes_count')
+in_range "$mem" 1000 1000 || fail "memory per call $mem"
+top=$(query 'topk(10, rate(function_duration_seconds_sum[1m]) / rate(function_duration_seconds_count[1m]))' |
+    jq -r '[.data.result[].metric.function] | index("work")')
+[ "$top" != null ] || fail "topk does not list work"
+p99=$(value 'histogram_quantile(0.99, rate(function_duration_seconds_bucket[1m]))')
+in_range "$p99" 0.002 0.1 || fail "p99 $p99"
+echo "test_prometheus: avg ${avg}s, error rate $errs, ${mem} bytes per call, p99 ${p99}s: ok"
