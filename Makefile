@@ -7,7 +7,7 @@
 
 PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
             liburing-dev libck-dev libh2o-evloop-dev libmsgpack-dev libssl-dev libyaml-dev zlib1g-dev \
-            curl jq prometheus golang-go
+            curl jq prometheus golang-go wrk
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
@@ -58,6 +58,7 @@ test: test-plain test-asan test-tsan test-fuzz
 bench: build
 	./build/tests/bench/bench_client
 	./build/tests/bench/bench_sidecar ./build/sidecar/funcmond ./build/tests/e2e_client
+	./tests/bench/bench_http.sh ./build/sidecar/funcmond ./build/tests/e2e_client
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

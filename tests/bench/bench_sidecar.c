@@ -9,7 +9,8 @@
  *                                calls it made, and funcmond's CPU share meanwhile
  *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients attached for 30 s,
  *                                in % of one core (bar: 0.5)
- * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle]...
+ *   metrics_render_ms            /metrics rendered for 1,000 functions (bar: 20 ms)
+ * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle|render]...
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -24,7 +25,9 @@
 #include <unistd.h>
 
 #include "funcmon.h"
+#include "render_prom.h"
 #include "sidecar.h"
+#include "view.h"
 
 #define THREADS 8
 #define RING 65536u
@@ -213,6 +216,45 @@ bench_idle(const char *funcmond, const char *client)
     stop(sidecar);
 }
 
+static void
+bench_render(void)
+{
+    char err[256];
+    char *const env[] = {NULL};
+    struct funcmond *d = calloc(1, sizeof(*d));
+    if (d == NULL || funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)) != 0 || funcmond_agg_init(&d->agg, &d->cfg) != 0 ||
+        funcmond_view_init(d) != 0)
+        exit(1);
+    funcmond_agg_tick(&d->agg, now_ns());
+    for (int i = 0; i < 1000; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "GET_/v1/resource_%d/:id", i);
+        uint32_t id = funcmond_agg_function(&d->agg, i % 2 ? "api" : "worker", "http_handler", name);
+        for (int k = 0; k < 100; k++)
+            funcmond_agg_record(&d->agg, id, (uint64_t)(1000 + k * 97 * (i + 1)), k % 9 ? 0 : FUNCMON_RECORD_ERROR, 0, 0, 1);
+    }
+    funcmond_view_maybe_publish(d, now_ns(), 1);
+    struct funcmond_reader *r = funcmond_view_reader(d->views);
+    const struct funcmond_view *v = funcmond_view_begin(r);
+    double ms[21];
+    size_t len = 0;
+    for (int i = 0; i < 21; i++) {
+        char *out = NULL;
+        uint64_t t0 = now_ns();
+        if (funcmond_render_prom(v, &out, &len) != 0)
+            exit(1);
+        ms[i] = (double)(now_ns() - t0) / 1e6;
+        free(out);
+    }
+    funcmond_view_end(r);
+    funcmond_view_reader_free(r);
+    qsort(ms, 21, sizeof(ms[0]), cmp_double);
+    printf("metrics_render_ms median=%.3f bar=20 ratio=%.3f (1000 functions, %zu bytes)\n", ms[10], ms[10] / 20, len);
+    funcmond_view_close(d);
+    funcmond_agg_free(&d->agg);
+    free(d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -230,6 +272,8 @@ main(int argc, char **argv)
             bench_flat_out(argv[1]);
         if (all || strcmp(what, "idle") == 0)
             bench_idle(argv[1], argv[2]);
+        if (all || strcmp(what, "render") == 0)
+            bench_render();
         if (all)
             break;
     }
