@@ -5,35 +5,8 @@
 # Usage: test_http.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-for tool in curl jq promtool; do
-    command -v $tool >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
-done
-dir=$(mktemp -d)
-prefix="fmhttp-$$"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -f /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "--- funcmond log:" >&2; tail -20 "$dir/log" >&2; exit 1; }
-export FUNCMON_SHM_PREFIX=$prefix SIDECAR_SHM_PREFIX=$prefix
-
-start_funcmond() {
-    : > "$dir/log"
-    HTTP_LISTEN=127.0.0.1:0 "$@" "$funcmond" 2>> "$dir/log" &
-    fpid=$!
-    pids+=($fpid)
-    for i in $(seq 100); do
-        port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/log" | head -1)
-        [ -n "$port" ] && break
-        sleep 0.05
-    done
-    [ -n "$port" ] || fail "funcmond did not start"
-    base="http://127.0.0.1:$port"
-}
+needs="curl jq promtool" name=http
+. "$(dirname "$0")/funcmond_lib.sh"
 
 # get PATH [curl args...]: the body; the status code goes to $dir/status
 get() {

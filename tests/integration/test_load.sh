@@ -5,33 +5,12 @@
 # Usage: test_load.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-for tool in wrk curl jq; do
-    command -v $tool >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
-done
-prefix="fmload-$$"
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -f /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-export FUNCMON_SHM_PREFIX=$prefix SIDECAR_SHM_PREFIX=$prefix
-HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
-pids+=($!)
-for i in $(seq 100); do
-    port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/log" | head -1)
-    [ -n "$port" ] && break
-    sleep 0.05
-done
-[ -n "$port" ] || fail "funcmond did not start"
+needs="wrk curl jq" name=load
+. "$(dirname "$0")/funcmond_lib.sh"
+start_funcmond env
 FUNCMON_SERVICE=load "$client" 2 0 50 10 > /dev/null &
 pids+=($!)
 sleep 0.5
-max_lag=0
 for path in "/debug/profiles/work" "/metrics"; do
     wrk -t2 -c32 -d3s "http://127.0.0.1:$port$path" > "$dir/wrk" 2>&1 || fail "wrk: $(cat "$dir/wrk")"
     grep -qE "Non-2xx|Socket errors" "$dir/wrk" && fail "HTTP errors on $path: $(cat "$dir/wrk")"

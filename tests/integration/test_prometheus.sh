@@ -5,30 +5,9 @@
 # Usage: test_prometheus.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-for tool in curl jq prometheus; do
-    command -v $tool >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
-done
-dir=$(mktemp -d)
-prefix="fmprom-$$"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -f /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; tail -5 "$dir/prom.log" >&2; exit 1; }
-export FUNCMON_SHM_PREFIX=$prefix SIDECAR_SHM_PREFIX=$prefix
-
-HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
-pids+=($!)
-for i in $(seq 100); do
-    port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/log" | head -1)
-    [ -n "$port" ] && break
-    sleep 0.05
-done
-[ -n "$port" ] || fail "funcmond did not start"
+needs="curl jq prometheus" name=prom
+. "$(dirname "$0")/funcmond_lib.sh"
+start_funcmond env
 
 # Calls of "work" every ~2 ms on two threads, one in four failing, each allocating 1000 bytes.
 FUNCMON_SERVICE=promsvc FUNCMON_TRACK_ALLOC=1 E2E_ALLOC_BYTES=1000 "$client" 2 0 2000 4 > /dev/null &
@@ -43,7 +22,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$port']
 YML
-# A free port for Prometheus: ask the kernel, through a listener that is closed at once.
+# A port for Prometheus: a random one above 30000, another if it is taken.
 for try in 1 2 3 4 5; do
     pport=$(( (RANDOM % 20000) + 30000 ))
     prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
