@@ -1,6 +1,6 @@
 #!/bin/bash
 # HTTP throughput of funcmond with wrk on loopback (DESIGN §7: small REST answers >= 50 k
-# requests/s), with one client attached calling at a steady pace.
+# requests/s), with one client attached calling at a steady pace; /metrics against that.
 # Usage: bench_http.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
@@ -18,13 +18,19 @@ done
 FUNCMON_SERVICE=bench "$client" 1 0 1000 10 > /dev/null &
 c=$!
 sleep 1
-for path in /debug/profiles/work /metrics; do
-    out=$(wrk -t2 -c64 -d5s "http://127.0.0.1:$port$path" 2>&1)
-    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+# measure PATH: sets rps (requests per second wrk got) and errors (any it reported)
+measure() {
+    local out
+    out=$(wrk -t2 -c64 -d5s "http://127.0.0.1:$port$1" 2>&1)
     errors=$(echo "$out" | grep -E "Non-2xx|Socket errors" | tr '\n' ' ')
-    name=$( [ "$path" = /metrics ] && echo http_metrics_rps || echo http_profile_rps )
-    printf '%s median=%s bar=50000 ratio=%s %s\n' "$name" "$rps" "$(awk -v r="$rps" 'BEGIN { printf "%.2f", r / 50000 }')" "$errors"
-done
+    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+}
+measure /debug/profiles/work
+profile=$rps
+printf 'http_profile_rps median=%s bar=50000 ratio=%s %s\n' "$profile" "$(awk -v r="$profile" 'BEGIN { printf "%.2f", r / 50000 }')" "$errors"
+measure /metrics
+printf 'http_metrics_rps median=%s profile_rps=%s ratio=%s %s\n' "$rps" "$profile" \
+    "$(awk -v m="$rps" -v p="$profile" 'BEGIN { printf "%.2f", m / p }')" "$errors"
 kill $c; wait $c 2>/dev/null
 kill $f; wait $f 2>/dev/null
 rm -f "$log" /dev/shm/"$prefix".* /dev/shm/"$prefix"-sidecar
