@@ -6,9 +6,9 @@
 set -u
 funcmond=$1
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
 export SIDECAR_SHM_PREFIX="fmcli-$$"
+trap 'rm -rf "$dir"; rm -f "/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # expect_error CONFIG_TEXT NEEDLE...: funcmond -c exits 2 and says every needle.
 expect_error() {
@@ -62,5 +62,4 @@ wait $pid; rc=$?
 ls "$dir"/state.corrupt-* >/dev/null 2>&1 || fail "corrupt state file not set aside: $(cat "$dir/log")"
 grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat "$dir/log")"
 [ -f "$dir/state" ] || fail "no fresh state file written at exit"
-rm -f "/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"
 echo "test_funcmond_cli: ok"
