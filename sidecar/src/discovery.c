@@ -86,11 +86,28 @@ find_rejected(struct funcmond *d, const char *name)
     return NULL;
 }
 
+#define REMEMBERED_MAX 4096
+
 static void
 remember(struct funcmond *d, const char *name, const struct stat *st, int not_ready, uint64_t now)
 {
     struct funcmond_rejected *r = find_rejected(d, name);
     if (r == NULL) {
+        /* Bounded: past the cap the oldest entries go (a rejected file is then looked at
+         * once more if it is still there). */
+        size_t n = 0;
+        for (struct funcmond_rejected **pp = &d->rejected; *pp != NULL; pp = &(*pp)->next) {
+            if (++n >= REMEMBERED_MAX) {
+                struct funcmond_rejected *rest = *pp;
+                *pp = NULL;
+                while (rest != NULL) {
+                    struct funcmond_rejected *next = rest->next;
+                    free(rest);
+                    rest = next;
+                }
+                break;
+            }
+        }
         if ((r = calloc(1, sizeof(*r))) == NULL)
             return;
         snprintf(r->name, sizeof(r->name), "%s", name);
@@ -183,7 +200,9 @@ try_attach(struct funcmond *d, const char *name)
     snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, name);
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        if (errno != ENOENT)
+        if (errno == ENOENT)
+            forget(d, name); /* gone: nothing to remember it for */
+        else
             reject(d, name, NULL, strerror(errno));
         return;
     }
@@ -271,6 +290,21 @@ try_attach(struct funcmond *d, const char *name)
     p->clk_read_mono_ns = now;
     funcmond_snapshot_restore_process(d, p);
 
+    /* The pid a segment names must belong to the segment file's owner: otherwise a user
+     * could point the sidecar (its CPU profiles, /proc reads) at someone else's process. */
+    char proc_dir[64];
+    struct stat pst;
+    snprintf(proc_dir, sizeof(proc_dir), "/proc/%d", (int)p->pid);
+    if (stat(proc_dir, &pst) == 0 && pst.st_uid != st.st_uid) {
+        free_process(p);
+        reject(d, name, &st, "its pid belongs to another user than the segment file");
+        return;
+    }
+    if (p->c.guard < 0) {
+        free_process(p);
+        reject(d, name, &st, "too many segments mapped to guard this one against truncation");
+        return;
+    }
     /* Is it the process that created the segment, and is it still there? */
     int alive = proc_start_time(p->pid) == p->proc_start_time;
     if (alive) {

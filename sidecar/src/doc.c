@@ -111,6 +111,8 @@ fdoc_free(struct fdoc *d)
 static void *
 alloc(struct fdoc *d, size_t n)
 {
+    if (d == NULL) /* fdoc_new failed: every builder call is a no-op, the writers report it */
+        return NULL;
     n = (n + 15) & ~(size_t)15;
     if (n > sizeof(((struct block *)0)->data)) {
         /* a large string: a block of its own */

@@ -42,6 +42,7 @@
 #define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
 #define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
 #define SECOND_NS 1000000000ull
+#define WAKES_PER_TICK 64
 
 uint64_t
 funcmond_mono_ns(void)
@@ -328,16 +329,19 @@ int
 funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job)
 {
     uint64_t one = 1;
-    if (__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE))
-        return -ESHUTDOWN;
     job->n = job->pending = 0;
     job->started = 0;
     pthread_mutex_lock(&d->requests_lock);
+    if (d->requests_closed) { /* the loop has answered its last request */
+        pthread_mutex_unlock(&d->requests_lock);
+        return -ESHUTDOWN;
+    }
     job->next = d->requests;
     d->requests = job;
     pthread_mutex_unlock(&d->requests_lock);
+    /* If the wake-up cannot be written the job still runs, at the next tick. */
     if (write(d->request_fd, &one, sizeof(one)) != sizeof(one))
-        return -errno;
+        LOG_DEBUG("request wake-up: %s", strerror(errno));
     return 0;
 }
 
@@ -543,6 +547,7 @@ tick(struct funcmond *d)
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
+        p->wakes_this_tick = 0;
         funcmond_drain_process(d, p);
         if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
             funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
@@ -606,7 +611,7 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
         if (res == (int)sizeof(struct signalfd_siginfo)) {
             const struct signalfd_siginfo *si = (const void *)d->signal_buf;
             LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
-            d->stop = 1;
+            __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
         } else {
             arm_signal(d);
         }
@@ -618,7 +623,10 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
             LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
         } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
             d->counters.wakeups++;
-            drain_busy(d, p);
+            /* A client that changes its wake word in a loop must not keep us from the
+             * others: past a budget per tick, it waits for the timer like everyone. */
+            if (++p->wakes_this_tick <= WAKES_PER_TICK)
+                drain_busy(d, p);
         }
         break;
 
@@ -747,6 +755,9 @@ funcmond_drain_run(struct funcmond *d)
     }
     /* Stopping: trims still waiting are answered as they stand (their done callbacks must
      * run), every client drained to its last record, then the state written. */
+    pthread_mutex_lock(&d->requests_lock);
+    d->requests_closed = 1; /* from here on other threads are told we are stopping */
+    pthread_mutex_unlock(&d->requests_lock);
     check_control(d, UINT64_MAX);
     service_trims(d);
     while (d->trims != NULL) {

@@ -46,6 +46,8 @@ struct funcmond_http {
     pthread_t thread;
     int stop;
     struct funcmond_reader *reader;
+    int cpu_profiles; /* running now: one at a time (HTTP thread only) */
+    int trims;        /* POST gc waiting for answers: one at a time (HTTP thread only) */
 };
 
 struct handler {
@@ -869,6 +871,16 @@ job_unref(struct job *j)
     }
 }
 
+/* The finisher's side is done (answered or not): the job no longer holds its slot. */
+static void
+job_finished(struct job *j)
+{
+    if (j->kind == JOB_CPU)
+        j->h->cpu_profiles--;
+    else
+        j->h->trims--;
+}
+
 /* The request's pool is being freed (answered, or the client is gone). */
 static void
 on_req_disposed(void *p)
@@ -969,6 +981,7 @@ on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
     while (!h2o_linklist_is_empty(messages)) {
         struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, msg.link, messages->next);
         h2o_linklist_unlink(&j->msg.link);
+        job_finished(j);
         if (!j->orphaned) {
             if (j->kind == JOB_TRIM) {
                 answer_trim(j);
@@ -987,6 +1000,8 @@ on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 static int
 post_gc(struct funcmond_http *h, h2o_req_t *req)
 {
+    if (h->trims > 0) /* a client that does not answer holds a trim for a second: no pile-up */
+        return send_error(req, 503, "a trim is already in progress; try again in a second", NULL, NULL);
     struct job *j = job_new(h, req, JOB_TRIM);
     if (j == NULL)
         return send_error(req, 500, "out of memory", NULL, NULL);
@@ -996,6 +1011,7 @@ post_gc(struct funcmond_http *h, h2o_req_t *req)
         j->refs--; /* the finisher's: it will never run */
         return send_error(req, 503, "the sidecar is stopping", NULL, NULL);
     }
+    h->trims++;
     return 0;
 }
 
@@ -1034,6 +1050,9 @@ get_cpu_profile(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
 {
     char err[128];
     int32_t pid = 0;
+    /* One at a time: each holds a perf event and a ring per thread of its target. */
+    if (h->cpu_profiles > 0)
+        return send_error(req, 503, "a CPU profile is already being taken; try again when it is done", NULL, NULL);
     int status = pick_process(h, q, &pid, err, sizeof(err));
     if (status != 0)
         return send_error(req, status, err, NULL, NULL);
@@ -1052,6 +1071,7 @@ get_cpu_profile(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
         j->refs--;
         return send_error(req, 503, "cannot start a profiling thread", NULL, NULL);
     }
+    h->cpu_profiles++;
     return 0;
 }
 
@@ -1238,7 +1258,6 @@ server_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* SIGTERM is the drain thread's */
-    h->reader = funcmond_view_reader(h->d->views);
     while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE))
         h2o_evloop_run(h->loop, 100);
     /* Stop listening and let the loop close what it can before the context goes. */
@@ -1246,7 +1265,6 @@ server_main(void *arg)
     h2o_socket_close(h->listener);
     for (int i = 0; i < 3; i++)
         h2o_evloop_run(h->loop, 0);
-    funcmond_view_reader_free(h->reader);
     return NULL;
 }
 
@@ -1305,6 +1323,10 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     h->d = d;
     h->cfg = &d->cfg;
+    if ((h->reader = funcmond_view_reader(d->views)) == NULL) {
+        free(h);
+        return snprintf(err, errlen, "out of memory"), -ENOMEM;
+    }
     signal(SIGPIPE, SIG_IGN);
     h->fd = listen_on(d->cfg.http_listen, &h->port, err, errlen);
     if (h->fd < 0) {
@@ -1313,6 +1335,8 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
         return ret;
     }
     h2o_config_init(&h->config);
+    /* No endpoint takes a body: refuse any (413) before h2o buffers it. */
+    h->config.max_request_entity_size = 4096;
     h2o_hostconf_t *host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     struct handler *handler = (struct handler *)h2o_create_handler(pathconf, sizeof(*handler));
@@ -1353,11 +1377,8 @@ funcmond_http_stop(struct funcmond_http *h)
         return;
     __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
     pthread_join(h->thread, NULL);
-    h2o_multithread_unregister_receiver(h->ctx.queue, &h->receiver);
-    h2o_context_dispose(&h->ctx); /* also destroys the queue; its socket closes on the loop */
-    for (int i = 0; i < 3; i++)
-        h2o_evloop_run(h->loop, 0);
-    h2o_evloop_destroy(h->loop);
-    h2o_config_dispose(&h->config);
-    free(h);
+    /* The listening socket is closed (by the thread), so a new funcmond can bind at once.
+     * The context, the loop and h stay: h2o 2.2.5 asserts when a context is disposed with a
+     * connection still open (any idle keep-alive, a scraper's), and a profiling thread may
+     * still post its answer to h's queue. The process exits right after. */
 }

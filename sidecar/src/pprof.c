@@ -45,7 +45,7 @@
 #define MAX_THREADS 8192             /* threads followed at once */
 #define MAX_ELF_FILES 1024           /* distinct mapped files opened for symbols */
 #define MAX_ELF_SECTIONS (1u << 20)  /* e_shnum (or its extension) above this is not believed */
-#define MAX_ELF_READ (512ull << 20)  /* bytes of one symbol or string table we are willing to load */
+#define MAX_ELF_READ (64ull << 20)   /* bytes of one symbol or string table we are willing to load */
 #define RING_DATA_PAGES 8            /* per thread; halved down to 1 if the locked-memory limit refuses */
 #define SCAN_INTERVAL_NS 100000000ll /* rescan /proc/<pid>/task and drain every ring */
 
@@ -910,11 +910,15 @@ elf_load(struct elf_file *f)
     if (shnum == 0 || shnum > fsize / sizeof(Elf64_Shdr) || (shdrs = calloc(shnum, sizeof(*shdrs))) == NULL)
         return;
     if (read_at(f->fd, fsize, eh.e_shoff, shnum * sizeof(*shdrs), shdrs) == 0) {
+        /* Only the first table of each kind: a hostile file with a million of them must not
+         * make us read each one. */
         const unsigned types[2] = {SHT_SYMTAB, SHT_DYNSYM};
         for (int t = 0; t < 2 && f->n_syms == 0; t++)
             for (size_t i = 0; i < shnum; i++)
-                if (shdrs[i].sh_type == types[t] && load_symtab(f, fsize, shdrs, shnum, &shdrs[i]) > 0)
+                if (shdrs[i].sh_type == types[t]) {
+                    load_symtab(f, fsize, shdrs, shnum, &shdrs[i]);
                     break;
+                }
     }
     free(shdrs);
 }

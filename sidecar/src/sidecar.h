@@ -103,6 +103,7 @@ struct funcmond_process {
     char stat_buf[1024];
     char status_buf[4096];
     int ops_inflight; /* io_uring operations referring to this struct */
+    int wakes_this_tick;
     int wake_armed;
     int proc_read_inflight;
     int detaching;
@@ -194,6 +195,7 @@ struct funcmond {
     pthread_mutex_t requests_lock;
     struct funcmond_trim_job *requests; /* queued, not yet started */
     struct funcmond_trim_job *trims;    /* started, waiting for answers */
+    int requests_closed;                /* stopping: no more requests taken */
 };
 
 /* discovery.c */

@@ -149,8 +149,25 @@ if command -v go >/dev/null; then
     [ "$(status)" = 200 ] && { go tool pprof -raw "$dir/cpu.pb.gz" > "$dir/cpu.txt" 2>&1 || fail "go tool pprof cpu: $(cat "$dir/cpu.txt")"; }
 fi
 
+# One CPU profile at a time; the second is told so.
+curl -s -o /dev/null "$base/debug/pprof/profile?seconds=2&pid=$slow" &
+sleep 0.3
+get "/debug/pprof/profile?seconds=1&pid=$slow" > /dev/null
+case "$(status)" in 503) ;; *) fail "a second concurrent CPU profile: $(status)" ;; esac
+wait $!
+# No endpoint takes a body: refused before it is read.
+head -c 100000 /dev/zero > "$dir/big"
+get "/debug/gc" -X POST --data-binary @"$dir/big" > /dev/null; expect_status 413 "a request body"
+
+# SIGTERM with an idle keep-alive connection open still stops cleanly.
+exec 3<>/dev/tcp/127.0.0.1/$port
+printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+sleep 0.2
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM with a connection open"
+exec 3>&-
+[ ! -e "/dev/shm/$prefix-sidecar" ] || fail "the sidecar's announcement was left behind"
+
 # Authentication: everything but /metrics wants the token.
-kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 start_funcmond env HTTP_AUTH_TOKEN=s3cret
 get "/debug/profiles" > /dev/null; expect_status 401 "no token"
 get "/debug/profiles" -H "Authorization: Bearer wrong" > /dev/null; expect_status 401 "wrong token"
