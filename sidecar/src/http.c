@@ -514,27 +514,18 @@ alloc_obj(struct fdoc *doc, const struct funcmond_runtime *rt)
     return m;
 }
 
+/* One object per process, built by `fill`: the common shape of stats, memory and
+ * processes, {"processes": [...], "count": N}. */
 static int
-get_stats(struct funcmond_http *h, h2o_req_t *req)
+answer_processes(struct funcmond_http *h, h2o_req_t *req,
+                 void (*fill)(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, const struct funcmond_proc_view *p))
 {
     const struct funcmond_view *v = funcmond_view_begin(h->reader);
     struct fdoc *doc = fdoc_new();
     struct fval *root = fdoc_object(doc), *arr = fdoc_array(doc);
-    uint64_t now = now_real_ns();
-    double tick = (double)sysconf(_SC_CLK_TCK);
     for (uint32_t i = 0; i < v->n_procs; i++) {
-        const struct funcmond_proc_view *p = &v->procs[i];
-        struct fval *o = process_base(doc, p);
-        uint64_t start = p->rt.start_real_ns, end = p->state == FUNCMOND_PROC_LIVE ? now : p->ended_real_ns;
-        fobj_duration(doc, o, "uptime", start != 0 && end > start ? end - start : 0);
-        fobj_u64(doc, o, "threads", p->rt.threads);
-        fobj_put(doc, o, "memory", alloc_obj(doc, &p->rt));
-        fobj_u64(doc, o, "rss", p->rt.rss_bytes);
-        fobj_double(doc, o, "cpu_user_seconds", (double)p->rt.utime_ticks / tick);
-        fobj_double(doc, o, "cpu_system_seconds", (double)p->rt.stime_ticks / tick);
-        fobj_u64(doc, o, "open_fds", p->rt.open_fds);
-        fobj_u64(doc, o, "records", p->records);
-        fobj_u64(doc, o, "drops", p->dropped);
+        struct fval *o = process_base(doc, &v->procs[i]);
+        fill(doc, o, v, &v->procs[i]);
         farr_push(doc, arr, o);
     }
     fobj_put(doc, root, "processes", arr);
@@ -545,32 +536,37 @@ get_stats(struct funcmond_http *h, h2o_req_t *req)
     return ret;
 }
 
-static int
-get_processes(struct funcmond_http *h, h2o_req_t *req)
+static void
+fill_stats(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, const struct funcmond_proc_view *p)
 {
-    const struct funcmond_view *v = funcmond_view_begin(h->reader);
-    struct fdoc *doc = fdoc_new();
-    struct fval *root = fdoc_object(doc), *arr = fdoc_array(doc);
-    for (uint32_t i = 0; i < v->n_procs; i++) {
-        const struct funcmond_proc_view *p = &v->procs[i];
-        struct fval *o = process_base(doc, p);
-        fobj_str(doc, o, "segment", p->segment);
-        fobj_u64(doc, o, "rings", p->rings_active);
-        fobj_u64(doc, o, "rings_total", p->rings_total);
-        fobj_u64(doc, o, "records", p->records);
-        fobj_u64(doc, o, "drops", p->dropped);
-        fobj_u64(doc, o, "bad_records", p->bad_records);
-        fobj_u64(doc, o, "calls_without_ring", p->fallback_calls);
-        fobj_time(doc, o, "attached", p->attached_real_ns);
-        fobj_time(doc, o, "ended", p->ended_real_ns);
-        farr_push(doc, arr, o);
-    }
-    fobj_put(doc, root, "processes", arr);
-    fobj_u64(doc, root, "count", v->n_procs);
-    funcmond_view_end(h->reader);
-    int ret = send_doc(req, 200, root);
-    fdoc_free(doc);
-    return ret;
+    uint64_t now = now_real_ns();
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    uint64_t start = p->rt.start_real_ns, end = p->state == FUNCMOND_PROC_LIVE ? now : p->ended_real_ns;
+    (void)v;
+    fobj_duration(doc, o, "uptime", start != 0 && end > start ? end - start : 0);
+    fobj_u64(doc, o, "threads", p->rt.threads);
+    fobj_put(doc, o, "memory", alloc_obj(doc, &p->rt));
+    fobj_u64(doc, o, "rss", p->rt.rss_bytes);
+    fobj_double(doc, o, "cpu_user_seconds", (double)p->rt.utime_ticks / tick);
+    fobj_double(doc, o, "cpu_system_seconds", (double)p->rt.stime_ticks / tick);
+    fobj_u64(doc, o, "open_fds", p->rt.open_fds);
+    fobj_u64(doc, o, "records", p->records);
+    fobj_u64(doc, o, "drops", p->dropped);
+}
+
+static void
+fill_process(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, const struct funcmond_proc_view *p)
+{
+    (void)v;
+    fobj_str(doc, o, "segment", p->segment);
+    fobj_u64(doc, o, "rings", p->rings_active);
+    fobj_u64(doc, o, "rings_total", p->rings_total);
+    fobj_u64(doc, o, "records", p->records);
+    fobj_u64(doc, o, "drops", p->dropped);
+    fobj_u64(doc, o, "bad_records", p->bad_records);
+    fobj_u64(doc, o, "calls_without_ring", p->fallback_calls);
+    fobj_time(doc, o, "attached", p->attached_real_ns);
+    fobj_time(doc, o, "ended", p->ended_real_ns);
 }
 
 /* "Key:   123 kB" lines of a /proc file into an object, values in bytes. */
@@ -604,63 +600,49 @@ proc_kb_fields(struct fdoc *doc, struct fval *o, int32_t pid, const char *file, 
     }
 }
 
-static int
-get_memory(struct funcmond_http *h, h2o_req_t *req)
+static void
+fill_memory(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, const struct funcmond_proc_view *p)
 {
     static const char *const status_keys[] = {"VmPeak",   "VmSize", "VmHWM", "VmRSS",  "RssAnon", "RssFile",
                                               "RssShmem", "VmData", "VmStk", "VmSwap", NULL};
     static const char *const smaps_keys[] = {
         "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "Swap", NULL};
-    const struct funcmond_view *v = funcmond_view_begin(h->reader);
-    struct fdoc *doc = fdoc_new();
-    struct fval *root = fdoc_object(doc), *arr = fdoc_array(doc);
-    for (uint32_t i = 0; i < v->n_procs; i++) {
-        const struct funcmond_proc_view *p = &v->procs[i];
-        struct fval *o = process_base(doc, p);
-        fobj_u64(doc, o, "rss", p->rt.rss_bytes);
-        fobj_u64(doc, o, "virtual", p->rt.vm_bytes);
-        if (p->state == FUNCMOND_PROC_LIVE) {
-            struct fval *st = fdoc_object(doc), *sm = fdoc_object(doc);
-            proc_kb_fields(doc, st, p->pid, "status", status_keys);
-            proc_kb_fields(doc, sm, p->pid, "smaps_rollup", smaps_keys);
-            fobj_put(doc, o, "status", st);
-            fobj_put(doc, o, "smaps_rollup", sm);
-        }
-        fobj_put(doc, o, "allocator", alloc_obj(doc, &p->rt));
-        /* the service's functions that allocated most */
-        uint32_t top[10], n = 0;
-        for (uint32_t k = 0; k < v->n_fns; k++) {
-            const struct funcmond_fn_view *f = &v->fns[k];
-            if (f->total_bytes == 0 || strcmp(f->service, p->service) != 0)
-                continue;
-            uint32_t at = n < 10 ? n++ : 10;
-            while (at > 0 && v->fns[top[at - 1]].total_bytes < f->total_bytes) {
-                if (at < 10)
-                    top[at] = top[at - 1];
-                at--;
-            }
-            if (at < 10)
-                top[at] = k;
-        }
-        struct fval *tops = fdoc_array(doc);
-        for (uint32_t k = 0; k < n; k++) {
-            struct fval *t = fdoc_object(doc);
-            fobj_str(doc, t, "name", v->fns[top[k]].name);
-            fobj_str(doc, t, "package", v->fns[top[k]].package);
-            fobj_u64(doc, t, "total_memory", v->fns[top[k]].total_bytes);
-            fobj_u64(doc, t, "max_memory", v->fns[top[k]].max_bytes);
-            fobj_u64(doc, t, "freed_memory", v->fns[top[k]].freed_bytes);
-            farr_push(doc, tops, t);
-        }
-        fobj_put(doc, o, "top_functions", tops);
-        farr_push(doc, arr, o);
+    fobj_u64(doc, o, "rss", p->rt.rss_bytes);
+    fobj_u64(doc, o, "virtual", p->rt.vm_bytes);
+    if (p->state == FUNCMOND_PROC_LIVE) {
+        struct fval *st = fdoc_object(doc), *sm = fdoc_object(doc);
+        proc_kb_fields(doc, st, p->pid, "status", status_keys);
+        proc_kb_fields(doc, sm, p->pid, "smaps_rollup", smaps_keys);
+        fobj_put(doc, o, "status", st);
+        fobj_put(doc, o, "smaps_rollup", sm);
     }
-    fobj_put(doc, root, "processes", arr);
-    fobj_u64(doc, root, "count", v->n_procs);
-    funcmond_view_end(h->reader);
-    int ret = send_doc(req, 200, root);
-    fdoc_free(doc);
-    return ret;
+    fobj_put(doc, o, "allocator", alloc_obj(doc, &p->rt));
+    /* the service's functions that allocated most */
+    uint32_t top[10], n = 0;
+    for (uint32_t k = 0; k < v->n_fns; k++) {
+        const struct funcmond_fn_view *f = &v->fns[k];
+        if (f->total_bytes == 0 || strcmp(f->service, p->service) != 0)
+            continue;
+        uint32_t at = n < 10 ? n++ : 10;
+        while (at > 0 && v->fns[top[at - 1]].total_bytes < f->total_bytes) {
+            if (at < 10)
+                top[at] = top[at - 1];
+            at--;
+        }
+        if (at < 10)
+            top[at] = k;
+    }
+    struct fval *tops = fdoc_array(doc);
+    for (uint32_t k = 0; k < n; k++) {
+        struct fval *t = fdoc_object(doc);
+        fobj_str(doc, t, "name", v->fns[top[k]].name);
+        fobj_str(doc, t, "package", v->fns[top[k]].package);
+        fobj_u64(doc, t, "total_memory", v->fns[top[k]].total_bytes);
+        fobj_u64(doc, t, "max_memory", v->fns[top[k]].max_bytes);
+        fobj_u64(doc, t, "freed_memory", v->fns[top[k]].freed_bytes);
+        farr_push(doc, tops, t);
+    }
+    fobj_put(doc, o, "top_functions", tops);
 }
 
 /* ---- threads and calls in flight ---- */
@@ -1215,9 +1197,9 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         return get_profile(h, req, name, &q);
     }
     if (IS("stats"))
-        return get_stats(h, req);
+        return answer_processes(h, req, fill_stats);
     if (IS("memory"))
-        return get_memory(h, req);
+        return answer_processes(h, req, fill_memory);
     if (IS("threads"))
         return get_threads(h, req, 0);
     if (IS("goroutines"))
@@ -1225,7 +1207,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     if (IS("inflight"))
         return get_inflight(h, req, &q);
     if (IS("processes"))
-        return get_processes(h, req);
+        return answer_processes(h, req, fill_process);
     if (IS("gc"))
         return post_gc(h, req);
     if (IS("pprof") || IS("pprof/"))
