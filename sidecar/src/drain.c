@@ -106,7 +106,6 @@ arm_wake(struct funcmond *d, struct funcmond_process *p)
         return;
     prep_futex(sqe, OP_FUTEX_WAIT, &h->wake_word, cur);
     p->wake_armed = 1;
-    p->expected_wake = cur;
 }
 
 void
@@ -117,7 +116,6 @@ funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p)
     p->op_stat.kind = FUNCMOND_OP_STAT;
     p->op_status.kind = FUNCMOND_OP_STATUS;
     p->op_ctl.kind = FUNCMOND_OP_CTL;
-    p->op_cancel.kind = FUNCMOND_OP_CANCEL;
     if (p->pidfd >= 0) {
         struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_exit);
         if (sqe != NULL)
@@ -330,7 +328,6 @@ funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job)
 {
     uint64_t one = 1;
     job->n = job->pending = 0;
-    job->started = 0;
     pthread_mutex_lock(&d->requests_lock);
     if (d->requests_closed) { /* the loop has answered its last request */
         pthread_mutex_unlock(&d->requests_lock);
@@ -654,8 +651,6 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     case FUNCMOND_OP_REQUEST:
         service_trims(d);
         arm_request(d);
-        break;
-    case FUNCMOND_OP_CANCEL:
         break;
     }
 }

@@ -35,7 +35,6 @@ enum funcmond_op_kind {
     FUNCMOND_OP_STAT,    /* /proc/<pid>/stat read */
     FUNCMOND_OP_STATUS,  /* /proc/<pid>/status read */
     FUNCMOND_OP_CTL,     /* control request wake sent */
-    FUNCMOND_OP_CANCEL,  /* a cancellation we asked for */
     FUNCMOND_OP_REQUEST, /* another thread queued a request (eventfd) */
     FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
 };
@@ -96,7 +95,6 @@ struct funcmond_process {
     uint64_t *spill_errors_seen;
     uint64_t records;          /* records aggregated */
     uint64_t dropped_seen;     /* sum of the rings' drop counters already counted */
-    uint64_t oldest_end_ticks; /* end of the first record drained in this cycle */
     int pidfd;
     int stat_fd;
     int status_fd;
@@ -110,8 +108,7 @@ struct funcmond_process {
     struct funcmond_runtime rt;
     uint64_t next_sample_mono_ns;
     struct funcmond_ctl_request ctl;
-    uint32_t expected_wake; /* the wake word value our armed wait expects */
-    struct funcmond_op op_wake, op_exit, op_stat, op_status, op_ctl, op_cancel;
+    struct funcmond_op op_wake, op_exit, op_stat, op_status, op_ctl;
 };
 
 /* Sidecar counters (its own metrics). */
@@ -146,7 +143,6 @@ struct funcmond_trim_job {
     struct funcmond_trim_job *next;
     uint32_t n; /* results */
     uint32_t pending;
-    int started;
     struct funcmond_trim_result results[FUNCMOND_TRIM_MAX];
     /* Called from the drain thread once every client answered or timed out. */
     void (*done)(struct funcmond_trim_job *job);
