@@ -68,28 +68,37 @@ add(uint64_t *word, uint64_t v)
     __atomic_store_n(word, *word + v, __ATOMIC_RELAXED);
 }
 
-static inline void
-count_alloc(void *p)
+/* The calling thread's counters while tracking is on (listed on first use), else NULL. */
+static inline struct funcmon__thread *
+counting_thread(void)
 {
-    if (!__atomic_load_n(&tracking, __ATOMIC_RELAXED) || p == NULL)
-        return;
+    if (!__atomic_load_n(&tracking, __ATOMIC_RELAXED))
+        return NULL;
     struct funcmon__thread *t = &funcmon__tls;
     if (t->alloc_listed == 0)
         list_thread(t);
-    add(&t->alloc_bytes, malloc_usable_size(p));
-    add(&t->alloc_count, 1);
+    return t;
 }
 
 static inline void
-count_free(void *p)
+count_alloc(void *p)
 {
-    if (!__atomic_load_n(&tracking, __ATOMIC_RELAXED) || p == NULL)
-        return;
-    struct funcmon__thread *t = &funcmon__tls;
-    if (t->alloc_listed == 0)
-        list_thread(t);
-    add(&t->free_bytes, malloc_usable_size(p));
-    add(&t->free_count, 1);
+    struct funcmon__thread *t;
+    if (p != NULL && (t = counting_thread()) != NULL) {
+        add(&t->alloc_bytes, malloc_usable_size(p));
+        add(&t->alloc_count, 1);
+    }
+}
+
+/* A block of `bytes` usable bytes freed. */
+static inline void
+count_freed(size_t bytes)
+{
+    struct funcmon__thread *t = counting_thread();
+    if (t != NULL) {
+        add(&t->free_bytes, bytes);
+        add(&t->free_count, 1);
+    }
 }
 
 FUNCMON_API void *
@@ -122,7 +131,8 @@ calloc(size_t n, size_t size)
 FUNCMON_API void
 free(void *ptr)
 {
-    count_free(ptr);
+    if (ptr != NULL && __atomic_load_n(&tracking, __ATOMIC_RELAXED))
+        count_freed(malloc_usable_size(ptr));
     __libc_free(ptr);
 }
 
@@ -133,13 +143,8 @@ realloc(void *ptr, size_t size)
     void *p = __libc_realloc(ptr, size);
     if (p == NULL && (size != 0 || ptr == NULL))
         return NULL; /* failed: the old block is untouched */
-    if (ptr != NULL && __atomic_load_n(&tracking, __ATOMIC_RELAXED)) {
-        struct funcmon__thread *t = &funcmon__tls;
-        if (t->alloc_listed == 0)
-            list_thread(t);
-        add(&t->free_bytes, old);
-        add(&t->free_count, 1);
-    }
+    if (ptr != NULL)
+        count_freed(old);
     count_alloc(p);
     return p;
 }
