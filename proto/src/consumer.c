@@ -286,8 +286,11 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
         for (uint64_t k = 0; k < avail; k++) {
             struct funcmon_record rec;
             uint64_t pos = ring->tail + k;
-            /* The producer wrote these lines on another core: ask for a few ahead. */
-            __builtin_prefetch(&base[(pos + 8) & mask]);
+            /* The producer wrote these lines on another core: ask for a few ahead, but only
+             * lines already published; touching one it is about to write would make it
+             * wait for the line to come back. */
+            if (k + 8 < avail)
+                __builtin_prefetch(&base[(pos + 8) & mask]);
             memcpy(&rec, &base[pos & mask], sizeof(rec));
             if (!record_ok(c, &rec, pos)) {
                 c->bad_records++;
