@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "funcmon.h"
 #include "render_prom.h"
 #include "sidecar.h"
@@ -33,21 +34,6 @@
 #define RING 65536u
 
 static char prefix[64];
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static uint32_t sites[16];
 
@@ -107,9 +93,9 @@ bench_drain(void)
             exit(1);
         }
     }
-    qsort(rates, 7, sizeof(rates[0]), cmp_double);
-    printf("sidecar_drain_records_per_s median=%.0f bar=50000000 ratio=%.2f (%u records a round, 16 functions)\n", rates[3],
-           rates[3] / 50e6, THREADS * RING);
+    double rate = median(rates, 7);
+    printf("sidecar_drain_records_per_s median=%.0f bar=50000000 ratio=%.2f (%u records a round, 16 functions)\n", rate,
+           rate / 50e6, THREADS * RING);
     funcmond_drain_close(d);
     funcmond_agg_free(&d->agg);
     free(d);
@@ -248,8 +234,8 @@ bench_render(void)
     }
     funcmond_view_end(r);
     funcmond_view_reader_free(r);
-    qsort(ms, 21, sizeof(ms[0]), cmp_double);
-    printf("metrics_render_ms median=%.3f bar=20 ratio=%.3f (1000 functions, %zu bytes)\n", ms[10], ms[10] / 20, len);
+    double m = median(ms, 21);
+    printf("metrics_render_ms median=%.3f bar=20 ratio=%.3f (1000 functions, %zu bytes)\n", m, m / 20, len);
     funcmond_view_close(d);
     funcmond_agg_free(&d->agg);
     free(d);
