@@ -69,7 +69,6 @@ FUNCMON__HIDDEN int funcmon__segment_create(struct funcmon__segment *seg, const 
 /* Stops the segment: marks it shut down, unlinks it when no consumer will, and replaces the
  * mapping with private memory so late writers are harmless. unlink = 0 in a forked child. */
 FUNCMON__HIDDEN void funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it);
-FUNCMON__HIDDEN int funcmon__read_proc_start_time(uint64_t *out);
 
 /* thread.c */
 FUNCMON__HIDDEN int funcmon__thread_key_init(void);

@@ -26,36 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "funcmon/process.h"
 #include "funcmon/validate.h"
 #include "internal.h"
-
-int
-funcmon__read_proc_start_time(uint64_t *out)
-{
-    char buf[1024];
-    ssize_t n;
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0)
-        return -errno;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -EIO;
-    buf[n] = '\0';
-    /* Field 2 (comm) may hold spaces and parentheses: count fields from the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return -EIO;
-    p++;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (p == NULL)
-            return -EIO;
-    }
-    *out = strtoull(p + 1, NULL, 10);
-    return 0;
-}
 
 /* Service names become part of a file name: keep [A-Za-z0-9._-], map the rest to '_'. */
 static void
@@ -137,14 +110,13 @@ int
 funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_options *opts, const char *service, const char *prefix)
 {
     char safe_service[FUNCMON_SERVICE_MAX + 1];
-    uint64_t start_time = 0;
+    uint64_t start_time = funcmon_process_start_time(0);
     int32_t pid = (int32_t)getpid();
     uint64_t size = funcmon_segment_bytes(opts->ring_records, opts->max_threads, opts->max_sites);
     void *map = MAP_FAILED;
     int fd, ret;
 
     memset(seg, 0, sizeof(*seg));
-    funcmon__read_proc_start_time(&start_time);
     sanitise(safe_service, sizeof(safe_service), service);
     if (strchr(prefix, '/') != NULL || prefix[0] == '\0')
         return -EINVAL;

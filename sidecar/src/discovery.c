@@ -30,6 +30,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "funcmon/process.h"
 #include "log.h"
 #include "sidecar.h"
 #include "snapshot.h"
@@ -139,26 +140,6 @@ reject(struct funcmond *d, const char *name, const struct stat *st, const char *
     d->counters.segments_rejected++;
     LOG_WARN("rejected segment %s: %s", name, why);
     remember(d, name, st, 0, funcmond_mono_ns());
-}
-
-/* Start time (field 22 of /proc/<pid>/stat), or 0 when the process is gone. */
-static uint64_t
-proc_start_time(int32_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    for (int field = 2; p != NULL && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
 }
 
 static int
@@ -306,10 +287,10 @@ try_attach(struct funcmond *d, const char *name)
         return;
     }
     /* Is it the process that created the segment, and is it still there? */
-    int alive = proc_start_time(p->pid) == p->proc_start_time;
+    int alive = funcmon_process_start_time(p->pid) == p->proc_start_time;
     if (alive) {
         p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-        if (p->pidfd >= 0 && proc_start_time(p->pid) != p->proc_start_time) {
+        if (p->pidfd >= 0 && funcmon_process_start_time(p->pid) != p->proc_start_time) {
             close(p->pidfd); /* the pid was reused between the two looks */
             p->pidfd = -1;
             alive = 0;
