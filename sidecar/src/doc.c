@@ -224,40 +224,45 @@ fobj_str(struct fdoc *d, struct fval *obj, const char *key, const char *s)
     fobj_strn(d, obj, key, s, strlen(s));
 }
 
+/* A new scalar member of obj (NULL, and nothing added, when out of memory). */
+static struct fval *
+scalar(struct fdoc *d, struct fval *obj, const char *key, enum ftype type)
+{
+    struct fval *v = node(d, type);
+    fobj_put(d, obj, key, v);
+    return v;
+}
+
 void
 fobj_u64(struct fdoc *d, struct fval *obj, const char *key, uint64_t u)
 {
-    struct fval *v = node(d, F_U64);
+    struct fval *v = scalar(d, obj, key, F_U64);
     if (v != NULL)
         v->v.u = u;
-    fobj_put(d, obj, key, v);
 }
 
 void
 fobj_i64(struct fdoc *d, struct fval *obj, const char *key, int64_t i)
 {
-    struct fval *v = node(d, F_I64);
+    struct fval *v = scalar(d, obj, key, F_I64);
     if (v != NULL)
         v->v.i = i;
-    fobj_put(d, obj, key, v);
 }
 
 void
 fobj_double(struct fdoc *d, struct fval *obj, const char *key, double x)
 {
-    struct fval *v = node(d, F_DOUBLE);
+    struct fval *v = scalar(d, obj, key, F_DOUBLE);
     if (v != NULL)
         v->v.d = x;
-    fobj_put(d, obj, key, v);
 }
 
 void
 fobj_bool(struct fdoc *d, struct fval *obj, const char *key, int b)
 {
-    struct fval *v = node(d, F_BOOL);
+    struct fval *v = scalar(d, obj, key, F_BOOL);
     if (v != NULL)
         v->v.u = b != 0;
-    fobj_put(d, obj, key, v);
 }
 
 void
