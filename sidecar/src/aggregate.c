@@ -206,6 +206,7 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
     f->errors += (uint64_t)err;
     f->cancelled += (flags & FUNCMON_RECORD_CANCELLED) != 0;
     f->deadline_exceeded += (flags & FUNCMON_RECORD_DEADLINE) != 0;
+    f->client_errors += (flags & FUNCMON_RECORD_CLIENT_ERROR) != 0;
     f->total_ns += dur_ns;
     if (dur_ns < f->min_ns)
         f->min_ns = dur_ns;

@@ -45,6 +45,7 @@ struct funcmond_function {
     uint64_t errors; /* every failed call */
     uint64_t cancelled;
     uint64_t deadline_exceeded;
+    uint64_t client_errors; /* HTTP requests answered 4xx (not errors) */
     uint64_t total_ns; /* over recorded calls (those with a duration) */
     uint64_t min_ns;
     uint64_t max_ns;

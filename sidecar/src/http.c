@@ -347,6 +347,7 @@ profile_obj(struct fdoc *doc, const struct funcmond_fn_view *f)
     fobj_double(doc, o, "error_rate_5m", f->error_rate_5m);
     fobj_u64(doc, o, "cancelled_count", f->cancelled);
     fobj_u64(doc, o, "deadline_exceeded_count", f->deadline_exceeded);
+    fobj_u64(doc, o, "client_error_count", f->client_errors);
     fobj_u64(doc, o, "inflight", f->inflight);
     return o;
 }

@@ -121,7 +121,7 @@ pack_u64_array(msgpack_packer *pk, const char *key, const uint64_t *v, uint32_t 
 static void
 pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const struct funcmond_function *f)
 {
-    msgpack_pack_map(pk, 19);
+    msgpack_pack_map(pk, 20);
     pack_str(pk, "service");
     pack_str(pk, f->service);
     pack_str(pk, "package");
@@ -133,6 +133,7 @@ pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const st
     pack_key_u64(pk, "errors", f->errors);
     pack_key_u64(pk, "cancelled", f->cancelled);
     pack_key_u64(pk, "deadline_exceeded", f->deadline_exceeded);
+    pack_key_u64(pk, "client_errors", f->client_errors);
     pack_key_u64(pk, "total_ns", f->total_ns);
     pack_key_u64(pk, "min_ns", f->min_ns);
     pack_key_u64(pk, "max_ns", f->max_ns);
@@ -394,6 +395,9 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     f->errors += v[2];
     f->cancelled += v[3];
     f->deadline_exceeded += v[4];
+    uint64_t client_errors;
+    if (get_u64(o, "client_errors", &client_errors) == 0) /* absent in older snapshots */
+        f->client_errors += client_errors;
     f->total_ns += v[5];
     if (dur.count != 0 && v[6] < f->min_ns)
         f->min_ns = v[6];

@@ -126,6 +126,7 @@ build_function(struct funcmond *d, const struct funcmond_function *f, struct fun
     v->errors = f->errors;
     v->cancelled = f->cancelled;
     v->deadline_exceeded = f->deadline_exceeded;
+    v->client_errors = f->client_errors;
     v->records = f->dur.count;
     v->total_ns = f->total_ns;
     v->min_ns = f->dur.count != 0 ? f->min_ns : 0;

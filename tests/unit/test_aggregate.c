@@ -137,8 +137,14 @@ main(void)
     funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_ALLOC, 2000, 500, 1);
     funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_ALLOC, 2000000, 0, 1);
     funcmond_agg_record(&d->agg, ln, 10, 0, 999999, 0, 1); /* not measured: ignored */
+    /* An HTTP 4xx answer is counted on its own, not as an error. */
+    uint64_t errors_before = d->agg.fns[ln]->errors;
+    funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_CLIENT_ERROR, 0, 0, 1);
+    funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_CLIENT_ERROR, 0, 0, 1);
     funcmond_view_maybe_publish(d, 0, 1);
     v = funcmond_view_begin(r);
+    CHECK_EQ(v->fns[ln].client_errors, 2);
+    CHECK_EQ(v->fns[ln].errors, errors_before);
     CHECK_EQ(v->fns[ln].total_bytes, 2002000);
     CHECK_EQ(v->fns[ln].max_bytes, 2000000);
     CHECK_EQ(v->fns[ln].freed_bytes, 500);

@@ -78,7 +78,8 @@ extern "C" {
 #define FUNCMON_RECORD_CANCELLED 0x0002u /* its context was cancelled (also ERROR) */
 #define FUNCMON_RECORD_DEADLINE 0x0004u  /* it ended after its context's deadline (also ERROR) */
 #define FUNCMON_RECORD_ALLOC 0x0008u     /* the alloc_* fields were measured (tracking on) */
-#define FUNCMON_RECORD_FLAGS_KNOWN 0x000fu
+#define FUNCMON_RECORD_CLIENT_ERROR 0x0010u /* an HTTP request answered 4xx (not an ERROR) */
+#define FUNCMON_RECORD_FLAGS_KNOWN 0x001fu
 
 /*
  * One profiled call. Fixed size, a power of two, one cache line. Written by the producing
