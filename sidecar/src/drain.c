@@ -524,13 +524,17 @@ arm_signal(struct funcmond *d)
 }
 
 /* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring
- * or more) it is drained again at once instead of waiting for its next wake-up. */
-static void
+ * or more) it is drained again at once instead of waiting for its next wake-up. Returns
+ * whether the wake-up was earned: a ring past high water holds a quarter of a ring. */
+static int
 drain_busy(struct funcmond *d, struct funcmond_process *p)
 {
-    for (int pass = 0; pass < 64 && funcmond_drain_process(d, p) >= p->c.geo.ring_records / 8; pass++)
-        ;
+    size_t eighth = p->c.geo.ring_records / 8, n = funcmond_drain_process(d, p);
+    int earned = n >= eighth;
+    for (int pass = 0; pass < 64 && n >= eighth; pass++)
+        n = funcmond_drain_process(d, p);
     arm_wake(d, p);
+    return earned;
 }
 
 static void
@@ -544,7 +548,7 @@ tick(struct funcmond *d)
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
-        p->wakes_this_tick = 0;
+        p->idle_wakes_this_tick = 0;
         funcmond_drain_process(d, p);
         if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
             funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
@@ -621,9 +625,11 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
         } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
             d->counters.wakeups++;
             /* A client that changes its wake word in a loop must not keep us from the
-             * others: past a budget per tick, it waits for the timer like everyone. */
-            if (++p->wakes_this_tick <= WAKES_PER_TICK)
-                drain_busy(d, p);
+             * others: past a budget of wake-ups per tick that found little to drain, it
+             * waits for the timer like everyone. A producer at full speed earns every
+             * wake-up it makes, however many: limiting those would cost it records. */
+            if (p->idle_wakes_this_tick < WAKES_PER_TICK && !drain_busy(d, p))
+                p->idle_wakes_this_tick++;
         }
         break;
 

@@ -93,15 +93,15 @@ struct funcmond_process {
     uint32_t *site_fn;          /* site id -> function id + 1; 0 = not resolved yet */
     uint64_t *spill_calls_seen; /* per site: spill counters already added */
     uint64_t *spill_errors_seen;
-    uint64_t records;          /* records aggregated */
-    uint64_t dropped_seen;     /* sum of the rings' drop counters already counted */
+    uint64_t records;      /* records aggregated */
+    uint64_t dropped_seen; /* sum of the rings' drop counters already counted */
     int pidfd;
     int stat_fd;
     int status_fd;
     char stat_buf[1024];
     char status_buf[4096];
-    int ops_inflight; /* io_uring operations referring to this struct */
-    int wakes_this_tick;
+    int ops_inflight;         /* io_uring operations referring to this struct */
+    int idle_wakes_this_tick; /* wake-ups this tick that found little to drain */
     int wake_armed;
     int proc_read_inflight;
     int detaching;

@@ -12,19 +12,26 @@
  *   hostile   corrupt and hostile segments beside a good client: rejected or skipped and
  *             counted, the good client's figures exact, the loop still running;
  *   overflow  more functions than MAX_FUNCTIONS: the rest fold into "<overflow>",
- *             counted, with exact totals.
+ *             counted, with exact totals;
+ *   storm     a client that bumps its wake word in a loop without producing: funcmond
+ *             answers a bounded number of its wake-ups per drain cycle and keeps serving
+ *             a good client meanwhile.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "funcmon.h"
 #include "funcmon/consumer.h"
 #include "harness.h"
 #include "sidecar_harness.h"
@@ -340,6 +347,75 @@ case_overflow(void)
     return 0;
 }
 
+/* The child of case_storm: a real client whose segment's wake word it bumps and wakes in a
+ * loop for `seconds`, never publishing a record. */
+static void
+storm(double seconds)
+{
+    struct funcmon_options o = {0};
+    o.shm_prefix = prefix;
+    o.service = "storm";
+    if (funcmon_init(&o) != 0)
+        _exit(3);
+    char path[300];
+    snprintf(path, sizeof(path), "/dev/shm/%s", funcmon_segment_name());
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        _exit(4);
+    struct funcmon_shm_header *h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED)
+        _exit(5);
+    uint64_t end = real_ns() + (uint64_t)(seconds * 1e9);
+    while (real_ns() < end) {
+        __atomic_fetch_add(&h->wake_word, 1, __ATOMIC_RELEASE);
+        syscall(SYS_futex, &h->wake_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+    funcmon_shutdown();
+    _exit(0);
+}
+
+static int
+case_storm(void)
+{
+    struct sidecar s;
+    struct funcmond_counters c0, c1;
+    struct funcmond_proc_view procs[4];
+    unsigned long long calls, errors;
+    int out;
+
+    /* Forked before the sidecar's threads exist, so the child is a plain process. */
+    pid_t bad = fork();
+    CHECK_GE(bad, 0);
+    if (bad == 0)
+        storm(4.0);
+    sidecar_start(&s, NULL);
+    /* Wait until funcmond watches it, then count its wake-ups over a second. */
+    int attached = 0;
+    for (int i = 0; i < 500 && !attached; i++) {
+        attached = sidecar_snapshot(&s, &c0, procs, 4) >= 1;
+        usleep(10000);
+    }
+    CHECK(attached);
+    sidecar_snapshot(&s, &c0, procs, 4);
+    pid_t good = client("good", "2", "5000", "0", "0", &out);
+    usleep(1000000);
+    sidecar_snapshot(&s, &c1, procs, 4);
+    read_done(out, &calls, &errors);
+    wait_ok(good);
+    CHECK_EQ(sidecar_wait_calls(&s, "good", "e2e", "work", calls, 10), 0);
+    uint64_t wakeups = c1.wakeups - c0.wakeups, cycles = c1.drain_cycles - c0.drain_cycles;
+    /* Each drain cycle allows 64 idle wake-ups; the storm makes millions of wake calls. */
+    CHECK_GT(wakeups, 0);
+    CHECK_LE(wakeups, 65 * (cycles + 2));
+    int status;
+    CHECK_EQ(waitpid(bad, &status, 0), bad);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sidecar_stop(&s);
+    printf("test_sidecar storm: %llu wake-ups answered in %llu drain cycles\n", (unsigned long long)wakeups,
+           (unsigned long long)cycles);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -355,5 +431,7 @@ main(int argc, char **argv)
         return case_hostile();
     if (strcmp(argv[1], "overflow") == 0)
         return case_overflow();
+    if (strcmp(argv[1], "storm") == 0)
+        return case_storm();
     return 2;
 }
