@@ -149,6 +149,7 @@ struct funcmon_call {
     uint32_t free_count;
     uint32_t site;
     uint32_t parent_site;
+    uint32_t parent_stack;
     uint32_t depth;
     uint32_t mode; /* FUNCMON__CALL_* */
 };
@@ -250,7 +251,13 @@ funcmon_begin(uint32_t site)
     c.mode = FUNCMON__CALL_FAST;
     c.site = site;
     c.depth = depth;
-    c.parent_site = depth - 1 < FUNCMON_INFLIGHT_MAX ? t->slot->inflight[depth - 1].site : FUNCMON_SITE_NONE;
+    if (depth - 1 < FUNCMON_INFLIGHT_MAX) {
+        c.parent_site = t->slot->inflight[depth - 1].site;
+        c.parent_stack = t->slot->inflight[depth - 1].stack;
+    } else {
+        c.parent_site = FUNCMON_SITE_NONE;
+        c.parent_stack = 0;
+    }
     c.alloc_bytes = t->alloc_bytes;
     c.free_bytes = t->free_bytes;
     c.alloc_count = (uint32_t)t->alloc_count;
@@ -258,6 +265,7 @@ funcmon_begin(uint32_t site)
     c.start = funcmon__ticks();
     if (depth < FUNCMON_INFLIGHT_MAX) {
         t->slot->inflight[depth].site = site;
+        t->slot->inflight[depth].stack = funcmon_stack_id(c.parent_stack, site);
         t->slot->inflight[depth].start = c.start;
     }
     t->depth = depth + 1;
@@ -278,7 +286,7 @@ funcmon__publish(struct funcmon__thread *t, const struct funcmon_call *call, uin
     r->parent_site = call->parent_site;
     r->flags = (uint16_t)(flags | ((t->err_bits & bit) != 0) | t->record_flags);
     r->depth = (uint16_t)depth;
-    r->reserved = 0;
+    r->parent_stack = call->parent_stack;
     r->start = call->start;
     r->end = end;
     r->alloc_bytes = t->alloc_bytes - call->alloc_bytes;

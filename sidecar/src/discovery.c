@@ -164,6 +164,7 @@ free_process(struct funcmond_process *p)
     free(p->site_fn);
     free(p->spill_calls_seen);
     free(p->spill_errors_seen);
+    funcmond_stacks_free(&p->stacks);
     free(p);
 }
 

@@ -166,6 +166,23 @@ struct drain_ctx {
     uint64_t oldest_end;
 };
 
+/* Adds an allocating call to its process's stacks: its own stack id follows from its
+ * parent's and its site (the consumer has checked both sites are known). */
+static void
+add_stack(struct funcmond *d, struct funcmond_process *p, const struct funcmon_record *r, uint32_t fn)
+{
+    uint32_t parent_fn = FUNCMOND_STACK_FN_UNKNOWN;
+    if (r->parent_site != FUNCMON_SITE_NONE) {
+        uint32_t pf = p->site_fn[r->parent_site];
+        if (pf == 0)
+            pf = funcmond_resolve_site(d, p, r->parent_site);
+        if (pf != 0 && pf != UINT32_MAX)
+            parent_fn = pf - 1;
+    }
+    funcmond_stacks_add(&p->stacks, funcmon_stack_id(r->parent_stack, r->site), r->parent_stack, fn, parent_fn, r->alloc_bytes,
+                        r->alloc_count, r->free_bytes);
+}
+
 static void
 on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
 {
@@ -186,6 +203,8 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
     if (x->oldest_end == 0 || r->end < x->oldest_end)
         x->oldest_end = r->end;
     funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
+    if ((r->flags & FUNCMON_RECORD_ALLOC) && (r->alloc_bytes != 0 || r->alloc_count != 0))
+        add_stack(x->d, p, r, fn - 1);
 }
 
 /* Adds what the client's spill counters gained since we last looked. */

@@ -1058,37 +1058,71 @@ get_cpu_profile(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
     return 0;
 }
 
-/* Allocations per profiled function, as a pprof heap profile: alloc_objects/alloc_space
- * (everything allocated during the calls) and inuse_space (allocated minus freed). */
+/* One sample of the heap profile being built: a stack's frames as "package.name", innermost
+ * first, then "service <name>" at the root. */
+struct heap_ctx {
+    struct funcmond_pprof *p;
+    const struct funcmond_view *v;
+    const char *service;
+    char names[FUNCMOND_STACK_DEPTH_MAX + 2][FUNCMON_PACKAGE_MAX + FUNCMON_NAME_MAX + FUNCMON_SERVICE_MAX + 16];
+};
+
+static void
+add_heap_sample(void *arg, const struct funcmond_stack_sample *s)
+{
+    struct heap_ctx *x = arg;
+    const char *frames[FUNCMOND_STACK_DEPTH_MAX + 2];
+    int n = 0;
+    for (int i = 0; i < s->n_frames; i++) {
+        uint32_t fn = s->frames[i];
+        if (fn < x->v->n_fns)
+            snprintf(x->names[n], sizeof(x->names[n]), "%s.%s", x->v->fns[fn].package, x->v->fns[fn].name);
+        else
+            snprintf(x->names[n], sizeof(x->names[n]), "<unknown function>");
+        frames[n] = x->names[n];
+        n++;
+    }
+    if (s->truncated) {
+        snprintf(x->names[n], sizeof(x->names[n]), "%s", s->n_frames == 0 ? "<other stacks>" : "<callers not known yet>");
+        frames[n] = x->names[n];
+        n++;
+    }
+    snprintf(x->names[n], sizeof(x->names[n]), "service %s", x->service);
+    frames[n] = x->names[n];
+    n++;
+    int64_t values[] = {(int64_t)s->alloc_count, (int64_t)s->alloc_bytes,
+                        s->alloc_bytes > s->free_bytes ? (int64_t)(s->alloc_bytes - s->free_bytes) : 0};
+    funcmond_pprof_add(x->p, frames, n, values);
+}
+
+/* Allocations per profiled-call stack of every attached process (live, or exited and still
+ * listed), as a pprof heap profile: alloc_objects/alloc_space (what each stack allocated
+ * itself during its calls) and inuse_space (allocated less freed). */
 static int
 get_heap_profile(struct funcmond_http *h, h2o_req_t *req)
 {
     static const char *const types[] = {"alloc_objects", "alloc_space", "inuse_space"};
     static const char *const units[] = {"count", "bytes", "bytes"};
+    struct heap_ctx *x = malloc(sizeof(*x));
     const struct funcmond_view *v = funcmond_view_begin(h->reader);
-    struct funcmond_pprof *p = funcmond_pprof_new(types, units, 3, "space", "bytes", 0);
-    if (p == NULL) {
-        funcmond_view_end(h->reader);
-        return send_error(req, 500, "out of memory", NULL, NULL);
-    }
-    char frame[FUNCMON_SERVICE_MAX + FUNCMON_PACKAGE_MAX + FUNCMON_NAME_MAX + 8], service[FUNCMON_SERVICE_MAX + 16];
-    for (uint32_t i = 0; i < v->n_fns; i++) {
-        const struct funcmond_fn_view *f = &v->fns[i];
-        if (f->mem_records == 0)
-            continue;
-        snprintf(frame, sizeof(frame), "%s.%s", f->package, f->name);
-        snprintf(service, sizeof(service), "service %s", f->service);
-        const char *frames[] = {frame, service};
-        int64_t values[] = {(int64_t)f->mem_records, (int64_t)f->total_bytes,
-                            f->total_bytes > f->freed_bytes ? (int64_t)(f->total_bytes - f->freed_bytes) : 0};
-        funcmond_pprof_add(p, frames, 2, values);
+    struct funcmond_pprof *p = x != NULL ? funcmond_pprof_new(types, units, 3, "space", "bytes", 0) : NULL;
+    int failed = p == NULL;
+    for (uint32_t i = 0; !failed && i < v->n_procs; i++) {
+        x->p = p;
+        x->v = v;
+        x->service = v->procs[i].service;
+        failed = funcmond_stacks_walk(v->procs[i].stacks, v->procs[i].n_stacks, add_heap_sample, x) != 0;
     }
     uint64_t now = now_real_ns(), start = v->start_real_ns;
     funcmond_view_end(h->reader);
+    free(x);
     unsigned char *gz = NULL;
     size_t len = 0;
-    if (funcmond_pprof_finish(p, (int64_t)now, (int64_t)(now - start), &gz, &len) != 0)
-        return send_error(req, 500, "cannot encode the profile", NULL, NULL);
+    if (failed || funcmond_pprof_finish(p, (int64_t)now, (int64_t)(now - start), &gz, &len) != 0) {
+        if (p != NULL && failed)
+            funcmond_pprof_free(p);
+        return send_error(req, 500, failed ? "out of memory" : "cannot encode the profile", NULL, NULL);
+    }
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL,
                    H2O_STRLIT("attachment; filename=\"heap.pb.gz\""));
     send_body(req, 200, "OK", "application/octet-stream", (const char *)gz, len);

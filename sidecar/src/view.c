@@ -63,8 +63,10 @@ free_view(struct funcmond_view *v)
 {
     if (v == NULL)
         return;
-    for (uint32_t i = 0; i < v->n_procs; i++)
+    for (uint32_t i = 0; i < v->n_procs; i++) {
         free(v->procs[i].threads);
+        free(v->procs[i].stacks);
+    }
     free(v->fns);
     free(v->procs);
     free(v);
@@ -196,6 +198,7 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     v->sites = p->c.sites_known;
     v->fallback_calls = __atomic_load_n(&p->c.hdr->fallback_calls, __ATOMIC_RELAXED);
     v->rt = p->rt;
+    v->stacks = funcmond_stacks_copy(&p->stacks, &v->n_stacks);
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching || v->rings_active == 0 ||
         (v->threads = calloc(v->rings_active, sizeof(*v->threads))) == NULL)
         return;
@@ -225,9 +228,21 @@ resolve_inflight(struct funcmond *d, struct funcmond_process *p)
     for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
         if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
             continue;
-        for (uint32_t k = 0; k < si.entries; k++)
-            if (si.inflight[k].site < p->c.geo.max_sites && p->site_fn[si.inflight[k].site] == 0)
-                funcmond_resolve_site(d, p, si.inflight[k].site);
+        uint32_t parent = 0;
+        for (uint32_t k = 0; k < si.entries; k++) {
+            uint32_t site = si.inflight[k].site, id = si.inflight[k].stack;
+            if (site >= p->c.geo.max_sites)
+                break;
+            uint32_t fn = p->site_fn[site];
+            if (fn == 0)
+                fn = funcmond_resolve_site(d, p, site);
+            /* Read while the thread runs: a link is learnt only when it adds up. */
+            if (id != funcmon_stack_id(parent, site))
+                break;
+            if (fn != 0 && fn != UINT32_MAX)
+                funcmond_stacks_link(&p->stacks, id, parent, fn - 1);
+            parent = id;
+        }
     }
 }
 

@@ -84,6 +84,8 @@ struct funcmond_proc_view {
     struct funcmond_runtime rt;
     uint32_t n_threads; /* threads holding a ring now (live processes) */
     struct funcmond_thread_view *threads;
+    uint32_t n_stacks; /* allocations per call stack, sorted by id (stacks.h) */
+    struct funcmond_stack *stacks;
 };
 
 struct funcmond_view {

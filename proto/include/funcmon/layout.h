@@ -48,7 +48,7 @@ extern "C" {
 /* Major: bumped for any change an older reader would misread; readers refuse other majors. */
 #define FUNCMON_SHM_MAJOR 1
 /* Minor: bumped when fields are appended or reserved space gains a meaning. */
-#define FUNCMON_SHM_MINOR 0
+#define FUNCMON_SHM_MINOR 1 /* 1: stack ids in records and in-flight entries */
 
 #define FUNCMON_CACHE_LINE 64
 #define FUNCMON_HEADER_SIZE 4096
@@ -73,11 +73,27 @@ extern "C" {
 /* Site id 1 collects the calls of sites interned after the site table filled up. */
 #define FUNCMON_SITE_OVERFLOW 1u
 
+/*
+ * Stack ids name a chain of profiled calls (a call and every call enclosing it on its
+ * thread) in 32 bits: id(call) = funcmon_stack_id(id(enclosing call), site), and 0 for "no
+ * enclosing call". A record carries its parent's id, so a reader learns every id's parent
+ * and site from the records of calls that end, and walks the links to name a stack (for
+ * allocations per call stack). Ids are per process, like site ids. Distinct stacks collide
+ * with a probability of about n^2 / 2^33 for n stacks: a reader must bound its walks.
+ */
+static inline uint32_t
+funcmon_stack_id(uint32_t parent, uint32_t site)
+{
+    uint32_t h = (parent ^ 0x9e3779b9u) * 0x85ebca6bu + site * 0xc2b2ae35u;
+    h ^= h >> 15;
+    return h != 0 ? h : 1;
+}
+
 /* record.flags */
-#define FUNCMON_RECORD_ERROR 0x0001u     /* the call failed (non-zero result, or marked) */
-#define FUNCMON_RECORD_CANCELLED 0x0002u /* its context was cancelled (also ERROR) */
-#define FUNCMON_RECORD_DEADLINE 0x0004u  /* it ended after its context's deadline (also ERROR) */
-#define FUNCMON_RECORD_ALLOC 0x0008u     /* the alloc_* fields were measured (tracking on) */
+#define FUNCMON_RECORD_ERROR 0x0001u        /* the call failed (non-zero result, or marked) */
+#define FUNCMON_RECORD_CANCELLED 0x0002u    /* its context was cancelled (also ERROR) */
+#define FUNCMON_RECORD_DEADLINE 0x0004u     /* it ended after its context's deadline (also ERROR) */
+#define FUNCMON_RECORD_ALLOC 0x0008u        /* the alloc_* fields were measured (tracking on) */
 #define FUNCMON_RECORD_CLIENT_ERROR 0x0010u /* an HTTP request answered 4xx (not an ERROR) */
 #define FUNCMON_RECORD_FLAGS_KNOWN 0x001fu
 
@@ -86,18 +102,18 @@ extern "C" {
  * thread into its own ring, published by the release store of the slot's head.
  */
 struct funcmon_record {
-    uint64_t seq;         /* ring position the producer wrote it at: a reader checks it equals its tail */
-    uint32_t site;        /* site id: index into the site table */
-    uint32_t parent_site; /* site of the enclosing profiled call on this thread, or FUNCMON_SITE_NONE */
-    uint16_t flags;       /* FUNCMON_RECORD_* */
-    uint16_t depth;       /* profiled calls enclosing this one on its thread when it began */
-    uint32_t reserved;
-    uint64_t start;       /* clock ticks at begin (see the header's clock calibration) */
-    uint64_t end;         /* clock ticks at end */
-    uint64_t alloc_bytes; /* bytes allocated by this thread between begin and end, nested calls included */
-    uint64_t free_bytes;  /* bytes freed by this thread between begin and end */
-    uint32_t alloc_count; /* allocations between begin and end */
-    uint32_t free_count;  /* frees between begin and end */
+    uint64_t seq;          /* ring position the producer wrote it at: a reader checks it equals its tail */
+    uint32_t site;         /* site id: index into the site table */
+    uint32_t parent_site;  /* site of the enclosing profiled call on this thread, or FUNCMON_SITE_NONE */
+    uint16_t flags;        /* FUNCMON_RECORD_* */
+    uint16_t depth;        /* profiled calls enclosing this one on its thread when it began */
+    uint32_t parent_stack; /* stack id of the enclosing call (funcmon_stack_id), 0 for none */
+    uint64_t start;        /* clock ticks at begin (see the header's clock calibration) */
+    uint64_t end;          /* clock ticks at end */
+    uint64_t alloc_bytes;  /* bytes allocated by this thread between begin and end, nested calls included */
+    uint64_t free_bytes;   /* bytes freed by this thread between begin and end */
+    uint32_t alloc_count;  /* allocations between begin and end */
+    uint32_t free_count;   /* frees between begin and end */
 };
 FUNCMON__STATIC_ASSERT(sizeof(struct funcmon_record) == 64, "record is one cache line");
 FUNCMON__STATIC_ASSERT((sizeof(struct funcmon_record) & (sizeof(struct funcmon_record) - 1)) == 0, "record size is a power of two");
@@ -136,7 +152,7 @@ FUNCMON__STATIC_ASSERT(offsetof(struct funcmon_site_entry, spill_calls) == 192, 
 
 struct funcmon_inflight {
     uint32_t site;
-    uint32_t reserved;
+    uint32_t stack; /* this call's stack id (funcmon_stack_id) */
     uint64_t start; /* clock ticks */
 };
 
