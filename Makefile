@@ -7,7 +7,7 @@
 
 PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
             liburing-dev libck-dev libh2o-evloop-dev libmsgpack-dev libssl-dev libyaml-dev zlib1g-dev \
-            curl jq prometheus golang-go wrk
+            libmicrohttpd-dev curl jq prometheus golang-go wrk docker-compose python3-yaml
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
