@@ -162,6 +162,23 @@ static inline void funcmon_end(struct funcmon_call *call, int err);
 /* Marks the innermost profiled call in flight on this thread as failed. */
 FUNCMON_API void funcmon_set_error(void);
 
+/* Now, in the clock of the records (TSC ticks or CLOCK_MONOTONIC nanoseconds): the start of a
+ * span for funcmon_record_span. */
+FUNCMON_API uint64_t funcmon_now(void);
+
+/*
+ * Records one finished call of `site` that ran from start_ticks (a funcmon_now() value) to
+ * now, apart from the thread's stack of profiled calls: for work that does not nest, such as
+ * requests interleaved on one event-loop thread and ended in a completion callback. The
+ * record goes to the calling thread's ring with depth 0, parent FUNCMON_SITE_NONE, no
+ * allocation figures, and the given FUNCMON_RECORD_ERROR / _CANCELLED / _DEADLINE /
+ * _CLIENT_ERROR flags (others are ignored). The calls in flight on the thread, its depth and
+ * its error marks are left as they were. A full ring drops the record and counts it (and its
+ * error) like any call. Does nothing when profiling is off. `site` comes from funcmon_site()
+ * or FUNCMON_SITE(); a start later than now is recorded as a zero-length call.
+ */
+FUNCMON_API void funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32_t flags);
+
 /* FUNCMON_SCOPE(name, package) { ... }: profiles the block. The call ends however the block
  * is left (end of block, return, goto, break, continue); funcmon_set_error() inside marks it
  * failed. The block is the body of a one-pass loop, so a break or continue directly inside

@@ -1,5 +1,5 @@
 /*
- * funcmon.c - the library's lifecycle: options, init, shutdown, fork, and the wrappers.
+ * funcmon.c - the library's lifecycle: options, init, shutdown, fork, the wrappers, spans.
  *
  * funcmon must never take the service down with it. Every failure here (bad options, no
  * shared memory, no thread) leaves profiling off, prints one line, and returns an error
@@ -11,6 +11,10 @@
  * In a forked child the parent's segment is dropped at once (the child must never write
  * into it) and the child's own segment is created on its first profiled call, so a
  * fork+exec costs nothing.
+ *
+ * Spans (funcmon_record_span) are calls recorded after the fact, apart from the thread's
+ * stack: an event loop interleaves requests, so their begin and end do not nest. Their
+ * records go through thread.c like a call's end: the same drop accounting and wake-up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -428,4 +432,48 @@ funcmon_profile_ctx(struct funcmon_ctx *ctx, const char *name, const char *packa
     }
     funcmon__end(&call, flags);
     return rc;
+}
+
+FUNCMON_API uint64_t
+funcmon_now(void)
+{
+    return funcmon__ticks();
+}
+
+/* The flags a span may carry: FUNCMON_RECORD_ALLOC would claim allocation figures it has not. */
+#define SPAN_FLAGS (FUNCMON_RECORD_ERROR | FUNCMON_RECORD_CANCELLED | FUNCMON_RECORD_DEADLINE | FUNCMON_RECORD_CLIENT_ERROR)
+
+FUNCMON_API void
+funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32_t flags)
+{
+    struct funcmon__thread *t = &funcmon__tls;
+    uint32_t live = __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED);
+
+    flags &= SPAN_FLAGS;
+    if (FUNCMON__UNLIKELY(t->state != live)) {
+        if (t->state == (live ^ FUNCMON__MODE_RING ^ FUNCMON__MODE_OFF))
+            return;
+        /* First use on this thread in this generation, or no ring: the begin slow path
+         * attaches the thread. Its call is taken back at once, so depth and error marks are
+         * as they were (a sidecar may glimpse it in flight for that instant). */
+        uint64_t err_bits = t->err_bits;
+        struct funcmon_call c = funcmon__begin_slow(site);
+        if (c.mode == FUNCMON__CALL_OFF)
+            return;
+        if (c.mode == FUNCMON__CALL_SLOW) {
+            /* No ring: the slow end counts it in the spill counters; only the span's own
+             * flags may make it an error. */
+            uint64_t bit = (uint64_t)(c.depth < 64) << (c.depth & 63);
+            t->err_bits = err_bits & ~bit;
+            funcmon__end_slow(&c, funcmon__ticks(), flags);
+            t->err_bits = err_bits;
+            return;
+        }
+        t->depth = c.depth;
+        __atomic_store_n(&t->slot->depth, c.depth, __ATOMIC_RELEASE);
+        if (t->state != __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED))
+            return;
+    }
+    uint64_t end = funcmon__ticks();
+    funcmon__record_span(t, site, start_ticks, end < start_ticks ? start_ticks : end, flags);
 }

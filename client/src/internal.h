@@ -75,6 +75,9 @@ FUNCMON__HIDDEN int funcmon__thread_key_init(void);
 /* Makes sure the thread's exit runs funcmon__alloc_thread_exit. */
 FUNCMON__HIDDEN void funcmon__thread_want_exit_hook(struct funcmon__thread *t);
 FUNCMON__HIDDEN void funcmon__thread_forget_all(void);
+/* Writes a span's record on t's ring (t owns a live ring): through the same full-ring and
+ * high-water checks as a call's end, but leaving t's depth and error marks alone. */
+FUNCMON__HIDDEN void funcmon__record_span(struct funcmon__thread *t, uint32_t site, uint64_t start, uint64_t end, uint32_t flags);
 
 /* site.c */
 /* Makes seg the segment new sites are written to, and writes every interned site into its

@@ -276,6 +276,55 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
     set_check_at(t, tail);
 }
 
+/* A span's record at ring position head: like funcmon__publish, without touching the
+ * thread's call stack (depth 0, no parent, no allocation figures). */
+static void
+publish_span(struct funcmon__thread *t, uint32_t site, uint64_t start, uint64_t end, uint32_t flags, uint64_t head)
+{
+    struct funcmon_record *r = &t->records[head & t->mask];
+    r->seq = head;
+    r->site = site;
+    r->parent_site = FUNCMON_SITE_NONE;
+    r->flags = (uint16_t)flags;
+    r->depth = 0;
+    r->parent_stack = 0;
+    r->start = start;
+    r->end = end;
+    r->alloc_bytes = 0;
+    r->free_bytes = 0;
+    r->alloc_count = 0;
+    r->free_count = 0;
+    t->head = head + 1;
+    /* Pairs with the consumer's acquire load of head before it reads the record. */
+    __atomic_store_n(&t->slot->head, head + 1, __ATOMIC_RELEASE);
+}
+
+void
+funcmon__record_span(struct funcmon__thread *t, uint32_t site, uint64_t start, uint64_t end, uint32_t flags)
+{
+    uint64_t head = t->head;
+    if (FUNCMON__LIKELY(head != t->check_at)) {
+        publish_span(t, site, start, end, flags, head);
+        return;
+    }
+    uint64_t cap = t->mask + 1;
+    uint64_t tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+    uint64_t used = head - tail;
+    if (used >= cap) {
+        /* Full: drop the detail, keep the count, as funcmon__end_slow does. */
+        __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
+        spill(t, site, flags);
+        set_check_at(t, tail);
+        if (t->hdr != NULL)
+            wake_consumer(t->hdr);
+        return;
+    }
+    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
+        wake_consumer(t->hdr);
+    publish_span(t, site, start, end, flags, head);
+    set_check_at(t, tail);
+}
+
 FUNCMON_API void
 funcmon_set_error(void)
 {
