@@ -12,7 +12,7 @@ JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean
+.PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean demo
 
 all: build
 
@@ -59,6 +59,15 @@ bench: build
 	./build/tests/bench/bench_client
 	./build/tests/bench/bench_sidecar ./build/sidecar/funcmond ./build/tests/e2e_client
 	./tests/bench/bench_http.sh ./build/sidecar/funcmond ./build/tests/e2e_client
+
+# make demo: funcmond beside the demo service (client/examples), which sends itself load;
+# prints the URLs to try and a live summary until Ctrl-C (or DEMO_SECONDS). See demo.sh for
+# DEMO_* settings; BUILD_DIR=DIR uses another build tree (configured here if new).
+BUILD_DIR ?= build
+demo: deps
+	@test -f $(BUILD_DIR)/CMakeCache.txt || cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target funcmond funcmon-demo
+	./client/examples/demo.sh $(BUILD_DIR)
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
