@@ -261,6 +261,9 @@ record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
     return r->site < c->sites_known && c->sites[r->site].valid;
 }
 
+/* Records between two releases of a ring's tail while it is drained (a power of two). */
+#define TAIL_RELEASE_EVERY 256u
+
 size_t
 funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring)
 {
@@ -292,6 +295,10 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
             if (k + 8 < avail)
                 __builtin_prefetch(&base[(pos + 8) & mask]);
             memcpy(&rec, &base[pos & mask], sizeof(rec));
+            /* Hand back what is copied as the pass goes, not at its end: a producer at full
+             * speed fills a whole ring while one ring is processed, and would see it full. */
+            if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0)
+                __atomic_store_n(&slot->tail, pos + 1, __ATOMIC_RELEASE);
             if (!record_ok(c, &rec, pos)) {
                 c->bad_records++;
                 continue;

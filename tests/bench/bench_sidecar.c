@@ -7,6 +7,10 @@
  *   sidecar_flat_out_drops       one producer thread calling as fast as it can for 10 s
  *                                with default settings: records it dropped (bar: 0), the
  *                                calls it made, and funcmond's CPU share meanwhile
+ *   cpu_stalls_over_200us        baseline for the line above: two threads that only read
+ *                                the clock for 5 s, one per core, count the times their CPU
+ *                                was taken from them for more than 200 us, the time a
+ *                                default ring lasts a producer at full speed
  *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients attached for 30 s,
  *                                in % of one core (bar: 0.5)
  *   metrics_render_ms            /metrics rendered for 1,000 functions (bar: 20 ms)
@@ -143,6 +147,31 @@ stop(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
+static void *
+watch_stalls(void *arg)
+{
+    uint64_t *stalls = arg, last = now_ns(), end = last + 5000000000ull;
+    for (uint64_t t = last; t < end; last = t) {
+        t = now_ns();
+        *stalls += t - last > 200000;
+    }
+    return NULL;
+}
+
+/* Stalls a busy thread sees with nothing else running: what the machine takes away. */
+static void
+bench_stalls(void)
+{
+    pthread_t th[2];
+    uint64_t stalls[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, watch_stalls, &stalls[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    printf("cpu_stalls_over_200us value=%llu threads=2 seconds=5 (a full-speed producer fills a default ring in ~160 us)\n",
+           (unsigned long long)(stalls[0] + stalls[1]));
+}
+
 static void
 bench_flat_out(const char *funcmond)
 {
@@ -254,8 +283,10 @@ main(int argc, char **argv)
         const char *what = all ? NULL : argv[i];
         if (all || strcmp(what, "drain") == 0)
             bench_drain();
-        if (all || strcmp(what, "flat") == 0)
+        if (all || strcmp(what, "flat") == 0) {
+            bench_stalls();
             bench_flat_out(argv[1]);
+        }
         if (all || strcmp(what, "idle") == 0)
             bench_idle(argv[1], argv[2]);
         if (all || strcmp(what, "render") == 0)
