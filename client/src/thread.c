@@ -238,6 +238,29 @@ funcmon__begin_slow(uint32_t site)
     return c;
 }
 
+/* At a check point of t's ring: 0 when it is full (the record is dropped and counted, the
+ * call and its error in the site's spill counters, and the sidecar woken), 1 when there is
+ * room (the sidecar woken if the ring is past high water). *tail: the consumer's tail. */
+static int
+room_for_record(struct funcmon__thread *t, uint32_t site, uint32_t flags, uint64_t *tail)
+{
+    uint64_t cap = t->mask + 1;
+    *tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+    uint64_t used = t->head - *tail;
+    if (used >= cap) {
+        /* Full: drop the detail, keep the count. Only this thread writes `dropped`. */
+        __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
+        spill(t, site, flags);
+        set_check_at(t, *tail);
+        if (t->hdr != NULL)
+            wake_consumer(t->hdr);
+        return 0;
+    }
+    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
+        wake_consumer(t->hdr);
+    return 1;
+}
+
 FUNCMON_API void
 funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
 {
@@ -255,23 +278,13 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
         t->depth = depth;
         return;
     }
-    uint64_t cap = t->mask + 1;
-    uint64_t tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
-    uint64_t used = t->head - tail;
-    if (used >= cap) {
-        /* Full: drop the detail, keep the count. Only this thread writes `dropped`. */
-        __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
-        spill(t, call->site, flags);
+    uint64_t tail;
+    if (!room_for_record(t, call->site, flags, &tail)) {
         t->err_bits &= ~bit;
         t->depth = depth;
         __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);
-        set_check_at(t, tail);
-        if (t->hdr != NULL)
-            wake_consumer(t->hdr);
         return;
     }
-    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
-        wake_consumer(t->hdr);
     funcmon__publish(t, call, end, flags, t->head);
     set_check_at(t, tail);
 }
@@ -307,20 +320,9 @@ funcmon__record_span(struct funcmon__thread *t, uint32_t site, uint64_t start, u
         publish_span(t, site, start, end, flags, head);
         return;
     }
-    uint64_t cap = t->mask + 1;
-    uint64_t tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
-    uint64_t used = head - tail;
-    if (used >= cap) {
-        /* Full: drop the detail, keep the count, as funcmon__end_slow does. */
-        __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
-        spill(t, site, flags);
-        set_check_at(t, tail);
-        if (t->hdr != NULL)
-            wake_consumer(t->hdr);
+    uint64_t tail;
+    if (!room_for_record(t, site, flags, &tail))
         return;
-    }
-    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
-        wake_consumer(t->hdr);
     publish_span(t, site, start, end, flags, head);
     set_check_at(t, tail);
 }

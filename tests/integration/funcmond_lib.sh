@@ -40,3 +40,18 @@ start_funcmond() {
     [ -n "$port" ] || fail "funcmond did not start"
     base="http://127.0.0.1:$port"
 }
+
+# start_prometheus: a Prometheus server for $dir/prometheus.yml on a random port above
+# 30000 (another if it is taken); sets pport and ppid.
+start_prometheus() {
+    for try in 1 2 3 4 5; do
+        pport=$(((RANDOM % 20000) + 30000))
+        prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+            --web.listen-address=127.0.0.1:$pport > "$dir/prom.log" 2>&1 &
+        ppid=$!
+        sleep 1
+        kill -0 $ppid 2>/dev/null && break
+    done
+    pids+=($ppid)
+    kill -0 $ppid 2>/dev/null || fail "prometheus did not start: $(tail -3 "$dir/prom.log")"
+}

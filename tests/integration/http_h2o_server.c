@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "funcmon_h2o.h"
+#include "http_test_server.h"
 
 #define DELAY_MS 20
 
@@ -154,21 +155,9 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    if (funcmon_init(NULL) != 0 || !funcmon_active()) {
-        fprintf(stderr, "funcmon is not active\n");
+    struct funcmon_http *http = test_server_middleware(argv[1], routes);
+    if (http == NULL)
         return 1;
-    }
-    struct funcmon_http_options opts = {.max_unmatched = (unsigned)strtoul(argv[1], NULL, 10)};
-    struct funcmon_http *http = funcmon_http_new(&opts);
-    if (http == NULL) {
-        perror("funcmon_http_new");
-        return 1;
-    }
-    for (int i = 0; routes[i] != NULL; i++)
-        if (funcmon_http_route(http, routes[i]) != 0) {
-            fprintf(stderr, "route %s: %s\n", routes[i], strerror(errno));
-            return 1;
-        }
 
     int fd = socket(AF_INET, SOCK_STREAM, 0), on = 1;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "funcmon_mhd.h"
+#include "http_test_server.h"
 
 #define APP_MAGIC 0x61707052u
 
@@ -142,21 +143,9 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (funcmon_init(NULL) != 0 || !funcmon_active()) {
-        fprintf(stderr, "funcmon is not active\n");
+    struct funcmon_http *http = test_server_middleware(argv[1], routes);
+    if (http == NULL)
         return 1;
-    }
-    struct funcmon_http_options opts = {.max_unmatched = (unsigned)strtoul(argv[1], NULL, 10)};
-    struct funcmon_http *http = funcmon_http_new(&opts);
-    if (http == NULL) {
-        perror("funcmon_http_new");
-        return 1;
-    }
-    for (int i = 0; routes[i] != NULL; i++)
-        if (funcmon_http_route(http, routes[i]) != 0) {
-            fprintf(stderr, "route %s: %s\n", routes[i], strerror(errno));
-            return 1;
-        }
     struct funcmon_mhd *mw = funcmon_mhd_new(http, app_handler, NULL, app_completed, NULL);
     if (mw == NULL) {
         perror("funcmon_mhd_new");

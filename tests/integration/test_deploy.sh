@@ -43,16 +43,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$port']
 YML
-for try in 1 2 3 4 5; do
-    pport=$(((RANDOM % 20000) + 30000))
-    prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
-        --web.listen-address=127.0.0.1:$pport > "$dir/prom.log" 2>&1 &
-    ppid=$!
-    sleep 0.5
-    kill -0 $ppid 2>/dev/null && break
-done
-pids+=("$ppid")
-kill -0 "$ppid" 2>/dev/null || fail "prometheus did not start: $(tail -3 "$dir/prom.log")"
+start_prometheus
 
 # --- The compose file: valid for Debian's docker-compose, and wired together.
 docker-compose -f "$docker/compose.yml" config > "$dir/compose.yml" 2> "$dir/compose.err" ||

@@ -22,17 +22,7 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$port']
 YML
-# A port for Prometheus: a random one above 30000, another if it is taken.
-for try in 1 2 3 4 5; do
-    pport=$(( (RANDOM % 20000) + 30000 ))
-    prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
-        --web.listen-address=127.0.0.1:$pport > "$dir/prom.log" 2>&1 &
-    ppid=$!
-    sleep 1
-    kill -0 $ppid 2>/dev/null && break
-done
-pids+=($ppid)
-kill -0 $ppid 2>/dev/null || fail "prometheus did not start"
+start_prometheus
 
 query() {
     curl -s -G "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1"
