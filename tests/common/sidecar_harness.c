@@ -94,7 +94,8 @@ sidecar_snapshot(struct sidecar *s, struct funcmond_counters *counters, struct f
     const struct funcmond_view *v = funcmond_view_begin(s->reader);
     int n = (int)v->n_procs < max ? (int)v->n_procs : max;
     *counters = v->counters;
-    memcpy(procs, v->procs, (size_t)n * sizeof(*procs));
+    if (n > 0) /* no processes: v->procs may be NULL */
+        memcpy(procs, v->procs, (size_t)n * sizeof(*procs));
     funcmond_view_end(s->reader);
     return n;
 }
