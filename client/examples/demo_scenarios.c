@@ -102,10 +102,8 @@ slow_task(void *arg)
 void
 demo_slow_task(struct demo_outcome *out)
 {
-    out->failed = funcmon_profile("slow_task", DEMO_PACKAGE, slow_task, NULL) != 0;
-    out->deadline_missed = 0;
-    out->value = 100;
-    out->detail = "slept 100 ms";
+    int failed = funcmon_profile("slow_task", DEMO_PACKAGE, slow_task, NULL) != 0;
+    *out = (struct demo_outcome){.failed = failed, .value = 100, .detail = "slept 100 ms"};
 }
 
 static int
@@ -139,10 +137,8 @@ failing_task(void *arg)
 void
 demo_failing_task(struct demo_outcome *out)
 {
-    out->failed = funcmon_profile("failing_task", DEMO_PACKAGE, failing_task, NULL) != 0;
-    out->deadline_missed = 0;
-    out->value = 0;
-    out->detail = "the task failed, as it always does";
+    int failed = funcmon_profile("failing_task", DEMO_PACKAGE, failing_task, NULL) != 0;
+    *out = (struct demo_outcome){.failed = failed, .detail = "the task failed, as it always does"};
 }
 
 void
@@ -156,10 +152,7 @@ demo_repeated_task(struct demo_outcome *out)
         sleep_ns((uint64_t)(i + 1) * MS + between_ns(0, 1 * MS));
         funcmon_end(&call, 0);
     }
-    out->failed = 0;
-    out->deadline_missed = 0;
-    out->value = REPEATS;
-    out->detail = "called repeated_task five times";
+    *out = (struct demo_outcome){.value = REPEATS, .detail = "called repeated_task five times"};
 }
 
 void
@@ -168,10 +161,7 @@ demo_allocate_memory(struct demo_outcome *out)
     /* 1 MiB allocated, written and freed inside the call: with allocation tracking on, the
      * profile's total_memory grows by about 1 MiB per call. */
     const size_t size = 1u << 20;
-    out->failed = 0;
-    out->deadline_missed = 0;
-    out->value = size;
-    out->detail = "allocated, used and freed 1 MiB";
+    *out = (struct demo_outcome){.value = size, .detail = "allocated, used and freed 1 MiB"};
     FUNCMON_SCOPE("allocate_memory", DEMO_PACKAGE)
     {
         unsigned char *block = malloc(size);
@@ -205,10 +195,7 @@ void
 demo_database_operations(struct demo_outcome *out)
 {
     /* A transaction: connect, three queries, commit; a failed query rolls back. */
-    out->failed = 0;
-    out->deadline_missed = 0;
-    out->value = 0;
-    out->detail = "connected, ran three queries, committed";
+    *out = (struct demo_outcome){.detail = "connected, ran three queries, committed"};
     FUNCMON_SCOPE("database_operations", DEMO_PACKAGE)
     {
         db_statement(FUNCMON_SITE("db_connect", "database"), 500 * US, 1500 * US, 0);
@@ -238,10 +225,7 @@ call_external_api(struct funcmon_ctx *ctx, void *arg)
 void
 demo_api_calls(struct demo_outcome *out)
 {
-    out->failed = 0;
-    out->deadline_missed = 0;
-    out->value = 0;
-    out->detail = "two remote calls answered in time";
+    *out = (struct demo_outcome){.detail = "two remote calls answered in time"};
     FUNCMON_SCOPE("api_calls", DEMO_PACKAGE)
     {
         for (int i = 0; i < 2; i++) {
