@@ -205,8 +205,12 @@ FUNCMON_API void funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32
 /* Per-thread state, in static TLS. Everything the hot path touches is here or in the
  * thread's own slot and ring. */
 struct funcmon__thread {
-    uint32_t state;    /* generation << 2 | FUNCMON__MODE_* */
-    uint32_t depth;    /* profiled calls in flight */
+    uint32_t state; /* generation << 2 | FUNCMON__MODE_* */
+    uint32_t depth; /* profiled calls in flight */
+    /* The innermost call in flight: its stack id << 32 | its site (0: none). Kept here, not
+     * read back from the slot's in-flight stack, so it is right at any depth and whatever
+     * the slot held before this thread owned it. */
+    uint64_t top;
     uint64_t head;     /* next ring position */
     uint64_t check_at; /* head at which funcmon_end must take the slow path (high water, full) */
     uint64_t mask;     /* ring_records - 1 */
@@ -268,13 +272,11 @@ funcmon_begin(uint32_t site)
     c.mode = FUNCMON__CALL_FAST;
     c.site = site;
     c.depth = depth;
-    if (depth - 1 < FUNCMON_INFLIGHT_MAX) {
-        c.parent_site = t->slot->inflight[depth - 1].site;
-        c.parent_stack = t->slot->inflight[depth - 1].stack;
-    } else {
-        c.parent_site = FUNCMON_SITE_NONE;
-        c.parent_stack = 0;
-    }
+    uint64_t top = t->top;
+    c.parent_site = (uint32_t)top;
+    c.parent_stack = (uint32_t)(top >> 32);
+    uint32_t stack = funcmon_stack_id(c.parent_stack, site);
+    t->top = (uint64_t)stack << 32 | site;
     c.alloc_bytes = t->alloc_bytes;
     c.free_bytes = t->free_bytes;
     c.alloc_count = (uint32_t)t->alloc_count;
@@ -282,7 +284,7 @@ funcmon_begin(uint32_t site)
     c.start = funcmon__ticks();
     if (depth < FUNCMON_INFLIGHT_MAX) {
         t->slot->inflight[depth].site = site;
-        t->slot->inflight[depth].stack = funcmon_stack_id(c.parent_stack, site);
+        t->slot->inflight[depth].stack = stack;
         t->slot->inflight[depth].start = c.start;
     }
     t->depth = depth + 1;
@@ -313,6 +315,7 @@ funcmon__publish(struct funcmon__thread *t, const struct funcmon_call *call, uin
     t->err_bits &= ~bit;
     t->head = head + 1;
     t->depth = depth;
+    t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
     /* Pairs with the consumer's acquire load of head before it reads the record. */
     __atomic_store_n(&t->slot->head, head + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);

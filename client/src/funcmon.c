@@ -470,6 +470,7 @@ funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32_t flags)
             return;
         }
         t->depth = c.depth;
+        t->top = (uint64_t)c.parent_stack << 32 | c.parent_site;
         __atomic_store_n(&t->slot->depth, c.depth, __ATOMIC_RELEASE);
         if (t->state != __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED))
             return;

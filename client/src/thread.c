@@ -233,8 +233,11 @@ funcmon__begin_slow(uint32_t site)
     c.mode = FUNCMON__CALL_SLOW;
     c.site = site;
     c.depth = t->depth;
+    c.parent_site = (uint32_t)t->top;
+    c.parent_stack = (uint32_t)(t->top >> 32);
     c.start = funcmon__ticks();
     t->depth = c.depth + 1;
+    t->top = (uint64_t)funcmon_stack_id(c.parent_stack, site) << 32 | site;
     return c;
 }
 
@@ -276,12 +279,14 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
             __atomic_fetch_add(&t->hdr->fallback_calls, 1, __ATOMIC_RELAXED);
         t->err_bits &= ~bit;
         t->depth = depth;
+        t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
         return;
     }
     uint64_t tail;
     if (!room_for_record(t, call->site, flags, &tail)) {
         t->err_bits &= ~bit;
         t->depth = depth;
+        t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
         __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);
         return;
     }

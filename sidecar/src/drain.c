@@ -203,7 +203,10 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
     if (x->oldest_end == 0 || r->end < x->oldest_end)
         x->oldest_end = r->end;
     funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
-    if ((r->flags & FUNCMON_RECORD_ALLOC) && (r->alloc_bytes != 0 || r->alloc_count != 0))
+    /* A nested call without its parent's stack id (a client of minor 0) stays inside its
+     * callers' bytes rather than being counted a second time as a stack of its own. */
+    if ((r->flags & FUNCMON_RECORD_ALLOC) && (r->alloc_bytes != 0 || r->alloc_count != 0) &&
+        (r->depth == 0 || r->parent_stack != 0))
         add_stack(x->d, p, r, fn - 1);
 }
 

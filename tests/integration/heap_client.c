@@ -6,7 +6,9 @@
  * 104 bytes itself and calling "query" (1000 bytes) and "render" (10000 bytes, of which it
  * keeps 5992 for good); then N calls of "query" on their own; then one call of
  * "server" that stays running while it makes N more calls of "handler" inside it, prints
- * "ready <N>", and waits for SIGTERM. Usage: heap_client N. Exits 77 when tracking is off.
+ * "ready <N>", and waits for SIGTERM. Before "server", N times a chain of 20 nested calls of
+ * "recurse" that each allocate 104 bytes: deeper than a thread's published in-flight stack.
+ * Usage: heap_client N. Exits 77 when tracking is off.
  * The tracker counts usable sizes: every size here is one glibc's malloc hands out exactly.
  */
 #define _GNU_SOURCE
@@ -49,6 +51,20 @@ handler(void *arg)
     return 0;
 }
 
+#define RECURSE_DEPTH 20
+
+static int
+recurse(void *arg)
+{
+    intptr_t left = (intptr_t)arg;
+    void *p = malloc(104);
+    keep[0] = p;
+    if (left > 1)
+        funcmon_profile("recurse", "heap", recurse, (void *)(left - 1));
+    free(p);
+    return 0;
+}
+
 static volatile sig_atomic_t stop;
 
 static void
@@ -75,6 +91,8 @@ main(int argc, char **argv)
         funcmon_profile("handler", "heap", handler, NULL);
     for (long i = 0; i < n; i++)
         funcmon_profile("query", "heap", query, NULL);
+    for (long i = 0; i < n; i++)
+        funcmon_profile("recurse", "heap", recurse, (void *)(intptr_t)RECURSE_DEPTH);
     FUNCMON_SCOPE("server", "heap")
     {
         for (long i = 0; i < n; i++)

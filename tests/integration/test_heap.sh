@@ -56,7 +56,15 @@ expect space.txt "$((n * 1000)) heap.query;service heapsvc"
 expect space.txt "$((n * 104)) heap.handler;heap.server;service heapsvc"
 expect space.txt "$((n * 1000)) heap.query;heap.handler;heap.server;service heapsvc"
 expect space.txt "$want"
-[ "$(wc -l < "$dir/space.txt")" = 7 ] || fail "expected 7 stacks"
+# 20 nested calls of recurse, deeper than a thread's published in-flight stack: one stack
+# per depth, each with its own 104 bytes a call, none counted twice.
+for depth in 1 10 20; do
+    frames=$(printf 'heap.recurse;%.0s' $(seq $depth))
+    expect space.txt "$((n * 104)) ${frames}service heapsvc"
+done
+total=$(awk '$2 ~ /^heap\.recurse;/ { s += $1 } END { print s + 0 }' "$dir/space.txt")
+[ "$total" = $((n * 104 * 20)) ] || fail "recurse allocated $total bytes in the profile, $((n * 104 * 20)) for real"
+[ "$(wc -l < "$dir/space.txt")" = 27 ] || fail "expected 27 stacks"
 # Objects: one malloc per query and handler, two per render.
 traces alloc_objects > "$dir/objects.txt"
 expect objects.txt "$((n * 2)) heap.render;heap.handler;service heapsvc"
