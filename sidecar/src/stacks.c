@@ -38,13 +38,19 @@ grow(struct funcmond_stacks *s)
     return 0;
 }
 
+static uint64_t
+add_sat(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
 static void
 add_to(struct funcmond_stack *e, uint64_t alloc_bytes, uint64_t alloc_count, uint64_t free_bytes)
 {
     e->calls++;
-    e->alloc_bytes += alloc_bytes;
-    e->alloc_count += alloc_count;
-    e->free_bytes += free_bytes;
+    e->alloc_bytes = add_sat(e->alloc_bytes, alloc_bytes);
+    e->alloc_count = add_sat(e->alloc_count, alloc_count);
+    e->free_bytes = add_sat(e->free_bytes, free_bytes);
 }
 
 /* The entry of id, created with this link if new; NULL when the table is full or out of
@@ -160,31 +166,27 @@ funcmond_stacks_walk(const struct funcmond_stack *e, uint32_t n, void (*fn)(void
     if (n == 0)
         return 0;
     /* A stack's own bytes: its calls' (inclusive) bytes less its direct callees'. A parent
-     * still running has not counted its callees yet: clamp at zero. */
-    int64_t *own = malloc((size_t)n * 3 * sizeof(*own));
-    if (own == NULL)
+     * still running has not counted its callees yet: clamp at zero. The sums come from
+     * clients, so they are added up without overflow (saturating) and never signed. */
+    uint64_t *kids = calloc((size_t)n * 3, sizeof(*kids));
+    if (kids == NULL)
         return -1;
-    int64_t *own_count = own + n, *own_free = own + 2 * (size_t)n;
-    for (uint32_t i = 0; i < n; i++) {
-        own[i] = (int64_t)e[i].alloc_bytes;
-        own_count[i] = (int64_t)e[i].alloc_count;
-        own_free[i] = (int64_t)e[i].free_bytes;
-    }
+    uint64_t *kids_count = kids + n, *kids_free = kids + 2 * (size_t)n;
     for (uint32_t i = 0; i < n; i++) {
         int64_t p = e[i].parent != e[i].id ? find(e, n, e[i].parent) : -1;
         if (p < 0)
             continue;
-        own[p] -= (int64_t)e[i].alloc_bytes;
-        own_count[p] -= (int64_t)e[i].alloc_count;
-        own_free[p] -= (int64_t)e[i].free_bytes;
+        kids[p] = add_sat(kids[p], e[i].alloc_bytes);
+        kids_count[p] = add_sat(kids_count[p], e[i].alloc_count);
+        kids_free[p] = add_sat(kids_free[p], e[i].free_bytes);
     }
     uint32_t frames[FUNCMOND_STACK_DEPTH_MAX];
     for (uint32_t i = 0; i < n; i++) {
         struct funcmond_stack_sample s = {0};
         s.calls = e[i].calls;
-        s.alloc_bytes = own[i] > 0 ? (uint64_t)own[i] : 0;
-        s.alloc_count = own_count[i] > 0 ? (uint64_t)own_count[i] : 0;
-        s.free_bytes = own_free[i] > 0 ? (uint64_t)own_free[i] : 0;
+        s.alloc_bytes = e[i].alloc_bytes > kids[i] ? e[i].alloc_bytes - kids[i] : 0;
+        s.alloc_count = e[i].alloc_count > kids_count[i] ? e[i].alloc_count - kids_count[i] : 0;
+        s.free_bytes = e[i].free_bytes > kids_free[i] ? e[i].free_bytes - kids_free[i] : 0;
         if (s.alloc_bytes == 0 && s.alloc_count == 0)
             continue;
         int k = 0;
@@ -211,6 +213,6 @@ funcmond_stacks_walk(const struct funcmond_stack *e, uint32_t n, void (*fn)(void
         s.n_frames = k;
         fn(arg, &s);
     }
-    free(own);
+    free(kids);
     return 0;
 }

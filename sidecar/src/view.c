@@ -229,17 +229,19 @@ resolve_inflight(struct funcmond *d, struct funcmond_process *p)
         if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
             continue;
         uint32_t parent = 0;
+        int linking = 1;
         for (uint32_t k = 0; k < si.entries; k++) {
             uint32_t site = si.inflight[k].site, id = si.inflight[k].stack;
-            if (site >= p->c.geo.max_sites)
-                break;
+            if (site >= p->c.geo.max_sites) {
+                linking = 0;
+                continue;
+            }
             uint32_t fn = p->site_fn[site];
             if (fn == 0)
                 fn = funcmond_resolve_site(d, p, site);
-            /* Read while the thread runs: a link is learnt only when it adds up. */
-            if (id != funcmon_stack_id(parent, site))
-                break;
-            if (fn != 0 && fn != UINT32_MAX)
+            /* Read while the thread runs: links are learnt only while they add up. */
+            linking = linking && id == funcmon_stack_id(parent, site);
+            if (linking && fn != 0 && fn != UINT32_MAX)
                 funcmond_stacks_link(&p->stacks, id, parent, fn - 1);
             parent = id;
         }
