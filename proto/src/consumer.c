@@ -252,8 +252,9 @@ funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *
 static int
 record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
 {
-    if (r->seq != pos || (r->flags & ~FUNCMON_RECORD_FLAGS_KNOWN) != 0 || r->end < r->start)
+    if (r->seq != pos || r->end < r->start)
         return 0;
+    r->flags &= FUNCMON_RECORD_FLAGS_KNOWN; /* a newer minor's flags: not ours to read */
     if (r->site >= c->sites_known || r->parent_site >= c->sites_known)
         refresh_sites(c);
     if (r->parent_site >= c->sites_known)

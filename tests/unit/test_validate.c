@@ -137,6 +137,7 @@ validator_cases(void)
 struct seen {
     uint32_t sites[64];
     uint64_t seqs[64];
+    uint16_t flags[64];
     int n;
 };
 
@@ -148,6 +149,7 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
     CHECK_LT(s->n, 64);
     s->sites[s->n] = r->site;
     s->seqs[s->n] = r->seq;
+    s->flags[s->n] = r->flags;
     s->n++;
 }
 
@@ -184,12 +186,12 @@ consumer_cases(void)
 
     /* Good and bad records side by side: only the good ones are delivered. */
     unsigned char *b = make_segment();
-    put(b, 0, 2, 0, 10, 20);                    /* good */
-    put(b, 1, 9, 0, 10, 20);                    /* site not published */
-    put(b, 2, 0xffffffffu, 0, 10, 20);          /* site far out of range */
-    put(b, 3, 2, 0x8000, 10, 20);               /* unknown flag */
-    put(b, 4, 2, 0, 30, 20);                    /* ends before it starts */
-    put(b, 5, 2, FUNCMON_RECORD_ERROR, 10, 20); /* good */
+    put(b, 0, 2, 0, 10, 20);                             /* good */
+    put(b, 1, 9, 0, 10, 20);                             /* site not published */
+    put(b, 2, 0xffffffffu, 0, 10, 20);                   /* site far out of range */
+    put(b, 3, 2, 0x8000 | FUNCMON_RECORD_ERROR, 10, 20); /* a flag of a newer minor: ignored */
+    put(b, 4, 2, 0, 30, 20);                             /* ends before it starts */
+    put(b, 5, 2, FUNCMON_RECORD_ERROR, 10, 20);          /* good */
     put(b, 6, 2, 0, 10, 20);
     ring0(b)[6].seq = 99; /* stale or torn: position mismatch */
     slot(b, 0)->head = 7;
@@ -198,11 +200,13 @@ consumer_cases(void)
     CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
     CHECK_EQ(c.bad_rings, 1); /* ring 1 is refused at attach */
     memset(&s, 0, sizeof(s));
-    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 2);
-    CHECK_EQ(s.n, 2);
+    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 3);
+    CHECK_EQ(s.n, 3);
     CHECK_EQ(s.seqs[0], 0);
-    CHECK_EQ(s.seqs[1], 5);
-    CHECK_EQ(c.bad_records, 5);
+    CHECK_EQ(s.seqs[1], 3);
+    CHECK_EQ(s.flags[1], FUNCMON_RECORD_ERROR);
+    CHECK_EQ(s.seqs[2], 5);
+    CHECK_EQ(c.bad_records, 4);
     CHECK_EQ(slot(b, 0)->tail, 7); /* everything consumed, bad ones included */
     /* A head moved backwards (or wrapped) later is a bad ring too, never a 2^64 loop. */
     slot(b, 0)->head = 3;

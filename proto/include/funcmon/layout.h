@@ -89,7 +89,8 @@ funcmon_stack_id(uint32_t parent, uint32_t site)
     return h != 0 ? h : 1;
 }
 
-/* record.flags */
+/* record.flags. A newer minor version may add flags: readers ignore the bits they do not
+ * know, so a record stays countable by every reader of the same major. */
 #define FUNCMON_RECORD_ERROR 0x0001u        /* the call failed (non-zero result, or marked) */
 #define FUNCMON_RECORD_CANCELLED 0x0002u    /* its context was cancelled (also ERROR) */
 #define FUNCMON_RECORD_DEADLINE 0x0004u     /* it ended after its context's deadline (also ERROR) */
