@@ -82,9 +82,10 @@ FUNCMON_API int funcmon_http_route(struct funcmon_http *http, const char *tmpl);
 
 /* One request in flight; fill it with funcmon_http_begin. */
 struct funcmon_http_call {
-    uint64_t start; /* funcmon_now() at begin */
-    uint32_t site;  /* its name's site id */
-    int active;     /* 0: nothing to record (skipped, profiling off, or ended) */
+    uint64_t start;      /* funcmon_now() at begin */
+    uint32_t site;       /* its name's site id */
+    uint32_t generation; /* funcmon's generation at begin (init, shutdown and fork change it) */
+    int active;          /* 0: nothing to record (skipped, profiling off, or ended) */
 };
 
 /*
@@ -99,8 +100,10 @@ FUNCMON_API void funcmon_http_begin(struct funcmon_http *http, struct funcmon_ht
  * Ends it with the HTTP status sent: >= 500 is an error (FUNCMON_RECORD_ERROR), 400..499 a
  * client error (FUNCMON_RECORD_CLIENT_ERROR, not an error); below 100 (0: no answer was
  * sent, the client went away or the server dropped the request) is an error and cancelled
- * (FUNCMON_RECORD_ERROR | FUNCMON_RECORD_CANCELLED). Any thread may end it; ending twice
- * records once.
+ * (FUNCMON_RECORD_ERROR | FUNCMON_RECORD_CANCELLED). Any thread may end it, and ending it
+ * twice, even from two threads at once, records it once. A request that began before a
+ * funcmon_shutdown, funcmon_init or fork and ends after it is not recorded: its start is
+ * in the clock of a segment that is gone.
  */
 FUNCMON_API void funcmon_http_end(struct funcmon_http_call *hc, int status);
 

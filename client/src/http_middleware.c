@@ -511,6 +511,7 @@ funcmon_http_begin(struct funcmon_http *http, struct funcmon_http_call *hc, cons
     unsigned slot = method_slot(http, method, method_len);
     struct route *r = match_route(http, path, path_len);
     hc->site = r != NULL ? cached_site(&r->sites[slot], method_name(http, slot), r->tmpl) : raw_site(http, slot, path, path_len);
+    hc->generation = __atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED) & ~3u;
     hc->active = 1;
 }
 
@@ -519,9 +520,11 @@ funcmon_http_end(struct funcmon_http_call *hc, int status)
 {
     uint32_t flags = 0;
 
-    if (hc == NULL || !hc->active)
+    /* One end records, whichever thread gets here first. */
+    if (hc == NULL || !__atomic_exchange_n(&hc->active, 0, __ATOMIC_ACQ_REL))
         return;
-    hc->active = 0;
+    if ((__atomic_load_n(&funcmon__live_state, __ATOMIC_RELAXED) & ~3u) != hc->generation)
+        return;
     if (status >= 500)
         flags = FUNCMON_RECORD_ERROR;
     else if (status >= 400)
