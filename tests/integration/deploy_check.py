@@ -278,11 +278,12 @@ def cmd_kubernetes(path):
     ports = {str(p["containerPort"]): p.get("name") for p in sidecar.get("ports") or []}
     if port not in ports:
         errs.append(f"funcmond: port {port} of HTTP_LISTEN is not a containerPort ({list(ports)})")
-    for where, meta in (("pod", tmpl["metadata"]), ("Service", svc["metadata"])):
-        ann = meta.get("annotations") or {}
-        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != port or \
-                ann.get("prometheus.io/path", "/metrics") != "/metrics":
-            errs.append(f"{where}: prometheus.io annotations {ann} do not point at funcmond's {port}/metrics")
+    ann = tmpl["metadata"].get("annotations") or {}
+    if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != port or \
+            ann.get("prometheus.io/path", "/metrics") != "/metrics":
+        errs.append(f"pod: prometheus.io annotations {ann} do not point at funcmond's {port}/metrics")
+    if any(k.startswith("prometheus.io/") for k in (svc["metadata"].get("annotations") or {})):
+        errs.append("Service: prometheus.io annotations beside the pod's would scrape funcmond twice")
     svc_ports = {p.get("name"): p for p in svc["spec"].get("ports") or []}
     if not any(str(p.get("targetPort")) in (port, ports.get(port)) for p in svc_ports.values()):
         errs.append(f"the Service exposes no port to funcmond's {port}")

