@@ -104,6 +104,8 @@ spill(struct funcmon__thread *t, uint32_t site, uint32_t flags)
     __atomic_fetch_add(&t->sites[site].spill_calls, 1, __ATOMIC_RELAXED);
     if (flags & FUNCMON_RECORD_ERROR)
         __atomic_fetch_add(&t->sites[site].spill_errors, 1, __ATOMIC_RELAXED);
+    if (flags & FUNCMON_RECORD_CLIENT_ERROR)
+        __atomic_fetch_add(&t->sites[site].spill_client_errors, 1, __ATOMIC_RELAXED);
 }
 
 /* Wakes the sidecar if it sleeps waiting for a ring to fill (it set consumer_waiting). */

@@ -249,6 +249,15 @@ funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *
     return 0;
 }
 
+int
+funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t id, uint64_t *client_errors)
+{
+    if (id >= c->geo.max_sites)
+        return -EINVAL;
+    *client_errors = c->hdr->minor >= 1 ? __atomic_load_n(&site_at(c, id)->spill_client_errors, __ATOMIC_RELAXED) : 0;
+    return 0;
+}
+
 static int
 record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
 {

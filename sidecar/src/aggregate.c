@@ -233,13 +233,14 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
 }
 
 void
-funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors)
+funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors, uint64_t client_errors)
 {
     struct funcmond_function *f = agg->fns[id];
-    if (calls == 0 && errors == 0)
+    if (calls == 0 && errors == 0 && client_errors == 0)
         return;
     f->calls += calls;
     f->errors += errors;
+    f->client_errors += client_errors;
     struct funcmond_window_slot *w = window_slot(agg, f);
     w->calls += calls;
     w->errors += errors;

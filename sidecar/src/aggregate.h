@@ -46,7 +46,7 @@ struct funcmond_function {
     uint64_t cancelled;
     uint64_t deadline_exceeded;
     uint64_t client_errors; /* HTTP requests answered 4xx (not errors) */
-    uint64_t total_ns; /* over recorded calls (those with a duration) */
+    uint64_t total_ns;      /* over recorded calls (those with a duration) */
     uint64_t min_ns;
     uint64_t max_ns;
     uint64_t total_bytes; /* bytes allocated, over calls measured with tracking on */
@@ -98,8 +98,9 @@ void funcmond_agg_tick(struct funcmond_aggregate *agg, uint64_t now_mono_ns);
 void funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns, uint32_t flags, uint64_t alloc_bytes,
                          uint64_t free_bytes, uint64_t end_real_ns);
 
-/* Adds calls that left no record (a client's spill counters): counts only. */
-void funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors);
+/* Adds calls that left no record (a client's spill counters): counts only, errors and HTTP
+ * 4xx answers among them. */
+void funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors, uint64_t client_errors);
 
 /* The duration histogram with its sum and extremes filled in from f (a shallow copy:
  * it shares f's buckets, read-only). */

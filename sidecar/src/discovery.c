@@ -164,6 +164,7 @@ free_process(struct funcmond_process *p)
     free(p->site_fn);
     free(p->spill_calls_seen);
     free(p->spill_errors_seen);
+    free(p->spill_client_errors_seen);
     funcmond_stacks_free(&p->stacks);
     free(p);
 }
@@ -253,7 +254,8 @@ try_attach(struct funcmond *d, const char *name)
     p->site_fn = calloc(p->c.geo.max_sites, sizeof(*p->site_fn));
     p->spill_calls_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
-    if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL) {
+    p->spill_client_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
+    if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL) {
         free_process(p);
         LOG_ERROR("out of memory attaching %s", name);
         return;

@@ -218,9 +218,11 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
     if (count > p->c.geo.max_sites)
         count = p->c.geo.max_sites;
     for (uint32_t site = 1; site < count; site++) {
-        uint64_t calls, errors;
+        uint64_t calls, errors, client_errors;
         funcmon_consumer_spill(&p->c, site, &calls, &errors);
-        if (calls == p->spill_calls_seen[site] && errors == p->spill_errors_seen[site])
+        funcmon_consumer_spill_client_errors(&p->c, site, &client_errors);
+        if (calls == p->spill_calls_seen[site] && errors == p->spill_errors_seen[site] &&
+            client_errors == p->spill_client_errors_seen[site])
             continue;
         uint32_t fn = p->site_fn[site];
         if (fn == 0)
@@ -230,10 +232,12 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
         /* Counters only grow; a smaller value is a client's lie and adds nothing. */
         uint64_t dc = calls > p->spill_calls_seen[site] ? calls - p->spill_calls_seen[site] : 0;
         uint64_t de = errors > p->spill_errors_seen[site] ? errors - p->spill_errors_seen[site] : 0;
+        uint64_t dce = client_errors > p->spill_client_errors_seen[site] ? client_errors - p->spill_client_errors_seen[site] : 0;
         p->spill_calls_seen[site] = calls;
         p->spill_errors_seen[site] = errors;
+        p->spill_client_errors_seen[site] = client_errors;
         if (fn != UINT32_MAX)
-            funcmond_agg_spill(&d->agg, fn - 1, dc, de > dc ? dc : de);
+            funcmond_agg_spill(&d->agg, fn - 1, dc, de > dc ? dc : de, dce > dc ? dc : dce);
     }
 }
 

@@ -94,6 +94,7 @@ struct funcmond_process {
     uint32_t *site_fn;          /* site id -> function id + 1; 0 = not resolved yet */
     uint64_t *spill_calls_seen; /* per site: spill counters already added */
     uint64_t *spill_errors_seen;
+    uint64_t *spill_client_errors_seen;
     struct funcmond_stacks stacks; /* allocations per call stack (pprof/heap) */
     uint64_t records;              /* records aggregated */
     uint64_t dropped_seen;         /* sum of the rings' drop counters already counted */

@@ -49,7 +49,7 @@ struct restore_segment {
     uint32_t n_tails;
     uint64_t dropped;
     uint32_t n_spill;
-    uint64_t (*spill)[3]; /* site, calls, errors */
+    uint64_t (*spill)[4]; /* site, calls, errors, client errors (absent in older files: 0) */
     int used;
 };
 
@@ -153,7 +153,7 @@ pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
 {
     uint32_t count = p->c.sites_known, n_spill = 0;
     for (uint32_t s = 0; s < count; s++)
-        n_spill += p->spill_calls_seen[s] != 0 || p->spill_errors_seen[s] != 0;
+        n_spill += p->spill_calls_seen[s] != 0 || p->spill_errors_seen[s] != 0 || p->spill_client_errors_seen[s] != 0;
     msgpack_pack_map(pk, 6);
     pack_str(pk, "name");
     pack_str(pk, p->shm_name);
@@ -167,12 +167,13 @@ pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
     pack_str(pk, "spill");
     msgpack_pack_array(pk, n_spill);
     for (uint32_t s = 0; s < count; s++) {
-        if (p->spill_calls_seen[s] == 0 && p->spill_errors_seen[s] == 0)
+        if (p->spill_calls_seen[s] == 0 && p->spill_errors_seen[s] == 0 && p->spill_client_errors_seen[s] == 0)
             continue;
-        msgpack_pack_array(pk, 3);
+        msgpack_pack_array(pk, 4);
         msgpack_pack_uint64(pk, s);
         msgpack_pack_uint64(pk, p->spill_calls_seen[s]);
         msgpack_pack_uint64(pk, p->spill_errors_seen[s]);
+        msgpack_pack_uint64(pk, p->spill_client_errors_seen[s]);
     }
 }
 
@@ -460,9 +461,9 @@ load_segment(const msgpack_object *o, struct restore_segment *s)
     }
     for (uint32_t i = 0; i < s->n_spill; i++) {
         const msgpack_object *e = &spill->via.array.ptr[i];
-        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 3)
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < 3 || e->via.array.size > 4)
             return -1;
-        for (int k = 0; k < 3; k++) {
+        for (uint32_t k = 0; k < e->via.array.size; k++) {
             if (e->via.array.ptr[k].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
                 return -1;
             s->spill[i][k] = e->via.array.ptr[k].via.u64;
@@ -632,6 +633,7 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
             if (site < p->c.geo.max_sites) {
                 p->spill_calls_seen[site] = s->spill[k][1];
                 p->spill_errors_seen[site] = s->spill[k][2];
+                p->spill_client_errors_seen[site] = s->spill[k][3];
             }
         }
         /* Records between the saved position and where the last reader stopped were

@@ -113,13 +113,14 @@ main(void)
     check_function(d, ln, a, N, ln_err);
     check_function(d, bi, b, N, bi_err);
 
-    /* Spilled calls count in calls and errors, not in durations. */
-    funcmond_agg_spill(&d->agg, ln, 5, 2);
+    /* Spilled calls count in calls, errors and 4xx answers, not in durations. */
+    funcmond_agg_spill(&d->agg, ln, 5, 2, 1);
     funcmond_view_maybe_publish(d, 0, 1);
     struct funcmond_reader *r = funcmond_view_reader(d->views);
     const struct funcmond_view *v = funcmond_view_begin(r);
     CHECK_EQ(v->fns[ln].calls, N + 5);
     CHECK_EQ(v->fns[ln].errors, ln_err + 2);
+    CHECK_EQ(v->fns[ln].client_errors, 1);
     CHECK_EQ(v->fns[ln].records, N);
     funcmond_view_end(r);
 
@@ -143,7 +144,7 @@ main(void)
     funcmond_agg_record(&d->agg, ln, 10, FUNCMON_RECORD_CLIENT_ERROR, 0, 0, 1);
     funcmond_view_maybe_publish(d, 0, 1);
     v = funcmond_view_begin(r);
-    CHECK_EQ(v->fns[ln].client_errors, 2);
+    CHECK_EQ(v->fns[ln].client_errors, 1 + 2);
     CHECK_EQ(v->fns[ln].errors, errors_before);
     CHECK_EQ(v->fns[ln].total_bytes, 2002000);
     CHECK_EQ(v->fns[ln].max_bytes, 2000000);

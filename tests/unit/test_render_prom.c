@@ -370,7 +370,7 @@ main(void)
         funcmond_agg_record(agg, simple, durs[i], flags, bytes[i], 0, 1);
         sum_ns += durs[i];
     }
-    funcmond_agg_spill(agg, simple, 3, 1);
+    funcmond_agg_spill(agg, simple, 3, 1, 0);
 
     /* odd names, one call each */
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)

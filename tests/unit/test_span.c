@@ -191,12 +191,15 @@ full_ring_counts(void)
     CHECK_EQ(__atomic_load_n(&c.hdr->wakeups, __ATOMIC_RELAXED), wakeups + 1);
     CHECK_EQ(__atomic_load_n(&c.hdr->consumer_waiting, __ATOMIC_RELAXED), 0);
 
-    /* 17 in the ring; 47 more fill it; 36 spans (every third failed) and 5 calls (3 failed)
-     * find it full. */
+    /* 17 in the ring; 47 more fill it; 36 spans (every third failed, every third after that
+     * answered 4xx) and 5 calls (3 failed) find it full. */
     for (int i = 0; i < 47; i++)
         funcmon_record_span(s_span, funcmon_now(), 0);
     for (int i = 0; i < 36; i++) {
-        funcmon_record_span(s_span, funcmon_now(), i % 3 == 0 ? FUNCMON_RECORD_ERROR : 0);
+        funcmon_record_span(s_span, funcmon_now(),
+                            i % 3 == 0   ? FUNCMON_RECORD_ERROR
+                            : i % 3 == 1 ? FUNCMON_RECORD_CLIENT_ERROR
+                                         : 0);
         if (i % 8 == 0) {
             struct funcmon_call call = funcmon_begin(s_call);
             funcmon_end(&call, i % 16 == 0);
@@ -208,6 +211,9 @@ full_ring_counts(void)
     CHECK_EQ(funcmon_consumer_spill(&c, s_span, &calls, &errors), 0);
     CHECK_EQ(calls, 36);
     CHECK_EQ(errors, 12);
+    uint64_t client_errors;
+    CHECK_EQ(funcmon_consumer_spill_client_errors(&c, s_span, &client_errors), 0);
+    CHECK_EQ(client_errors, 12);
     CHECK_EQ(funcmon_consumer_spill(&c, s_call, &calls, &errors), 0);
     CHECK_EQ(calls, 5);
     CHECK_EQ(errors, 3); /* i = 0, 16, 32 */

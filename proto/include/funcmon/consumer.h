@@ -106,6 +106,8 @@ const struct funcmon_site_info *funcmon_consumer_site(struct funcmon_consumer *c
 
 /* The spill counters of site `id`: calls and errors that produced no record. */
 int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *calls, uint64_t *errors);
+/* Of those calls, HTTP requests answered 4xx (0 from a client of minor 0). */
+int funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t id, uint64_t *client_errors);
 
 /* A copy of thread slot `i`. Returns 0 or -EINVAL. */
 int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out);

@@ -48,7 +48,7 @@ extern "C" {
 /* Major: bumped for any change an older reader would misread; readers refuse other majors. */
 #define FUNCMON_SHM_MAJOR 1
 /* Minor: bumped when fields are appended or reserved space gains a meaning. */
-#define FUNCMON_SHM_MINOR 1 /* 1: stack ids in records and in-flight entries */
+#define FUNCMON_SHM_MINOR 1 /* 1: stack ids, FUNCMON_RECORD_CLIENT_ERROR and its spill counter */
 
 #define FUNCMON_CACHE_LINE 64
 #define FUNCMON_HEADER_SIZE 4096
@@ -141,10 +141,14 @@ struct funcmon_site_entry {
     uint32_t state; /* FUNCMON_SITE_* */
     uint32_t name_len;
     uint32_t package_len;
-    uint8_t reserved[256 - 128 - 64 - 16 - 12];
+    uint32_t reserved0;
+    /* Of the spilled calls, HTTP requests answered 4xx (FUNCMON_RECORD_CLIENT_ERROR; minor 1). */
+    uint64_t spill_client_errors;
+    uint8_t reserved[256 - 128 - 64 - 16 - 16 - 8];
 };
 FUNCMON__STATIC_ASSERT(sizeof(struct funcmon_site_entry) == 256, "site entry size");
 FUNCMON__STATIC_ASSERT(offsetof(struct funcmon_site_entry, spill_calls) == 192, "site.spill_calls offset");
+FUNCMON__STATIC_ASSERT(offsetof(struct funcmon_site_entry, spill_client_errors) == 224, "site.spill_client_errors offset");
 
 /* slot.state */
 #define FUNCMON_SLOT_FREE 0u    /* never used, or recycled: any thread may claim it (CAS) */
