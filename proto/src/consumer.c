@@ -130,11 +130,14 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     c->guard = guard(base, len);
     c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
     c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
-    if (c->rings == NULL || c->sites == NULL) {
+    c->live = calloc(c->geo.max_threads, sizeof(*c->live));
+    if (c->rings == NULL || c->sites == NULL || c->live == NULL) {
         free(c->rings);
         free(c->sites);
+        free(c->live);
         c->rings = NULL;
         c->sites = NULL;
+        c->live = NULL;
         return -ENOMEM;
     }
     /* Continue where an earlier reader stopped: its tail is in the slot. A tail that is
@@ -204,6 +207,7 @@ funcmon_consumer_close(struct funcmon_consumer *c)
         munmap(c->base, c->len);
     free(c->rings);
     free(c->sites);
+    free(c->live);
     memset(c, 0, sizeof(*c));
 }
 
@@ -273,62 +277,98 @@ record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
 
 /* Records between two releases of a ring's tail while it is drained (a power of two). */
 #define TAIL_RELEASE_EVERY 256u
+/* One pass in this many (a power of two) reads every ring, not only those in use, and
+ * looks at each slot's state (to recycle a retired one); so does a pass after a claim. */
+#define FULL_PASS_EVERY 16u
+
+/* Drains ring i. On a full pass, also makes its slot free again if it is retired and
+ * read to the end. Returns the records delivered. */
+static size_t
+drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *arg, size_t max_per_ring, int full)
+{
+    struct funcmon_consumer_ring *ring = &c->rings[i];
+    struct funcmon_thread_slot *slot = slot_at(c, i);
+    uint64_t mask = c->geo.ring_records - 1;
+    size_t delivered = 0;
+
+    if (ring->bad)
+        return 0;
+    /* Pairs with the producer's release store of head after writing the records. */
+    uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+    uint64_t avail = head - ring->tail;
+    if (avail > c->geo.ring_records) {
+        ring->bad = 1;
+        c->bad_rings++;
+        return 0;
+    }
+    if (avail > max_per_ring)
+        avail = max_per_ring;
+    const struct funcmon_record *base = ring_at(c, i);
+    for (uint64_t k = 0; k < avail; k++) {
+        struct funcmon_record rec;
+        uint64_t pos = ring->tail + k;
+        /* The producer wrote these lines on another core: ask for a few ahead, but only
+         * lines already published; touching one it is about to write would make it wait
+         * for the line to come back. */
+        if (k + 8 < avail)
+            __builtin_prefetch(&base[(pos + 8) & mask]);
+        memcpy(&rec, &base[pos & mask], sizeof(rec));
+        /* Hand back what is copied as the pass goes, not at its end: a producer at full
+         * speed fills a whole ring while one ring is processed, and would see it full. */
+        if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0)
+            __atomic_store_n(&slot->tail, pos + 1, __ATOMIC_RELEASE);
+        if (!record_ok(c, &rec, pos)) {
+            c->bad_records++;
+            continue;
+        }
+        fn(arg, i, &rec);
+        delivered++;
+    }
+    if (avail != 0) {
+        ring->tail += avail;
+        /* Pairs with the producer's acquire load of tail before it reuses a record. */
+        __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
+    }
+    if (!full)
+        return delivered;
+    ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
+    /* A retired slot whose records are all read can be claimed by a new thread. */
+    uint32_t state = FUNCMON_SLOT_RETIRED;
+    if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RETIRED &&
+        __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == ring->tail &&
+        __atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_FREE, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        c->recycled++;
+    return delivered;
+}
 
 size_t
 funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring)
 {
     size_t delivered = 0;
-    uint64_t mask = c->geo.ring_records - 1;
+    /* Read before the pass: a claim made during it changes the counter again. */
+    uint64_t claims = __atomic_load_n(&c->hdr->threads_claimed, __ATOMIC_ACQUIRE);
+    int full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || claims != c->claims_seen;
 
-    for (uint32_t i = 0; i < c->geo.max_threads; i++) {
-        struct funcmon_consumer_ring *ring = &c->rings[i];
-        struct funcmon_thread_slot *slot = slot_at(c, i);
-        if (ring->bad)
-            continue;
-        /* Pairs with the producer's release store of head after writing the records. */
-        uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-        uint64_t avail = head - ring->tail;
-        if (avail > c->geo.ring_records) {
-            ring->bad = 1;
-            c->bad_rings++;
-            continue;
-        }
-        if (avail > max_per_ring)
-            avail = max_per_ring;
-        const struct funcmon_record *base = ring_at(c, i);
-        for (uint64_t k = 0; k < avail; k++) {
-            struct funcmon_record rec;
-            uint64_t pos = ring->tail + k;
-            /* The producer wrote these lines on another core: ask for a few ahead, but only
-             * lines already published; touching one it is about to write would make it
-             * wait for the line to come back. */
-            if (k + 8 < avail)
-                __builtin_prefetch(&base[(pos + 8) & mask]);
-            memcpy(&rec, &base[pos & mask], sizeof(rec));
-            /* Hand back what is copied as the pass goes, not at its end: a producer at full
-             * speed fills a whole ring while one ring is processed, and would see it full. */
-            if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0)
-                __atomic_store_n(&slot->tail, pos + 1, __ATOMIC_RELEASE);
-            if (!record_ok(c, &rec, pos)) {
-                c->bad_records++;
-                continue;
-            }
-            fn(arg, i, &rec);
-            delivered++;
-        }
-        if (avail != 0) {
-            ring->tail += avail;
-            /* Pairs with the producer's acquire load of tail before it reuses a record. */
-            __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
-        }
-        ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
-        /* A retired slot whose records are all read can be claimed by a new thread. */
-        uint32_t state = FUNCMON_SLOT_RETIRED;
-        if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RETIRED &&
-            __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == ring->tail &&
-            __atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_FREE, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            c->recycled++;
+    if (!full) {
+        for (uint32_t k = 0; k < c->n_live; k++)
+            delivered += drain_ring(c, c->live[k], fn, arg, max_per_ring, 0);
+        c->records += delivered;
+        return delivered;
     }
+    uint32_t n_live = 0;
+    uint64_t quiet = 0;
+    for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+        delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
+        struct funcmon_thread_slot *slot = slot_at(c, i);
+        if (!c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
+                                 __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail))
+            c->live[n_live++] = i;
+        else
+            quiet += __atomic_load_n(&slot->dropped, __ATOMIC_RELAXED);
+    }
+    c->n_live = n_live;
+    c->dropped_quiet = quiet;
+    c->claims_seen = claims;
     c->records += delivered;
     return delivered;
 }
@@ -359,8 +399,14 @@ uint64_t
 funcmon_consumer_dropped(const struct funcmon_consumer *c)
 {
     uint64_t sum = 0;
-    for (uint32_t i = 0; i < c->geo.max_threads; i++)
-        sum += __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
+    if (c->passes == 0) { /* no pass yet: every ring */
+        for (uint32_t i = 0; i < c->geo.max_threads; i++)
+            sum += __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
+        return sum;
+    }
+    sum = c->dropped_quiet;
+    for (uint32_t k = 0; k < c->n_live; k++)
+        sum += __atomic_load_n(&slot_at(c, c->live[k])->dropped, __ATOMIC_RELAXED);
     return sum;
 }
 

@@ -208,9 +208,11 @@ consumer_cases(void)
     CHECK_EQ(s.seqs[2], 5);
     CHECK_EQ(c.bad_records, 4);
     CHECK_EQ(slot(b, 0)->tail, 7); /* everything consumed, bad ones included */
-    /* A head moved backwards (or wrapped) later is a bad ring too, never a 2^64 loop. */
+    /* A head moved backwards (or wrapped) later is a bad ring too, never a 2^64 loop; a
+     * ring with nothing to read is looked at on the next full pass (one in 16). */
     slot(b, 0)->head = 3;
-    CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
+    for (int pass = 0; pass < 16; pass++)
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
     CHECK_EQ(c.bad_rings, 2);
     funcmon_consumer_close(&c);
     free(b);

@@ -76,7 +76,15 @@ struct funcmon_consumer {
     uint64_t bad_records; /* records skipped: bad position, site, flags or times */
     uint64_t bad_rings;   /* rings given up on: position out of range */
     uint64_t recycled;    /* retired slots made free again */
-    int guard;            /* entry of the SIGBUS guard, -1 if none */
+    uint64_t passes;      /* funcmon_consumer_drain calls */
+    /* Rings in use at the last full pass (a slot not free, or with records), so that a pass
+     * over an idle client reads only those; a slot claimed since is seen by the header's
+     * claim counter changing, which makes the next pass a full one. */
+    uint32_t *live;
+    uint32_t n_live;
+    uint64_t claims_seen;
+    uint64_t dropped_quiet; /* drop counters of the rings not in use, at the last full pass */
+    int guard;              /* entry of the SIGBUS guard, -1 if none */
 };
 
 /* Called for each drained record, in ring order; rec is the reader's own copy. */
@@ -116,7 +124,7 @@ int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct f
  * mapping now reads as zeros and the segment should be let go. */
 int funcmon_consumer_faulted(const struct funcmon_consumer *c);
 
-/* Sum of the rings' drop counters. */
+/* Sum of the rings' drop counters: rings in use read now, the others as of the last full pass. */
 uint64_t funcmon_consumer_dropped(const struct funcmon_consumer *c);
 
 /* Reads the clock calibration. Returns 0, or -EAGAIN if it kept changing. */
