@@ -43,6 +43,10 @@
 #define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
 #define SECOND_NS 1000000000ull
 #define WAKES_PER_TICK 64
+/* Ticks in a row without a record after which the sidecar ticks IDLE_TICK_FACTOR times less
+ * often, until a record comes. */
+#define QUIET_TICKS 10
+#define IDLE_TICK_FACTOR 4
 
 uint64_t
 funcmond_mono_ns(void)
@@ -529,7 +533,9 @@ static void
 arm_timer(struct funcmond *d)
 {
     struct io_uring_sqe *sqe = funcmond_sqe(d);
-    io_uring_prep_timeout(sqe, &d->tick, 0, 0);
+    /* While nothing comes, tick less often: idle clients then cost the sidecar a wake-up
+     * every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
+    io_uring_prep_timeout(sqe, d->quiet_ticks >= QUIET_TICKS ? &d->idle_tick : &d->tick, 0, 0);
     io_uring_sqe_set_data(sqe, &d->op_timer);
 }
 
@@ -599,6 +605,8 @@ tick(struct funcmond *d)
         d->next_snapshot_mono_ns = now + (uint64_t)d->cfg.state_interval_s * SECOND_NS;
     }
     funcmond_view_maybe_publish(d, now, 0);
+    d->quiet_ticks = d->counters.records == d->records_at_tick ? d->quiet_ticks + 1 : 0;
+    d->records_at_tick = d->counters.records;
 }
 
 static void
@@ -716,6 +724,9 @@ funcmond_drain_init(struct funcmond *d)
         return -errno;
     d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
     d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
+    uint64_t idle_ms = (uint64_t)d->cfg.drain_interval_ms * IDLE_TICK_FACTOR;
+    d->idle_tick.tv_sec = (long long)(idle_ms / 1000);
+    d->idle_tick.tv_nsec = (long long)(idle_ms % 1000) * 1000000;
     d->signal_fd = d->inotify_fd = -1;
     if ((ret = io_uring_queue_init(256, &d->ring, 0)) < 0) {
         LOG_ERROR("io_uring_queue_init: %s", strerror(-ret));

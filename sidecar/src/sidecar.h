@@ -174,7 +174,10 @@ struct funcmond {
     int stop;
     char inotify_buf[4096] __attribute__((aligned(8)));
     char signal_buf[128];
-    struct __kernel_timespec tick;
+    struct __kernel_timespec tick;      /* DRAIN_INTERVAL_MS */
+    struct __kernel_timespec idle_tick; /* IDLE_TICK_FACTOR times that, while nothing comes */
+    uint64_t records_at_tick;           /* counters.records at the last tick */
+    uint32_t quiet_ticks;               /* ticks in a row that found no record */
     struct funcmond_op op_timer, op_inotify, op_signal;
     uint64_t next_rescan_mono_ns;
     uint64_t next_proc_read_mono_ns;
