@@ -119,11 +119,35 @@ start(const char *program, char *const argv[])
     return pid;
 }
 
-/* CPU seconds (user + system) a process has used. */
+/* CPU seconds a process has used: the scheduler's own nanoseconds, summed over its threads
+ * (/proc/PID/task/TID/schedstat). The user + system ticks of /proc/PID/stat are sampled at
+ * the clock tick, too coarse for a process that wakes for microseconds every few
+ * milliseconds; they are the fallback where schedstat is missing. */
 static double
 cpu_seconds(pid_t pid)
 {
-    char path[64], buf[1024];
+    char path[96], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    uint64_t ns = 0;
+    int found = 0;
+    for (struct dirent *e; dir != NULL && (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%.16s/schedstat", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        unsigned long long run = 0;
+        if (f != NULL && fscanf(f, "%llu", &run) == 1) {
+            ns += run;
+            found = 1;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    if (dir != NULL)
+        closedir(dir);
+    if (found)
+        return (double)ns / 1e9;
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
