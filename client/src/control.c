@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "funcmon/process.h"
 #include "internal.h"
 
 static long
@@ -38,20 +39,12 @@ static uint64_t
 rss_bytes(void)
 {
     char buf[128];
-    unsigned long long size = 0, resident = 0;
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (funcmon_read_proc_file("/proc/self/statm", buf, sizeof(buf)) == 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     /* statm: size resident shared ... in pages; parsed without stdio to allocate nothing. */
     char *end;
-    size = strtoull(buf, &end, 10);
-    resident = strtoull(end, NULL, 10);
-    (void)size;
+    (void)strtoull(buf, &end, 10); /* size */
+    unsigned long long resident = strtoull(end, NULL, 10);
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
