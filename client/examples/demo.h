@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -72,6 +73,15 @@ int demo_validate_payment(int have_user, unsigned long user_id, int have_amount,
 
 /* A small per-thread pseudo-random number in [0, bound); bound > 0. */
 uint32_t demo_random(uint32_t bound);
+
+/* CLOCK_MONOTONIC in nanoseconds: the load's schedule and the scenarios' sleeps. */
+static inline uint64_t
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ----- demo_routes.c: the HTTP service ----- */
 

@@ -76,14 +76,6 @@ struct demo_load {
     struct worker workers[];
 };
 
-static uint64_t
-monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Sleeps until the monotonic time due_ns or until the load stops; 1 when stopping. */
 static int
 wait_until(struct demo_load *load, uint64_t due_ns)
