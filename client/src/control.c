@@ -12,6 +12,12 @@
  *
  * The request comes from another process: the operation code is checked, and nothing else
  * is read from the request.
+ *
+ * fork() copies only the forking thread, and every lock as it stands. So that the control
+ * thread never holds one in a child (the allocator's, the C library's, a sanitizer's), it
+ * is only ever in one of two states a fork may meet: asleep on its futex, or inside
+ * `busy`, which the fork handlers take first. funcmon__control_start returns once the
+ * new thread has finished starting (thread start-up allocates), not before.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -90,10 +96,19 @@ serve(struct funcmon_shm_header *hdr, uint32_t op)
     }
 }
 
+/* Held by the control thread while it is awake, by the fork handlers across a fork. */
+static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
+
+struct control_start {
+    struct funcmon_shm_header *hdr;
+    uint32_t started; /* futex word: 1 once the thread runs its own code */
+};
+
 static void *
 control_main(void *arg)
 {
-    struct funcmon_shm_header *hdr = arg;
+    struct control_start *start = arg;
+    struct funcmon_shm_header *hdr = start->hdr;
     uint32_t served = 0;                                   /* a fresh segment starts at 0: requests sent before we ran are served */
     uint64_t refine_at = funcmon__mono_ns() + 1000000000u; /* 0 once done */
     sigset_t all;
@@ -102,6 +117,10 @@ control_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "funcmon-ctl", 0, 0, 0);
+    pthread_mutex_lock(&busy);
+    /* `start` lives on the starter's stack: not touched after this store. */
+    __atomic_store_n(&start->started, 1, __ATOMIC_RELEASE);
+    futex(&start->started, FUTEX_WAKE_PRIVATE, 1, NULL);
 
     while (!atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire)) {
         uint32_t req = __atomic_load_n(&hdr->ctl_request, __ATOMIC_ACQUIRE);
@@ -121,7 +140,9 @@ control_main(void *arg)
                 left.tv_nsec = (long)((refine_at - now) % 1000000000u);
                 timeout = &left;
             }
+            pthread_mutex_unlock(&busy);
             futex(&hdr->ctl_request, FUTEX_WAIT, served, timeout);
+            pthread_mutex_lock(&busy);
             continue;
         }
         served = req;
@@ -133,6 +154,7 @@ control_main(void *arg)
         __atomic_store_n(&hdr->ctl_response, req, __ATOMIC_RELEASE);
         futex(&hdr->ctl_response, FUTEX_WAKE, INT32_MAX, NULL);
     }
+    pthread_mutex_unlock(&busy);
     return NULL;
 }
 
@@ -140,6 +162,7 @@ int
 funcmon__control_start(void)
 {
     struct funcmon__process *p = &funcmon__proc;
+    struct control_start start = {p->seg.hdr, 0};
     pthread_attr_t attr;
     int ret;
 
@@ -148,12 +171,27 @@ funcmon__control_start(void)
     atomic_store_explicit(&p->control_stop, 0, memory_order_relaxed);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    ret = pthread_create(&p->control_thread, &attr, control_main, p->seg.hdr);
+    ret = pthread_create(&p->control_thread, &attr, control_main, &start);
     pthread_attr_destroy(&attr);
     if (ret != 0)
         return -ret;
+    /* Pairs with the thread's release store once its start-up is over. */
+    while (__atomic_load_n(&start.started, __ATOMIC_ACQUIRE) == 0)
+        futex(&start.started, FUTEX_WAIT_PRIVATE, 0, NULL);
     p->control_running = 1;
     return 0;
+}
+
+void
+funcmon__control_atfork_prepare(void)
+{
+    pthread_mutex_lock(&busy);
+}
+
+void
+funcmon__control_atfork_release(void)
+{
+    pthread_mutex_unlock(&busy);
 }
 
 void

@@ -174,6 +174,9 @@ static void
 atfork_prepare(void)
 {
     pthread_mutex_lock(&funcmon__proc.lock);
+    /* Before the locks the control thread may need while awake; after proc.lock, which it
+     * never takes (shutdown holds proc.lock while it waits for the thread to end). */
+    funcmon__control_atfork_prepare();
     funcmon__sites_atfork_prepare();
     funcmon__alloc_atfork_prepare();
     funcmon__clock_atfork_prepare();
@@ -185,6 +188,7 @@ atfork_parent(void)
     funcmon__clock_atfork_release();
     funcmon__alloc_atfork_parent();
     funcmon__sites_atfork_parent();
+    funcmon__control_atfork_release();
     pthread_mutex_unlock(&funcmon__proc.lock);
 }
 
@@ -202,6 +206,7 @@ atfork_child(void)
     p->need_segment = p->enabled;
     funcmon__thread_forget_all();
     funcmon__new_generation();
+    funcmon__control_atfork_release();
     pthread_mutex_unlock(&p->lock);
 }
 

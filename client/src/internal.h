@@ -116,6 +116,10 @@ FUNCMON__HIDDEN void funcmon__alloc_thread_exit(struct funcmon__thread *t);
 /* control.c */
 FUNCMON__HIDDEN int funcmon__control_start(void);
 FUNCMON__HIDDEN void funcmon__control_stop(void);
+/* fork: taken after proc.lock and before the others, so that the control thread is asleep,
+ * holding nothing, when fork copies the process. */
+FUNCMON__HIDDEN void funcmon__control_atfork_prepare(void);
+FUNCMON__HIDDEN void funcmon__control_atfork_release(void);
 FUNCMON__HIDDEN void funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out);
 
 #endif

@@ -9,7 +9,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -218,6 +220,45 @@ case_fork(void)
     return 0;
 }
 
+/* Forks at the moments a fork is most likely to meet the control thread awake: right after
+ * init starts it, and while the sidecar asks it for a sample. Each child starts a control
+ * thread of its own, which takes the allocator's locks as a thread start does: a lock the
+ * parent's control thread held when fork copied it would hang the child for ever. */
+static int
+case_fork_busy(void)
+{
+    struct funcmon_options o = {.ring_records = FUNCMON_RING_RECORDS_MIN, .max_threads = 4};
+    for (int round = 0; round < 40; round++) {
+        CHECK_EQ(funcmon_init(&o), 0);
+        char name[300];
+        snprintf(name, sizeof(name), "%s", funcmon_segment_name());
+        struct funcmon_consumer c;
+        harness_open_self(&c);
+        if (round % 2 == 1) { /* a sample, as funcmond asks for one */
+            __atomic_store_n(&c.hdr->ctl_op, FUNCMON_CTL_SAMPLE, __ATOMIC_RELEASE);
+            __atomic_add_fetch(&c.hdr->ctl_request, 1, __ATOMIC_ACQ_REL);
+            syscall(SYS_futex, &c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
+        }
+        pid_t pid = fork();
+        CHECK_GE(pid, 0);
+        if (pid == 0) {
+            uint32_t site = FUNCMON_SITE("busy_child", "life");
+            struct funcmon_call call = funcmon_begin(site);
+            funcmon_end(&call, 0);
+            CHECK(funcmon_segment_name() != NULL);
+            funcmon_shutdown();
+            _exit(0);
+        }
+        int status;
+        CHECK_EQ(waitpid(pid, &status, 0), pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        funcmon_consumer_close(&c);
+        funcmon_shutdown();
+        shm_unlink(name);
+    }
+    return 0;
+}
+
 static int
 case_restart(void)
 {
@@ -337,6 +378,8 @@ main(int argc, char **argv)
             return case_stale();
         if (strcmp(argv[1], "fork") == 0)
             return case_fork();
+        if (strcmp(argv[1], "fork_busy") == 0)
+            return case_fork_busy();
         if (strcmp(argv[1], "restart") == 0)
             return case_restart();
         if (strcmp(argv[1], "fork-suite") == 0) {
@@ -346,6 +389,8 @@ main(int argc, char **argv)
 #endif
             harness_private_prefix();
             struct result r = run_case("fork", NULL);
+            CHECK_EQ(r.stderr_lines, 0);
+            r = run_case("fork_busy", NULL);
             CHECK_EQ(r.stderr_lines, 0);
             printf("test_fork: ok\n");
             return 0;
