@@ -122,22 +122,41 @@ FUNCMON_API int funcmon_profile_ctx(struct funcmon_ctx *ctx, const char *name, c
                                     int (*fn)(struct funcmon_ctx *, void *), void *arg);
 
 /*
+ * Site ids. A site is one (package, name) pair; its id is what a record carries. Ids are
+ * small integers that stay the same for the life of the process, across funcmon_shutdown
+ * and funcmon_init, and in forked children:
+ *   0  FUNCMON_SITE_NONE: never returned for a site; "no site", and the value of an empty
+ *      cache (below);
+ *   1  FUNCMON_SITE_OVERFLOW: the site table was full; such calls are counted under
+ *      "<overflow>" (package "funcmon");
+ *   2 and up: one (package, name) pair each.
+ */
+
+/*
  * Interns (package, name) and returns its site id; the same pair always gives the same id,
  * from any thread. Names longer than FUNCMON_NAME_MAX (packages: FUNCMON_PACKAGE_MAX) bytes
  * are truncated; a NULL or empty name is "<unnamed>". When the site table is full the id
- * is FUNCMON_SITE_OVERFLOW, whose calls are counted under the name "<overflow>".
+ * is FUNCMON_SITE_OVERFLOW, whose calls are counted under the name "<overflow>". Takes a
+ * hash lookup; use FUNCMON_SITE or funcmon_site_cached on hot paths.
  */
 FUNCMON_API uint32_t funcmon_site(const char *name, const char *package);
+
+/*
+ * The site id of (name, package), remembered in *cache: the first call (with *cache == 0)
+ * interns the pair and stores its id there; every later call is one load and does not read
+ * name or package. For names known only at run time that repeat (a command table, a
+ * route): keep one uint32_t per name, zero-initialised, e.g. beside the command.
+ * A cache belongs to one (name, package) pair; threads may share it (racing first calls
+ * store the same id). Never returns 0.
+ */
+static inline uint32_t funcmon_site_cached(uint32_t *cache, const char *name, const char *package);
 
 /* FUNCMON_SITE(name, package): the site id of a call site, interned on first use and then
  * a single load. name and package must be the same on every pass (string literals). */
 #define FUNCMON_SITE(name, package)                                                                                                \
     __extension__({                                                                                                                \
         static uint32_t funcmon__site_cache;                                                                                       \
-        uint32_t funcmon__site_id = __atomic_load_n(&funcmon__site_cache, __ATOMIC_RELAXED);                                       \
-        if (FUNCMON__UNLIKELY(funcmon__site_id == 0))                                                                              \
-            funcmon__site_id = funcmon__site_cached_slow(&funcmon__site_cache, (name), (package));                                 \
-        funcmon__site_id;                                                                                                          \
+        funcmon_site_cached(&funcmon__site_cache, (name), (package));                                                              \
     })
 
 /* An in-flight call, returned by funcmon_begin; treat as opaque. */
@@ -252,6 +271,16 @@ funcmon__ticks(void)
         return __builtin_ia32_rdtsc();
 #endif
     return funcmon__mono_ticks();
+}
+
+FUNCMON__INLINE uint32_t
+funcmon_site_cached(uint32_t *cache, const char *name, const char *package)
+{
+    /* Relaxed: the id is a plain number; the site it names is published by the registry. */
+    uint32_t id = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (FUNCMON__UNLIKELY(id == FUNCMON_SITE_NONE))
+        id = funcmon__site_cached_slow(cache, name, package);
+    return id;
 }
 
 FUNCMON__INLINE struct funcmon_call

@@ -1,6 +1,7 @@
 /*
  * test_sites.c - runtime-interned names: one id per (package, name) from any thread,
- * truncation, odd names, and the overflow site when the table is full.
+ * caches of ids for names made at run time, truncation, odd names, and the overflow site
+ * when the table is full.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -13,6 +14,9 @@
 #define NAMES 10
 
 static uint32_t ids[THREADS][NAMES];
+static uint32_t cached[THREADS][NAMES];
+/* One cache per name, shared by every thread, as a service keeps one beside each command. */
+static uint32_t caches[NAMES];
 
 static void *
 intern_all(void *arg)
@@ -24,7 +28,8 @@ intern_all(void *arg)
         int i = (k + t * 3) % NAMES;
         snprintf(name, sizeof(name), "dyn_%d", i);
         ids[t][i] = funcmon_site(name, "sites");
-        struct funcmon_call c = funcmon_begin(ids[t][i]);
+        cached[t][i] = funcmon_site_cached(&caches[i], name, "sites");
+        struct funcmon_call c = funcmon_begin(cached[t][i]);
         funcmon_end(&c, 0);
     }
     return NULL;
@@ -51,9 +56,18 @@ main(void)
         CHECK_GT(ids[0][i], FUNCMON_SITE_OVERFLOW);
         for (int k = 1; k < THREADS; k++)
             CHECK_EQ(ids[k][i], ids[0][i]);
+        for (int k = 0; k < THREADS; k++)
+            CHECK_EQ(cached[k][i], ids[0][i]);
+        CHECK_EQ(caches[i], ids[0][i]);
         for (int j = 0; j < i; j++)
             CHECK_NE(ids[0][j], ids[0][i]);
     }
+    /* A filled cache is all a later call reads: the name it is given is not looked at. */
+    char reused[32] = "dyn_0";
+    CHECK_EQ(funcmon_site_cached(&caches[0], reused, "sites"), ids[0][0]);
+    snprintf(reused, sizeof(reused), "not_interned");
+    CHECK_EQ(funcmon_site_cached(&caches[0], reused, "sites"), ids[0][0]);
+    CHECK_EQ(funcmon_site_cached(&caches[0], NULL, NULL), ids[0][0]);
     /* Same name, other package: another site. Package NULL is "". */
     uint32_t a = funcmon_site("dyn_0", "other");
     CHECK_NE(a, ids[0][0]);
@@ -71,6 +85,9 @@ main(void)
     /* 10 + other + plain + unnamed + long = 14 sites: the table is full now. */
     CHECK_EQ(funcmon_site("one_too_many", "sites"), FUNCMON_SITE_OVERFLOW);
     CHECK_EQ(funcmon_site("two_too_many", "sites"), FUNCMON_SITE_OVERFLOW);
+    uint32_t full_cache = 0; /* a full table: the cache keeps the overflow site, never 0 */
+    CHECK_EQ(funcmon_site_cached(&full_cache, "cached_too_many", "sites"), FUNCMON_SITE_OVERFLOW);
+    CHECK_EQ(full_cache, FUNCMON_SITE_OVERFLOW);
     struct funcmon_call call = funcmon_begin(funcmon_site("three_too_many", "sites"));
     funcmon_end(&call, 1);
 
@@ -90,7 +107,7 @@ main(void)
     CHECK_STREQ(funcmon_consumer_site(&c, unnamed)->name, "<unnamed>");
     CHECK_EQ(t.calls[FUNCMON_SITE_OVERFLOW], 1);
     CHECK_EQ(t.errors[FUNCMON_SITE_OVERFLOW], 1);
-    CHECK_EQ(c.hdr->sites_overflowed, 3);
+    CHECK_EQ(c.hdr->sites_overflowed, 4);
     CHECK_EQ(c.hdr->site_count, 16);
     funcmon_consumer_close(&c);
     funcmon_shutdown();
