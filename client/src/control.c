@@ -99,16 +99,15 @@ serve(struct funcmon_shm_header *hdr, uint32_t op)
 /* Held by the control thread while it is awake, by the fork handlers across a fork. */
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;
 
-struct control_start {
-    struct funcmon_shm_header *hdr;
-    uint32_t started; /* futex word: 1 once the thread runs its own code */
-};
+/* Futex word: 1 once the control thread runs its own code (one thread at a time: it is
+ * started and stopped under proc.lock). Not on the starter's stack: the wait for it is
+ * bounded, and the thread may set it after the starter has gone on. */
+static uint32_t control_started;
 
 static void *
 control_main(void *arg)
 {
-    struct control_start *start = arg;
-    struct funcmon_shm_header *hdr = start->hdr;
+    struct funcmon_shm_header *hdr = arg;
     uint32_t served = 0;                                   /* a fresh segment starts at 0: requests sent before we ran are served */
     uint64_t refine_at = funcmon__mono_ns() + 1000000000u; /* 0 once done */
     sigset_t all;
@@ -118,9 +117,8 @@ control_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "funcmon-ctl", 0, 0, 0);
     pthread_mutex_lock(&busy);
-    /* `start` lives on the starter's stack: not touched after this store. */
-    __atomic_store_n(&start->started, 1, __ATOMIC_RELEASE);
-    futex(&start->started, FUTEX_WAKE_PRIVATE, 1, NULL);
+    __atomic_store_n(&control_started, 1, __ATOMIC_RELEASE);
+    futex(&control_started, FUTEX_WAKE_PRIVATE, 1, NULL);
 
     while (!atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire)) {
         uint32_t req = __atomic_load_n(&hdr->ctl_request, __ATOMIC_ACQUIRE);
@@ -162,22 +160,25 @@ int
 funcmon__control_start(void)
 {
     struct funcmon__process *p = &funcmon__proc;
-    struct control_start start = {p->seg.hdr, 0};
     pthread_attr_t attr;
     int ret;
 
     if (p->control_running || p->seg.hdr == NULL)
         return 0;
     atomic_store_explicit(&p->control_stop, 0, memory_order_relaxed);
+    __atomic_store_n(&control_started, 0, __ATOMIC_RELAXED);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    ret = pthread_create(&p->control_thread, &attr, control_main, &start);
+    ret = pthread_create(&p->control_thread, &attr, control_main, p->seg.hdr);
     pthread_attr_destroy(&attr);
     if (ret != 0)
         return -ret;
-    /* Pairs with the thread's release store once its start-up is over. */
-    while (__atomic_load_n(&start.started, __ATOMIC_ACQUIRE) == 0)
-        futex(&start.started, FUTEX_WAIT_PRIVATE, 0, NULL);
+    /* Pairs with the thread's release store once its start-up is over. Bounded: should a
+     * start-up ever wait on us (a loader lock held by a dlopen that runs funcmon_init from a
+     * constructor), init goes on after a second, only without the fork guarantee. */
+    const struct timespec slice = {0, 10000000};
+    for (int i = 0; i < 100 && __atomic_load_n(&control_started, __ATOMIC_ACQUIRE) == 0; i++)
+        futex(&control_started, FUTEX_WAIT_PRIVATE, 0, &slice);
     p->control_running = 1;
     return 0;
 }
