@@ -16,6 +16,9 @@
  * called: funcmon_init sees that through dlsym and reports tracking as unavailable instead
  * of reporting zeros as truth.
  *
+ * The allocator's own figures (mallinfo2) and the RSS are sampled here too, for the control
+ * thread's answers and the last figures of funcmon_shutdown.
+ *
  * Process totals: each counting thread is listed; a sample (control request) sums the
  * listed threads' counters (relaxed loads of words only their owner writes) plus what
  * exited threads left. No shared cache line is written on an allocation.
@@ -27,7 +30,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "funcmon/process.h"
 #include "internal.h"
 
 extern void *__libc_malloc(size_t size);
@@ -267,6 +272,35 @@ funcmon__alloc_thread_exit(struct funcmon__thread *t)
     pthread_mutex_unlock(&threads.lock);
     /* Later frees of this thread (other destructors) still count per call, not in totals. */
     t->alloc_listed = 2;
+}
+
+/* --- the allocator's own figures (mallinfo2, RSS), for a control request --- */
+
+static uint64_t
+rss_bytes(void)
+{
+    char buf[128];
+    if (funcmon_read_proc_file("/proc/self/statm", buf, sizeof(buf)) == 0)
+        return 0;
+    /* statm: size resident shared ... in pages; parsed without stdio to allocate nothing. */
+    char *end;
+    (void)strtoull(buf, &end, 10); /* size */
+    unsigned long long resident = strtoull(end, NULL, 10);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void
+funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out)
+{
+    struct mallinfo2 mi = mallinfo2();
+    memset(out, 0, sizeof(*out));
+    out->system = mi.arena + mi.hblkhd;
+    out->in_use = mi.uordblks + mi.hblkhd;
+    out->free = mi.fordblks;
+    out->releasable = mi.keepcost;
+    out->mmapped = mi.hblkhd;
+    out->rss = rss_bytes();
+    out->sampled_real_ns = funcmon__real_ns();
 }
 
 void

@@ -32,40 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "funcmon/process.h"
 #include "internal.h"
 
 static long
 futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
 {
     return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
-static uint64_t
-rss_bytes(void)
-{
-    char buf[128];
-    if (funcmon_read_proc_file("/proc/self/statm", buf, sizeof(buf)) == 0)
-        return 0;
-    /* statm: size resident shared ... in pages; parsed without stdio to allocate nothing. */
-    char *end;
-    (void)strtoull(buf, &end, 10); /* size */
-    unsigned long long resident = strtoull(end, NULL, 10);
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-void
-funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out)
-{
-    struct mallinfo2 mi = mallinfo2();
-    memset(out, 0, sizeof(*out));
-    out->system = mi.arena + mi.hblkhd;
-    out->in_use = mi.uordblks + mi.hblkhd;
-    out->free = mi.fordblks;
-    out->releasable = mi.keepcost;
-    out->mmapped = mi.hblkhd;
-    out->rss = rss_bytes();
-    out->sampled_real_ns = funcmon__real_ns();
 }
 
 static int

@@ -112,6 +112,8 @@ FUNCMON__HIDDEN void funcmon__alloc_atfork_parent(void);
 FUNCMON__HIDDEN void funcmon__alloc_atfork_child(void);
 /* Detaches the calling thread's counters from the process totals (thread exit). */
 FUNCMON__HIDDEN void funcmon__alloc_thread_exit(struct funcmon__thread *t);
+/* The allocator's figures (mallinfo2) and the RSS, now. */
+FUNCMON__HIDDEN void funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out);
 
 /* control.c */
 FUNCMON__HIDDEN int funcmon__control_start(void);
@@ -120,6 +122,5 @@ FUNCMON__HIDDEN void funcmon__control_stop(void);
  * holding nothing, when fork copies the process. */
 FUNCMON__HIDDEN void funcmon__control_atfork_prepare(void);
 FUNCMON__HIDDEN void funcmon__control_atfork_release(void);
-FUNCMON__HIDDEN void funcmon__alloc_stats_sample(struct funcmon_alloc_stats *out);
 
 #endif

@@ -177,6 +177,9 @@ attach(struct funcmon__thread *t)
         t->hdr = NULL;
         t->sites = NULL;
     }
+    /* Attach reaches back into segment creation because a segment can be owed: a forked
+     * child (need_segment) gets its own only at its first profiled call, so that a child
+     * that only execs or exits creates nothing; this is that first call. */
     if (!p->enabled || (p->need_segment && funcmon__ensure_segment_locked() != 0) || seg->hdr == NULL) {
         t->state = gen | FUNCMON__MODE_OFF;
         goto out;
