@@ -1,13 +1,21 @@
 #!/bin/sh
 # funcmond's command line and configuration errors: each bad input exits 2 before anything
 # starts, with one message naming the key and where it came from; good input starts, and
-# SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted.
-# Usage: test_funcmond_cli.sh FUNCMOND
+# SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted; a
+# config file that is not a regular file is refused at once, never waited on. One funcmond
+# per prefix: a second one refuses to start and leaves the first (and its clients) alone.
+# Usage: test_funcmond_cli.sh FUNCMOND E2E_CLIENT
 set -u
-funcmond=$1
+funcmond=$1 client=$2
+for tool in curl jq timeout mkfifo; do
+    command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
+done
 dir=$(mktemp -d)
 export SIDECAR_SHM_PREFIX="fmcli-$$"
-trap 'rm -rf "$dir"; rm -f "/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"' EXIT
+export FUNCMON_SHM_PREFIX=$SIDECAR_SHM_PREFIX
+started=""
+trap 'for p in $started; do kill -9 $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$dir";
+      rm -f "/dev/shm/$SIDECAR_SHM_PREFIX-sidecar" "/dev/shm/$SIDECAR_SHM_PREFIX".*' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # expect_error CONFIG_TEXT NEEDLE...: funcmond -c exits 2 and says every needle.
@@ -19,6 +27,17 @@ expect_error() {
     for needle in "$@"; do
         case "$out" in *"$needle"*) ;; *) fail "'$needle' missing from: $out" ;; esac
     done
+}
+
+# wait_log FILE TEXT: waits up to 30 s for TEXT in FILE.
+wait_log() {
+    i=0
+    while [ $i -lt 300 ]; do
+        grep -qs "$2" "$1" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
 }
 
 "$funcmond" --help | grep -q "Usage: funcmond" || fail "--help"
@@ -53,13 +72,57 @@ echo "$out" | grep -q "MAX_FUNCTIONS: 7$" || fail "file value lost: $out"
 
 # Starts, stops cleanly on SIGTERM; a corrupt state file is kept aside.
 printf 'this is not msgpack state' > "$dir/state"
-SIDECAR_STATE_FILE="$dir/state" "$funcmond" 2> "$dir/log" &
+SIDECAR_STATE_FILE="$dir/state" HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
 pid=$!
-for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+started="$started $pid"
+wait_log "$dir/log" "watching" || fail "funcmond did not start: $(cat "$dir/log")"
 kill -TERM $pid
 wait $pid; rc=$?
 [ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc: $(cat "$dir/log")"
 ls "$dir"/state.corrupt-* >/dev/null 2>&1 || fail "corrupt state file not set aside: $(cat "$dir/log")"
 grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat "$dir/log")"
 [ -f "$dir/state" ] || fail "no fresh state file written at exit"
+
+# A FIFO config file: refused at once with exit 2, not waited on for a writer.
+mkfifo "$dir/fifo.yaml"
+out=$(timeout 10 "$funcmond" -c "$dir/fifo.yaml" --check-config 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "FIFO config file: exit $rc, not 2: $out"
+case "$out" in *fifo.yaml*"not a regular file"*) ;; *) fail "FIFO config file: unclear refusal: $out" ;; esac
+
+# One funcmond per prefix. A second one, on another port or on the same one, exits 1
+# naming the first, which keeps its announcement (clients read it) and goes on serving.
+ann="/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"
+HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/first.log" &
+first=$!
+started="$started $first"
+wait_log "$dir/first.log" "(port " || fail "first funcmond did not start: $(cat "$dir/first.log")"
+port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$dir/first.log" | head -1)
+[ "$(cat "$ann")" = "$first" ] || fail "announcement holds '$(cat "$ann")', not $first"
+for listen in 127.0.0.1:0 "127.0.0.1:$port"; do
+    HTTP_LISTEN=$listen timeout 10 "$funcmond" 2> "$dir/second.log"; rc=$?
+    [ "$rc" -eq 1 ] || fail "second funcmond on $listen: exit $rc, not 1: $(cat "$dir/second.log")"
+    grep -q "another funcmond (pid $first) is running" "$dir/second.log" ||
+        fail "second funcmond on $listen: no clear refusal: $(cat "$dir/second.log")"
+    [ "$(cat "$ann" 2>&1)" = "$first" ] || fail "after a second funcmond on $listen the announcement holds '$(cat "$ann" 2>&1)', not $first"
+    kill -0 $first 2>/dev/null || fail "the first funcmond died: $(cat "$dir/first.log")"
+done
+# 20 short-lived clients: every call counted by the first.
+i=0
+while [ $i -lt 20 ]; do
+    FUNCMON_SERVICE=short "$client" 1 50 0 0 > /dev/null || fail "client $i"
+    i=$((i + 1))
+done
+n=0
+i=0
+while [ $i -lt 100 ]; do
+    n=$(curl -s "http://127.0.0.1:$port/debug/profiles/work?service=short" | jq -r '.call_count // 0' 2>/dev/null)
+    [ "$n" = 1000 ] && break
+    sleep 0.1
+    i=$((i + 1))
+done
+[ "$n" = 1000 ] || fail "20 short-lived clients made 1000 calls, the first funcmond counted $n: $(cat "$dir/first.log")"
+kill -TERM $first
+wait $first; rc=$?
+[ "$rc" -eq 0 ] || fail "first funcmond: exit $rc: $(cat "$dir/first.log")"
+[ ! -e "$ann" ] || fail "announcement left behind after the stop"
 echo "test_funcmond_cli: ok"
