@@ -253,7 +253,23 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
     msgpack_packer_init(&pk, &io->buf, msgpack_sbuffer_write);
     pack_state(d, &pk);
     snprintf(io->tmp, sizeof(io->tmp), "%s.tmp", d->cfg.state_file);
-    io->fd = open(io->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* The rename below replaces whatever has the file's name: a regular file or a symlink
+     * (itself, not its target) is fine; a device node or a FIFO put there since the start
+     * is left alone. */
+    struct stat st;
+    if (lstat(d->cfg.state_file, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        LOG_WARN("state file %s is now %s, not a regular file: not written", d->cfg.state_file, funcmond_file_kind(st.st_mode));
+        msgpack_sbuffer_destroy(&io->buf);
+        free(io);
+        return;
+    }
+    /* Never written through a symlink or into a file someone else prepared (in a shared
+     * directory another user could plant <file>.tmp -> a file of ours): a leftover of ours
+     * is removed (unlink does not follow symlinks) and the file created anew, O_EXCL
+     * failing on any name that exists, dangling symlinks included. */
+    if (unlink(io->tmp) != 0 && errno != ENOENT)
+        LOG_DEBUG("state file %s: cannot remove a leftover: %s", io->tmp, strerror(errno));
+    io->fd = open(io->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (io->fd < 0) {
         LOG_WARN("state file %s: %s", io->tmp, strerror(errno));
         msgpack_sbuffer_destroy(&io->buf);

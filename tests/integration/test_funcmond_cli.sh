@@ -2,8 +2,9 @@
 # funcmond's command line and configuration errors: each bad input exits 2 before anything
 # starts, with one message naming the key and where it came from; good input starts, and
 # SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted; a
-# config file that is not a regular file is refused at once, never waited on. One funcmond
-# per prefix: a second one refuses to start and leaves the first (and its clients) alone.
+# config file that is not a regular file is refused at once, never waited on; the state
+# file's temporary is never written through a symlink. One funcmond per prefix: a second
+# one refuses to start and leaves the first (and its clients) alone.
 # Usage: test_funcmond_cli.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
@@ -82,6 +83,39 @@ wait $pid; rc=$?
 ls "$dir"/state.corrupt-* >/dev/null 2>&1 || fail "corrupt state file not set aside: $(cat "$dir/log")"
 grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat "$dir/log")"
 [ -f "$dir/state" ] || fail "no fresh state file written at exit"
+
+# run_state FILE: funcmond with STATE_FILE=FILE until it serves, then SIGTERM, which must
+# exit 0. Sets hwm to its peak RSS in kB (VmHWM, read while it serves); its log is $dir/log.
+run_state() {
+    SIDECAR_STATE_FILE=$1 HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
+    pid=$!
+    started="$started $pid"
+    wait_log "$dir/log" "watching" || fail "funcmond did not start with state file $1: $(cat "$dir/log")"
+    hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB$/\1/p' /proc/$pid/status)
+    kill -TERM $pid
+    wait $pid; rc=$?
+    [ "$rc" -eq 0 ] || fail "state file $1: exit $rc after SIGTERM: $(cat "$dir/log")"
+}
+
+# The state file's temporary: a symlink planted at <file>.tmp is not followed.
+printf 'precious\n' > "$dir/victim"
+ln -s "$dir/victim" "$dir/s1.tmp"
+run_state "$dir/s1"
+[ "$(cat "$dir/victim")" = "precious" ] ||
+    fail "the state file was written through the symlink s1.tmp: the victim now holds $(head -c 32 "$dir/victim" | od -An -c | head -2)"
+[ -f "$dir/s1" ] && [ ! -L "$dir/s1" ] || fail "no regular state file written: $(ls -l "$dir"; cat "$dir/log")"
+
+# Replaced by a FIFO while funcmond runs: not written over at the stop.
+SIDECAR_STATE_FILE="$dir/s1" HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
+pid=$!
+started="$started $pid"
+wait_log "$dir/log" "watching" || fail "funcmond did not start: $(cat "$dir/log")"
+rm "$dir/s1" && mkfifo "$dir/s1"
+kill -TERM $pid
+wait $pid; rc=$?
+[ "$rc" -eq 0 ] || fail "SIGTERM: exit $rc: $(cat "$dir/log")"
+[ -p "$dir/s1" ] || fail "a FIFO put in the state file's place was replaced: $(ls -l "$dir"; cat "$dir/log")"
+grep -q "state file $dir/s1 is now a FIFO, not a regular file: not written" "$dir/log" || fail "no warning: $(cat "$dir/log")"
 
 # A FIFO config file: refused at once with exit 2, not waited on for a writer.
 mkfifo "$dir/fifo.yaml"
