@@ -114,8 +114,13 @@ main(int argc, char **argv)
         free(d);
         return 1;
     }
-    if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || funcmond_snapshot_load(d) != 0) {
+    int loaded = 0;
+    if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || (loaded = funcmond_snapshot_load(d)) == -ENOMEM) {
         LOG_ERROR("out of memory");
+        goto out;
+    }
+    if (loaded != 0) {
+        ret = 2; /* SIDECAR.STATE_FILE is not a regular file (logged): a configuration error */
         goto out;
     }
     if (funcmond_drain_init(d) != 0)

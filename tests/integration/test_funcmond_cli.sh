@@ -2,9 +2,10 @@
 # funcmond's command line and configuration errors: each bad input exits 2 before anything
 # starts, with one message naming the key and where it came from; good input starts, and
 # SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted; a
-# config file that is not a regular file is refused at once, never waited on; the state
-# file's temporary is never written through a symlink. One funcmond per prefix: a second
-# one refuses to start and leaves the first (and its clients) alone.
+# state or config file that is not a regular file is refused at once, never waited on or
+# moved; the state file's temporary is never written through a symlink; a hostile state
+# file cannot make funcmond allocate more than a bounded amount. One funcmond per prefix:
+# a second one refuses to start and leaves the first (and its clients) alone.
 # Usage: test_funcmond_cli.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
@@ -117,11 +118,57 @@ wait $pid; rc=$?
 [ -p "$dir/s1" ] || fail "a FIFO put in the state file's place was replaced: $(ls -l "$dir"; cat "$dir/log")"
 grep -q "state file $dir/s1 is now a FIFO, not a regular file: not written" "$dir/log" || fail "no warning: $(cat "$dir/log")"
 
+# expect_refused FILE KIND: funcmond with STATE_FILE=FILE exits 2 at once, naming the key
+# and the kind of file, and leaves the file where it was.
+expect_refused() {
+    out=$(SIDECAR_STATE_FILE=$1 HTTP_LISTEN=127.0.0.1:0 timeout 10 "$funcmond" 2>&1); rc=$?
+    [ "$rc" -eq 2 ] || fail "state file $1 ($2): exit $rc, not 2: $out"
+    case "$out" in *"SIDECAR.STATE_FILE"*"$2"*) ;; *) fail "state file $1: the refusal does not name the key and '$2': $out" ;; esac
+    ! ls "$1".* >/dev/null 2>&1 || fail "state file $1 ($2) was moved or written beside: $(ls "$1".*)"
+}
+mkfifo "$dir/fifo-state"
+expect_refused "$dir/fifo-state" "FIFO"
+[ -p "$dir/fifo-state" ] || fail "the FIFO state file is gone"
+# A device node: a copy of /dev/null made with mknod where we may, else a symlink to it
+# (either way /dev/null itself is never at stake).
+if mknod "$dir/dev-state" c 1 3 2>/dev/null; then :; else ln -s /dev/null "$dir/dev-state"; fi
+expect_refused "$dir/dev-state" "character device"
+[ -c "$dir/dev-state" ] || fail "the device state file is gone"
+[ -c /dev/null ] || fail "/dev/null is gone"
+
 # A FIFO config file: refused at once with exit 2, not waited on for a writer.
 mkfifo "$dir/fifo.yaml"
 out=$(timeout 10 "$funcmond" -c "$dir/fifo.yaml" --check-config 2>&1); rc=$?
 [ "$rc" -eq 2 ] || fail "FIFO config file: exit $rc, not 2: $out"
 case "$out" in *fifo.yaml*"not a regular file"*) ;; *) fail "FIFO config file: unclear refusal: $out" ;; esac
+
+# Hostile state files: set aside with the reason, a fresh start, and bounded memory. The
+# bound is loose (the file is read whole, at most 64 MiB here, plus one entry's objects and
+# sanitizer overhead); unbounded, the 64 MiB file took 1.6 GB.
+rss_max_kb=524288
+state_head() { # the keys of a state file before "functions", which comes last
+    printf '\207\246format\256funcmond-state\247version\001\262duration_bounds_ns\220\255memory_bounds\220'
+    printf '\250counters\205\247records\000\247dropped\000\253bad_records\000\244lost\000\256overflow_folds\000'
+    printf '\250segments\220\251functions'
+}
+printf '\335\377\377\377\377' > "$dir/h-array32" # an array of 2^32-1 elements, in 5 bytes
+printf '\337\377\377\377\377' > "$dir/h-map32"
+printf '\333\377\377\377\377' > "$dir/h-str32"
+{ state_head; printf '\335\377\377\377\377'; } > "$dir/h-nested"
+{ state_head; printf '\335\004\000\000\000'; head -c 67108864 /dev/zero; } > "$dir/h-64m" # 64 Mi functions "0"
+for f in h-array32 h-map32 h-str32 h-nested h-64m; do
+    run_state "$dir/$f"
+    grep -q "state file $dir/$f: .*kept aside" "$dir/log" || fail "$f: not set aside: $(cat "$dir/log")"
+    [ "$f" = h-64m ] || grep -q "state file $dir/$f: a length in it exceeds the file" "$dir/log" || fail "$f: unclear reason: $(cat "$dir/log")"
+    [ "$hwm" -lt "$rss_max_kb" ] || fail "$f: peak RSS $hwm kB, over $rss_max_kb kB"
+    echo "$f: peak RSS $hwm kB"
+done
+# Past the size cap (sparse: costs no disk): refused before it is read.
+truncate -s 1000M "$dir/h-big"
+run_state "$dir/h-big"
+grep -q "state file $dir/h-big: larger than .*kept aside" "$dir/log" || fail "h-big: not refused for its size: $(cat "$dir/log")"
+[ "$hwm" -lt "$rss_max_kb" ] || fail "h-big: peak RSS $hwm kB, over $rss_max_kb kB"
+rm -f "$dir"/h-*
 
 # One funcmond per prefix. A second one, on another port or on the same one, exits 1
 # naming the first, which keeps its announcement (clients read it) and goes on serving.
