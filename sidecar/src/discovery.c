@@ -83,6 +83,11 @@ funcmond_discovery_lock(struct funcmond *d, int *holder)
         if (lstat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
             d->lock_fd = fd;
             d->lock_held = 1;
+            /* Our pid at once, so a funcmond refused meanwhile names us, not an old one.
+             * Written over the old content, then cut: a client never reads it empty. */
+            int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+            if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) != 0)
+                LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(errno));
             return 0;
         }
         close(fd);
@@ -109,22 +114,18 @@ funcmond_discovery_unlock(struct funcmond *d)
 
 /* Announces this sidecar to clients: a client that shuts down before we attached leaves
  * its segment for us instead of unlinking it, so a short-lived process loses nothing.
- * The file holds our pid; clients read it (client/src/segment.c). */
+ * The announcement is the lock's file, holding our pid (read by client/src/segment.c);
+ * funcmond took it at start, a test running the loop in process may not have. */
 static void
 announce(struct funcmond *d)
 {
-    char path[FUNCMOND_PATH_MAX + 96], pid[32];
-    int holder, err = funcmond_discovery_lock(d, &holder); /* funcmond took it at start; a test loop may not have */
+    char path[FUNCMOND_PATH_MAX + 96];
+    int holder, err = funcmond_discovery_lock(d, &holder);
 
-    announce_path(d, path, sizeof(path));
     if (err != 0) {
+        announce_path(d, path, sizeof(path));
         LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(-err));
-        return;
     }
-    /* Written over the old content, then cut: a client never reads an empty file. */
-    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (pwrite(d->lock_fd, pid, (size_t)n, 0) != n || ftruncate(d->lock_fd, n) != 0)
-        LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(errno));
 }
 
 int

@@ -88,7 +88,8 @@ grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat 
 # run_state FILE: funcmond with STATE_FILE=FILE until it serves, then SIGTERM, which must
 # exit 0. Sets hwm to its peak RSS in kB (VmHWM, read while it serves); its log is $dir/log.
 run_state() {
-    SIDECAR_STATE_FILE=$1 HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
+    : > "$dir/log" # emptied here, not by the child: the wait below must not see the last run's log
+    SIDECAR_STATE_FILE=$1 HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2>> "$dir/log" &
     pid=$!
     started="$started $pid"
     wait_log "$dir/log" "watching" || fail "funcmond did not start with state file $1: $(cat "$dir/log")"
@@ -107,7 +108,8 @@ run_state "$dir/s1"
 [ -f "$dir/s1" ] && [ ! -L "$dir/s1" ] || fail "no regular state file written: $(ls -l "$dir"; cat "$dir/log")"
 
 # Replaced by a FIFO while funcmond runs: not written over at the stop.
-SIDECAR_STATE_FILE="$dir/s1" HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/log" &
+: > "$dir/log"
+SIDECAR_STATE_FILE="$dir/s1" HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2>> "$dir/log" &
 pid=$!
 started="$started $pid"
 wait_log "$dir/log" "watching" || fail "funcmond did not start: $(cat "$dir/log")"
