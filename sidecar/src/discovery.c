@@ -16,6 +16,9 @@
  * reused pid is not mistaken for the same process) or shuts funcmon down, its segment is
  * drained to the last record and the process stays listed for EXITED_RETENTION_S; then
  * the segment is unmapped and unlinked, unless the name now belongs to a newer file.
+ *
+ * The announcement "<SHM_PREFIX>-sidecar" tells clients a sidecar runs (its pid); an
+ * exclusive flock on it, held for funcmond's lifetime, keeps a second one off the prefix.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
