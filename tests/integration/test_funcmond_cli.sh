@@ -174,8 +174,10 @@ rm -f "$dir"/h-*
 
 # One funcmond per prefix. A second one, on another port or on the same one, exits 1
 # naming the first, which keeps its announcement (clients read it) and goes on serving.
+# (EXITED_RETENTION_S=0: exited clients are let go while it runs, not at the stop, which
+# is not what this checks.)
 ann="/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"
-HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/first.log" &
+SIDECAR_EXITED_RETENTION_S=0 HTTP_LISTEN=127.0.0.1:0 "$funcmond" 2> "$dir/first.log" &
 first=$!
 started="$started $first"
 wait_log "$dir/first.log" "(port " || fail "first funcmond did not start: $(cat "$dir/first.log")"
