@@ -20,12 +20,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -926,18 +929,62 @@ out:
     return ret;
 }
 
+const char *
+funcmond_file_kind(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        return "a regular file";
+    case S_IFDIR:
+        return "a directory";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFSOCK:
+        return "a socket";
+    case S_IFLNK:
+        return "a symbolic link";
+    default:
+        return "of an unknown type";
+    }
+}
+
 /* Reads the file at path into ld->cfg. Returns 0 or -1 (err set, with strerror for I/O). */
 static int
 read_file(struct loader *ld, const char *path)
 {
     FILE *f;
+    struct stat st;
     char *text = NULL, *bigger;
     size_t len = 0, cap = 0, got;
-    int ret = -1, e;
+    int ret = -1, e, fd;
 
     ld->file = path;
-    if ((f = fopen(path, "rb")) == NULL)
+    /* Only a regular file is a configuration file, and it is looked at before it is
+     * opened: opening a FIFO waits for a writer that may never come (funcmond would hang
+     * at start), and opening a device node can have effects of its own. */
+    if (stat(path, &st) != 0)
         return failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return failf(ld, path, NULL, 0, "not a regular file (%s)", funcmond_file_kind(st.st_mode));
+    /* O_NONBLOCK: had it become a FIFO since, open would not wait either; fstat tells. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
+        return failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        e = errno;
+        close(fd);
+        if (!S_ISREG(st.st_mode))
+            return failf(ld, path, NULL, 0, "not a regular file (%s)", funcmond_file_kind(st.st_mode));
+        return failf(ld, path, NULL, 0, "cannot read: %s", strerror(e));
+    }
+    if ((f = fdopen(fd, "rb")) == NULL) {
+        e = errno;
+        close(fd);
+        return failf(ld, path, NULL, 0, "cannot open: %s", strerror(e));
+    }
     for (;;) {
         if (len == cap) {
             cap = cap == 0 ? 4096 : cap * 2;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define FUNCMOND_MAX_BUCKETS 32
 #define FUNCMOND_PATH_MAX 4096
@@ -54,6 +55,10 @@ void funcmond_config_defaults(struct funcmond_config *cfg);
  * malformed file. cfg is fully valid on success.
  */
 int funcmond_config_load(struct funcmond_config *cfg, const char *path, char *const *envp, char *err, size_t errlen);
+
+/* What kind of file a st_mode is, for a message refusing one that is not a regular file:
+ * "a FIFO", "a directory", "a character device"... */
+const char *funcmond_file_kind(mode_t mode);
 
 /* Writes the effective configuration as YAML (for --check-config). */
 void funcmond_config_print(const struct funcmond_config *cfg, FILE *out);

@@ -16,6 +16,9 @@
  * reused pid is not mistaken for the same process) or shuts funcmon down, its segment is
  * drained to the last record and the process stays listed for EXITED_RETENTION_S; then
  * the segment is unmapped and unlinked, unless the name now belongs to a newer file.
+ *
+ * The announcement "<SHM_PREFIX>-sidecar" tells clients a sidecar runs (its pid); an
+ * exclusive flock on it, held for funcmond's lifetime, keeps a second one off the prefix.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -37,22 +41,94 @@
 
 #define PENDING_GIVE_UP_NS (10ull * 1000000000ull)
 
+static void
+announce_path(const struct funcmond *d, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s-sidecar", d->cfg.shm_dir, d->cfg.shm_prefix);
+}
+
+/* The announcement is also the lock that keeps a second funcmond off the prefix: two would
+ * drain the same rings, and one that failed to start would unlink the other's announcement
+ * (clients then unlink segments funcmond had not collected yet). So the lock is taken
+ * before anything else, and the file is only written or removed by its holder. */
+int
+funcmond_discovery_lock(struct funcmond *d, int *holder)
+{
+    char path[FUNCMOND_PATH_MAX + 96], buf[32];
+    struct stat st, now;
+
+    *holder = 0;
+    if (d->lock_held)
+        return 0;
+    announce_path(d, path, sizeof(path));
+    for (int tries = 0; tries < 10; tries++) {
+        /* O_NONBLOCK: a FIFO planted there must not make us wait. */
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return -EINVAL;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = -errno;
+            if (err == -EWOULDBLOCK) {
+                ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+                buf[n > 0 ? n : 0] = '\0';
+                long pid = strtol(buf, NULL, 10);
+                *holder = pid > 0 && pid <= INT32_MAX ? (int)pid : 0;
+            }
+            close(fd);
+            return err;
+        }
+        /* The holder before us may have unlinked the file between our open and our lock:
+         * a lock on a name nobody sees any more excludes no one. Then take the new one. */
+        if (lstat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
+            d->lock_fd = fd;
+            d->lock_held = 1;
+            /* Our pid at once, so a funcmond refused meanwhile names us, not an old one.
+             * Written over the old content, then cut: a client never reads it empty. */
+            int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+            if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) != 0)
+                LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(errno));
+            return 0;
+        }
+        close(fd);
+    }
+    return -EBUSY; /* replaced ten times in a row: something else is at work there */
+}
+
+void
+funcmond_discovery_unlock(struct funcmond *d)
+{
+    char path[FUNCMOND_PATH_MAX + 96];
+    struct stat st, now;
+
+    if (!d->lock_held)
+        return;
+    announce_path(d, path, sizeof(path));
+    /* Unlinked while still locked, so the next funcmond never locks a file on its way out. */
+    if (fstat(d->lock_fd, &st) == 0 && lstat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+        unlink(path);
+    close(d->lock_fd);
+    d->lock_fd = -1;
+    d->lock_held = 0;
+}
+
 /* Announces this sidecar to clients: a client that shuts down before we attached leaves
- * its segment for us instead of unlinking it, so a short-lived process loses nothing. */
+ * its segment for us instead of unlinking it, so a short-lived process loses nothing.
+ * The announcement is the lock's file, holding our pid (read by client/src/segment.c);
+ * funcmond took it at start, a test running the loop in process may not have. */
 static void
 announce(struct funcmond *d)
 {
-    char path[FUNCMOND_PATH_MAX + 96], pid[32];
-    snprintf(path, sizeof(path), "%s/%s-sidecar", d->cfg.shm_dir, d->cfg.shm_prefix);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(errno));
-        return;
+    char path[FUNCMOND_PATH_MAX + 96];
+    int holder, err = funcmond_discovery_lock(d, &holder);
+
+    if (err != 0) {
+        announce_path(d, path, sizeof(path));
+        LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(-err));
     }
-    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (write(fd, pid, (size_t)n) != n)
-        LOG_WARN("cannot announce the sidecar in %s: %s", path, strerror(errno));
-    close(fd);
 }
 
 int
@@ -425,16 +501,7 @@ funcmond_discovery_expire(struct funcmond *d, uint64_t now, int all)
 void
 funcmond_discovery_close(struct funcmond *d)
 {
-    char path[FUNCMOND_PATH_MAX + 96], buf[32];
-    snprintf(path, sizeof(path), "%s/%s-sidecar", d->cfg.shm_dir, d->cfg.shm_prefix);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        buf[n > 0 ? n : 0] = '\0';
-        if (strtol(buf, NULL, 10) == getpid()) /* ours, not a newer sidecar's */
-            unlink(path);
-    }
+    funcmond_discovery_unlock(d);
     while (d->rejected != NULL) {
         struct funcmond_rejected *r = d->rejected;
         d->rejected = r->next;

@@ -3,11 +3,13 @@
  *
  * funcmond finds the shared-memory segments of profiled processes, drains their rings,
  * and aggregates every call (see sidecar.h for the modules). Configuration errors are
- * reported before anything starts, naming the key, with exit code 2. SIGTERM and SIGINT
- * stop it cleanly: every client drained to its last record, the state file written,
- * exit code 0.
+ * reported before anything starts, naming the key, with exit code 2; so is a second
+ * funcmond on the same SHM_PREFIX, with exit code 1 (one prefix, one lock). SIGTERM and
+ * SIGINT stop it cleanly: every client drained to its last record, the state file
+ * written, exit code 0.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,8 @@ usage(FILE *out)
           "\n"
           "Every key can be set from the environment: its dotted path in upper case with '.'\n"
           "replaced by '_' (PROFILING_PATH=/dbg, SIDECAR_DRAIN_INTERVAL_MS=5). Exit codes: 0 after a\n"
-          "clean stop, 1 on a runtime failure, 2 on a bad command line or configuration.\n",
+          "clean stop, 1 on a runtime failure or when another funcmond runs with the same SIDECAR.SHM_PREFIX,\n"
+          "2 on a bad command line or configuration.\n",
           out);
 }
 
@@ -98,9 +101,26 @@ main(int argc, char **argv)
         free(d);
         return 0;
     }
-    int ret = 1;
-    if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || funcmond_snapshot_load(d) != 0) {
+    int ret = 1, holder, locked;
+    /* One funcmond per prefix, decided before anything is touched (state file, HTTP port,
+     * announcement), so a second one leaves the first and its clients alone. */
+    if ((locked = funcmond_discovery_lock(d, &holder)) != 0) {
+        if (locked == -EWOULDBLOCK)
+            LOG_ERROR("another funcmond (pid %d) is running with SIDECAR.SHM_PREFIX '%s' in %s: not starting", holder,
+                      d->cfg.shm_prefix, d->cfg.shm_dir);
+        else
+            LOG_ERROR("cannot lock %s/%s-sidecar (one funcmond per SIDECAR.SHM_PREFIX): %s", d->cfg.shm_dir, d->cfg.shm_prefix,
+                      strerror(-locked));
+        free(d);
+        return 1;
+    }
+    int loaded = 0;
+    if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || (loaded = funcmond_snapshot_load(d)) == -ENOMEM) {
         LOG_ERROR("out of memory");
+        goto out;
+    }
+    if (loaded != 0) {
+        ret = 2; /* SIDECAR.STATE_FILE is not a regular file (logged): a configuration error */
         goto out;
     }
     if (funcmond_drain_init(d) != 0)
@@ -120,6 +140,7 @@ main(int argc, char **argv)
              (unsigned long long)d->counters.records, (unsigned long long)d->counters.segments_attached,
              (unsigned long long)d->counters.dropped, (unsigned long long)d->counters.lost);
 out:
+    funcmond_discovery_unlock(d); /* if drain_close did not */
     funcmond_snapshot_free(d);
     funcmond_agg_free(&d->agg);
     free(d);

@@ -198,9 +198,17 @@ struct funcmond {
     struct funcmond_trim_job *requests; /* queued, not yet started */
     struct funcmond_trim_job *trims;    /* started, waiting for answers */
     int requests_closed;                /* stopping: no more requests taken */
+    int lock_fd, lock_held;             /* discovery.c: the announcement, flock'ed while we run */
 };
 
 /* discovery.c */
+/* Takes the single-instance lock of SHM_PREFIX: an exclusive flock on the announcement
+ * "<SHM_DIR>/<SHM_PREFIX>-sidecar", held until funcmond_discovery_unlock. Returns 0;
+ * -EWOULDBLOCK when another funcmond holds it (its pid in *holder, 0 if unknown); or
+ * another -errno when the file cannot be opened or locked. */
+int funcmond_discovery_lock(struct funcmond *d, int *holder);
+/* Removes the announcement and lets the lock go; nothing if it is not held. */
+void funcmond_discovery_unlock(struct funcmond *d);
 int funcmond_discovery_init(struct funcmond *d);
 void funcmond_discovery_scan(struct funcmond *d);
 void funcmond_discovery_inotify(struct funcmond *d, size_t len);

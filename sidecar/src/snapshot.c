@@ -12,6 +12,12 @@
  *
  * The file is input like any other: every type and size is checked on load, and a file
  * that does not check out is moved aside (<file>.corrupt-<unix time>) with a warning.
+ * What it can make funcmond allocate is bounded: its size is capped, every length in it
+ * is checked against the bytes left before msgpack allocates for it, and the big arrays
+ * (functions, segments) are unpacked one entry at a time, each entry under a cap. A path
+ * that is not a regular file (a FIFO, a device) is neither opened for reading nor moved:
+ * funcmond refuses to start. The temporary file is created anew (O_EXCL|O_NOFOLLOW), so
+ * no symlink planted at <file>.tmp is ever followed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +35,19 @@
 
 #define FORMAT "funcmond-state"
 #define VERSION 1
-#define MAX_FILE (1024ull * 1024 * 1024)
+/* A function takes a few KB in the file (its histograms' occupied buckets), 200 KB at the
+ * very most; 256 MiB holds the default 10,000 functions at 25 KB each, several times what
+ * a busy service writes. The file is read whole, so this is also most of what loading it
+ * can cost. */
+#define MAX_FILE (256ull * 1024 * 1024)
+/* The objects msgpack allocates for one entry of the file (a function, a segment, or the
+ * rest of the file without them): 16 MiB is twice a segment with all 65,536 sites spilled,
+ * and fifty times a function with every histogram bucket occupied. */
+#define MAX_ENTRY_MEM (16ull * 1024 * 1024)
+/* Segments listed, and the ring positions and spill counters kept for them until they are
+ * attached again: room for 4096 segments (as many as funcmond maps) of 4096 threads each. */
+#define MAX_SEGMENTS 65536u
+#define MAX_RESTORE_MEM (128ull * 1024 * 1024)
 
 struct funcmond_snapshot_io {
     msgpack_sbuffer buf;
@@ -253,7 +271,23 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
     msgpack_packer_init(&pk, &io->buf, msgpack_sbuffer_write);
     pack_state(d, &pk);
     snprintf(io->tmp, sizeof(io->tmp), "%s.tmp", d->cfg.state_file);
-    io->fd = open(io->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* The rename below replaces whatever has the file's name: a regular file or a symlink
+     * (itself, not its target) is fine; a device node or a FIFO put there since the start
+     * is left alone. */
+    struct stat st;
+    if (lstat(d->cfg.state_file, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        LOG_WARN("state file %s is now %s, not a regular file: not written", d->cfg.state_file, funcmond_file_kind(st.st_mode));
+        msgpack_sbuffer_destroy(&io->buf);
+        free(io);
+        return;
+    }
+    /* Never written through a symlink or into a file someone else prepared (in a shared
+     * directory another user could plant <file>.tmp -> a file of ours): a leftover of ours
+     * is removed (unlink does not follow symlinks) and the file created anew, O_EXCL
+     * failing on any name that exists, dangling symlinks included. */
+    if (unlink(io->tmp) != 0 && errno != ENOENT)
+        LOG_DEBUG("state file %s: cannot remove a leftover: %s", io->tmp, strerror(errno));
+    io->fd = open(io->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (io->fd < 0) {
         LOG_WARN("state file %s: %s", io->tmp, strerror(errno));
         msgpack_sbuffer_destroy(&io->buf);
@@ -493,21 +527,234 @@ same_bounds(const uint64_t *a, uint32_t na, const uint64_t *b, uint32_t nb)
     return na == nb && memcmp(a, b, na * sizeof(*a)) == 0;
 }
 
+/* ---- walking msgpack without building it ---- */
+
+#define TOO_LONG (-2)
+
+/* The big-endian integer of `n` bytes at p[*off], if they are there. */
+static int
+take_be(const unsigned char *p, size_t len, size_t *off, unsigned n, uint64_t *v)
+{
+    if (len - *off < n)
+        return -1;
+    *v = 0;
+    for (unsigned i = 0; i < n; i++)
+        *v = *v << 8 | p[(*off)++];
+    return 0;
+}
+
+/*
+ * Walks the one msgpack object at p[0..len) without allocating: *end is the offset just
+ * past it, *mem what msgpack_unpack_next would allocate for its arrays and maps. Returns
+ * 0; -1 when it is not msgpack or is cut short; TOO_LONG when a length claims more than
+ * the bytes left (each element takes at least one byte), which is how a 5-byte header
+ * asking for 2^32 elements is stopped before it reaches the allocator.
+ */
+static int
+walk(const unsigned char *p, size_t len, size_t *end, uint64_t *mem)
+{
+    size_t off = 0;
+    uint64_t pending = 1, n; /* objects still to read */
+
+    *mem = 0;
+    while (pending > 0) {
+        if (off >= len)
+            return -1;
+        unsigned c = p[off++];
+        uint64_t skip = 0, count = 0, per = 0; /* bytes to skip; elements and their objects' size */
+        pending--;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+            ;
+        else if (c <= 0x8f)
+            count = c & 0x0f, per = 2 * sizeof(msgpack_object);
+        else if (c <= 0x9f)
+            count = c & 0x0f, per = sizeof(msgpack_object);
+        else if (c <= 0xbf)
+            skip = c & 0x1f;
+        else {
+            switch (c) {
+            /* bin and str 8/16/32: a length, then the bytes */
+            case 0xc4:
+            case 0xc5:
+            case 0xc6:
+            case 0xd9:
+            case 0xda:
+            case 0xdb:
+                if (take_be(p, len, &off, c == 0xc4 || c == 0xd9 ? 1 : c == 0xc5 || c == 0xda ? 2 : 4, &skip))
+                    return -1;
+                break;
+            /* ext 8/16/32: a length, a type byte, the bytes */
+            case 0xc7:
+            case 0xc8:
+            case 0xc9:
+                if (take_be(p, len, &off, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &skip))
+                    return -1;
+                skip += 1;
+                break;
+            /* float 32/64 */
+            case 0xca:
+            case 0xcb:
+                skip = c == 0xca ? 4 : 8;
+                break;
+            /* uint and int 8/16/32/64 */
+            case 0xcc:
+            case 0xcd:
+            case 0xce:
+            case 0xcf:
+            case 0xd0:
+            case 0xd1:
+            case 0xd2:
+            case 0xd3:
+                skip = 1u << (c & 3);
+                break;
+            /* fixext 1/2/4/8/16: a type byte, the bytes */
+            case 0xd4:
+            case 0xd5:
+            case 0xd6:
+            case 0xd7:
+            case 0xd8:
+                skip = 1 + (1u << (c - 0xd4));
+                break;
+            /* array and map 16/32: a count, then the elements */
+            case 0xdc:
+            case 0xdd:
+            case 0xde:
+            case 0xdf:
+                if (take_be(p, len, &off, c == 0xdc || c == 0xde ? 2 : 4, &n))
+                    return -1;
+                count = n;
+                per = c <= 0xdd ? sizeof(msgpack_object) : 2 * sizeof(msgpack_object);
+                break;
+            default: /* 0xc1: never used */
+                return -1;
+            }
+        }
+        if (skip > len - off)
+            return TOO_LONG;
+        off += skip;
+        if (count != 0) {
+            uint64_t objects = per == sizeof(msgpack_object) ? count : 2 * count;
+            if (objects > len - off || pending + objects > len - off)
+                return TOO_LONG;
+            pending += objects;
+            *mem += count * per;
+        }
+    }
+    *end = off;
+    return 0;
+}
+
+/* The count of the array whose header is at p[*off] (moved past it), or -1. */
+static int
+array_header(const unsigned char *p, size_t len, size_t *off, uint64_t *count)
+{
+    if (*off >= len)
+        return -1;
+    unsigned c = p[(*off)++];
+    if (c >= 0x90 && c <= 0x9f) {
+        *count = c & 0x0f;
+        return 0;
+    }
+    if (c == 0xdc || c == 0xdd)
+        return take_be(p, len, off, c == 0xdc ? 2 : 4, count);
+    return -1;
+}
+
+/* Whether the str at p[0..len) (already walked) is `key`. */
+static int
+str_is(const unsigned char *p, size_t len, const char *key)
+{
+    size_t off = 1, n = strlen(key);
+    uint64_t size;
+    if (len == 0)
+        return 0;
+    if (p[0] >= 0xa0 && p[0] <= 0xbf)
+        size = p[0] & 0x1f;
+    else if (p[0] < 0xd9 || p[0] > 0xdb || take_be(p, len, &off, 1u << (p[0] - 0xd9), &size))
+        return 0;
+    return size == n && len - off >= n && memcmp(p + off, key, n) == 0;
+}
+
+/* One entry: walked, its objects under MAX_ENTRY_MEM, unpacked into msg. */
+static int
+unpack_entry(const unsigned char *p, size_t len, size_t *used, msgpack_unpacked *msg, const char **why)
+{
+    uint64_t mem;
+    size_t off = 0;
+    int w = walk(p, len, used, &mem);
+    if (w != 0) {
+        *why = w == TOO_LONG ? "a length in it exceeds the file" : "not msgpack, or truncated";
+        return -1;
+    }
+    if (mem > MAX_ENTRY_MEM) {
+        *why = "an entry larger than any funcmond writes";
+        return -1;
+    }
+    msgpack_unpacked_destroy(msg);
+    msgpack_unpacked_init(msg);
+    if (msgpack_unpack_next(msg, (const char *)p, *used, &off) != MSGPACK_UNPACK_SUCCESS || off != *used) {
+        *why = "not msgpack, or truncated";
+        return -1;
+    }
+    return 0;
+}
+
 /* Parses the file's bytes into d. Returns 0, or -1 with *why set. */
 static int
-load_state(struct funcmond *d, const char *data, size_t len, const char **why)
+load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
 {
-    msgpack_unpacked msg;
-    size_t off = 0;
+    const unsigned char *data = (const unsigned char *)bytes;
+    msgpack_unpacked msg, entry;
+    size_t off = 1, end, used, key_at = 0, key_len = 0, skel_len;
+    size_t fns_at = 0, fns_end = 0, segs_at = 0, segs_end = 0; /* where the two arrays lie; 0: not found */
     int ret = -1;
     char format[32];
-    uint64_t version, dbn[FUNCMOND_MAX_BUCKETS], mbn[FUNCMOND_MAX_BUCKETS];
+    uint64_t version, dbn[FUNCMOND_MAX_BUCKETS], mbn[FUNCMOND_MAX_BUCKETS], mem, n, count;
     uint32_t ndbn, nmbn;
-    const msgpack_object *fns, *segs, *counters;
+    const msgpack_object *counters;
+    /* The root with its two big arrays replaced by empty ones, small enough to unpack as a
+     * whole; the arrays' entries are unpacked one at a time from where they lie. */
+    unsigned char *skeleton = NULL;
 
     msgpack_unpacked_init(&msg);
-    *why = "not msgpack, or truncated";
-    if (msgpack_unpack_next(&msg, data, len, &off) != MSGPACK_UNPACK_SUCCESS)
+    msgpack_unpacked_init(&entry);
+    int w = walk(data, len, &end, &mem);
+    *why = w == TOO_LONG ? "a length in it exceeds the file" : "not msgpack, or truncated";
+    if (w != 0)
+        goto out;
+    *why = "not a funcmond state file";
+    if (!((data[0] >= 0x80 && data[0] <= 0x8f) || data[0] == 0xde || data[0] == 0xdf))
+        goto out;
+    if (data[0] <= 0x8f)
+        n = data[0] & 0x0f;
+    else if (take_be(data, end, &off, data[0] == 0xde ? 2 : 4, &n))
+        goto out;
+    if ((skeleton = malloc(end)) == NULL)
+        goto out;
+    memcpy(skeleton, data, off);
+    skel_len = off;
+    for (uint64_t i = 0; i < 2 * n; i++, off += used) {
+        size_t *at = NULL, *stop = NULL;
+        if (walk(data + off, end - off, &used, &mem) != 0) /* cannot fail: the root walked */
+            goto out;
+        if (i % 2 == 1 && ((data[off] >= 0x90 && data[off] <= 0x9f) || data[off] == 0xdc || data[off] == 0xdd)) {
+            if (fns_at == 0 && str_is(data + key_at, key_len, "functions"))
+                at = &fns_at, stop = &fns_end;
+            else if (segs_at == 0 && str_is(data + key_at, key_len, "segments"))
+                at = &segs_at, stop = &segs_end;
+        }
+        if (at != NULL) {
+            *at = off;
+            *stop = off + used;
+            skeleton[skel_len++] = 0x90;
+        } else {
+            memcpy(skeleton + skel_len, data + off, used);
+            skel_len += used;
+        }
+        key_at = off;
+        key_len = used;
+    }
+    if (unpack_entry(skeleton, skel_len, &used, &msg, why) != 0)
         goto out;
     const msgpack_object *root = &msg.data;
     *why = "not a funcmond state file";
@@ -518,9 +765,8 @@ load_state(struct funcmond *d, const char *data, size_t len, const char **why)
         goto out;
     *why = "malformed";
     if (get_u64_array(root, "duration_bounds_ns", dbn, FUNCMOND_MAX_BUCKETS, &ndbn) ||
-        get_u64_array(root, "memory_bounds", mbn, FUNCMOND_MAX_BUCKETS, &nmbn) ||
-        (fns = get(root, "functions", MSGPACK_OBJECT_ARRAY)) == NULL ||
-        (segs = get(root, "segments", MSGPACK_OBJECT_ARRAY)) == NULL ||
+        get_u64_array(root, "memory_bounds", mbn, FUNCMOND_MAX_BUCKETS, &nmbn) || fns_at == 0 || segs_at == 0 ||
+        get(root, "functions", MSGPACK_OBJECT_ARRAY) == NULL || get(root, "segments", MSGPACK_OBJECT_ARRAY) == NULL ||
         (counters = get(root, "counters", MSGPACK_OBJECT_MAP)) == NULL)
         goto out;
     struct funcmond_counters c = {0};
@@ -533,20 +779,47 @@ load_state(struct funcmond *d, const char *data, size_t len, const char **why)
     int same_mem = same_bounds(mbn, nmbn, d->agg.mem_bounds, d->agg.n_mem_bounds);
     if (!same_dur || !same_mem)
         LOG_INFO("state file %s: bucket bounds changed; rebuilding bucket counts from the histograms", d->cfg.state_file);
-    for (uint32_t i = 0; i < fns->via.array.size; i++)
-        if (load_function(d, &fns->via.array.ptr[i], same_dur, same_mem) != 0)
+    off = fns_at;
+    if (array_header(data, fns_end, &off, &count))
+        goto out;
+    for (uint64_t i = 0; i < count; i++, off += used) {
+        if (unpack_entry(data + off, fns_end - off, &used, &entry, why) != 0)
             goto out;
+        *why = "malformed";
+        if (load_function(d, &entry.data, same_dur, same_mem) != 0)
+            goto out;
+    }
+    off = segs_at;
+    if (array_header(data, segs_end, &off, &count))
+        goto out;
+    *why = "more segments than funcmond keeps";
+    if (count > MAX_SEGMENTS)
+        goto out;
+    *why = "malformed";
     struct funcmond_restore *r = calloc(1, sizeof(*r));
-    if (r == NULL || (segs->via.array.size && (r->segs = calloc(segs->via.array.size, sizeof(*r->segs))) == NULL)) {
+    if (r == NULL || (count && (r->segs = calloc(count, sizeof(*r->segs))) == NULL)) {
         free(r);
         goto out;
     }
     d->restore = r;
-    for (uint32_t i = 0; i < segs->via.array.size; i++, r->n++)
-        if (load_segment(&segs->via.array.ptr[i], &r->segs[i]) != 0) {
+    uint64_t restore_mem = 0;
+    for (uint32_t i = 0; i < count; i++, r->n++, off += used) {
+        if (unpack_entry(data + off, segs_end - off, &used, &entry, why) != 0)
+            goto out;
+        /* What load_segment will allocate, added up before it does. */
+        const msgpack_object *t = get(&entry.data, "tails", MSGPACK_OBJECT_ARRAY);
+        const msgpack_object *sp = get(&entry.data, "spill", MSGPACK_OBJECT_ARRAY);
+        restore_mem += (t != NULL ? t->via.array.size * sizeof(*r->segs[i].tails) : 0) +
+                       (sp != NULL ? sp->via.array.size * sizeof(*r->segs[i].spill) : 0);
+        *why = "more segment detail than funcmond keeps";
+        if (restore_mem > MAX_RESTORE_MEM)
+            goto out;
+        *why = "malformed";
+        if (load_segment(&entry.data, &r->segs[i]) != 0) {
             r->n++;
             goto out;
         }
+    }
     d->counters.records += c.records;
     d->counters.dropped += c.dropped;
     d->counters.bad_records += c.bad_records;
@@ -554,6 +827,8 @@ load_state(struct funcmond *d, const char *data, size_t len, const char **why)
     d->agg.overflow_folds += folds;
     ret = 0;
 out:
+    free(skeleton);
+    msgpack_unpacked_destroy(&entry);
     msgpack_unpacked_destroy(&msg);
     return ret;
 }
@@ -568,28 +843,56 @@ reset_aggregate(struct funcmond *d)
     memset(&d->counters, 0, sizeof(d->counters));
 }
 
+/* Refuses a state file that is not a regular file. funcmond does not start: the setting is
+ * wrong, and neither reading it (a FIFO blocks the open, a device may act on it) nor moving
+ * it aside (as root, STATE_FILE=/dev/null would move /dev/null) is right. */
+static int
+refuse(const char *path, mode_t mode)
+{
+    LOG_ERROR("SIDECAR.STATE_FILE %s is %s, not a regular file: not starting (the file is left as it is)", path,
+              funcmond_file_kind(mode));
+    return -EINVAL;
+}
+
 int
 funcmond_snapshot_load(struct funcmond *d)
 {
     const char *path = d->cfg.state_file, *why = NULL;
     struct stat st;
-    char *data = NULL;
+    char *data = NULL, too_big[64];
 
     if (path[0] == '\0')
         return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (stat(path, &st) != 0) { /* looked at before it is opened */
         if (errno == ENOENT)
             LOG_INFO("state file %s not found: starting fresh", path);
         else
             LOG_WARN("state file %s: %s; starting fresh", path, strerror(errno));
         return 0;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE) {
-        why = "not a regular file of a sane size";
+    if (!S_ISREG(st.st_mode))
+        return refuse(path, st.st_mode);
+    /* O_NONBLOCK: had it become a FIFO since, open would not wait either; fstat tells. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        LOG_WARN("state file %s: %s; starting fresh", path, strerror(errno));
+        return 0;
+    }
+    if (fstat(fd, &st) != 0) {
+        LOG_WARN("state file %s: %s; starting fresh", path, strerror(errno));
+        close(fd);
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return refuse(path, st.st_mode);
+    }
+    if ((uint64_t)st.st_size > MAX_FILE) {
+        snprintf(too_big, sizeof(too_big), "larger than %llu MiB", MAX_FILE >> 20);
+        why = too_big; /* not read: what it would cost is the point */
     } else if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
         close(fd);
-        return -1;
+        return -ENOMEM;
     } else {
         size_t got = 0;
         ssize_t n;
@@ -609,7 +912,11 @@ funcmond_snapshot_load(struct funcmond *d)
     reset_aggregate(d);
     char aside[FUNCMOND_PATH_MAX + 64];
     snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
-    if (rename(path, aside) == 0)
+    /* Only a regular file (or a symlink, itself) is moved aside, even if the name was
+     * given to something else while we read. */
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        LOG_WARN("state file %s: %s; now %s, left as it is, starting fresh", path, why, funcmond_file_kind(st.st_mode));
+    else if (rename(path, aside) == 0)
         LOG_WARN("state file %s: %s; kept aside as %s, starting fresh", path, why, aside);
     else
         LOG_WARN("state file %s: %s; cannot set it aside (%s), starting fresh", path, why, strerror(errno));

@@ -7,8 +7,10 @@
 #include "sidecar.h"
 
 /* Loads SIDECAR.STATE_FILE into the (empty) aggregate at start. A missing file is a fresh
- * start; a corrupt, truncated or foreign one is set aside as <file>.corrupt-<time> with a
- * warning, and the start is fresh too. Returns 0, or -1 only when memory ran out. */
+ * start; a corrupt, truncated, foreign or oversized one is set aside as
+ * <file>.corrupt-<time> with a warning, and the start is fresh too. Returns 0; -EINVAL
+ * (logged) when the path is not a regular file (a FIFO, a device), which is left as it is
+ * and must stop the start; -ENOMEM when memory ran out. */
 int funcmond_snapshot_load(struct funcmond *d);
 
 /* Writes the state file: msgpack into <file>.tmp, fsync, rename over <file>, all through

@@ -102,6 +102,7 @@ int
 main(void)
 {
     prefix = harness_private_prefix();
+    setenv("HTTP_LISTEN", "127.0.0.1:0", 1); /* every funcmond started: an ephemeral port, 10000 may be taken */
     char dir[] = "/tmp/funcmond-restart-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     snprintf(state, sizeof(state), "%s/state.msgpack", dir);

@@ -761,9 +761,20 @@ test_files(void)
     CHECK(strstr(err, ": cannot open: No such file or directory") != NULL);
     nerrors++;
 
+    /* A FIFO is refused at once: opening it would wait for a writer that may never come
+     * (the alarm turns such a wait into a failure). */
+    snprintf(path, sizeof(path), "%s/c%03d.yaml", dir, nfiles++);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    alarm(10);
+    CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -1);
+    alarm(0);
+    CHECK(strncmp(err, path, strlen(path)) == 0);
+    CHECK(strstr(err, ": not a regular file (a FIFO)") != NULL);
+    nerrors++;
+
     CHECK_EQ(funcmond_config_load(&c, dir, NULL, err, sizeof(err)), -1);
     CHECK(strncmp(err, dir, strlen(dir)) == 0);
-    CHECK(strstr(err, ": cannot read: Is a directory") != NULL);
+    CHECK(strstr(err, ": not a regular file (a directory)") != NULL);
     nerrors++;
 
     write_bytes("PROFILING: {}\n", 14);
