@@ -1354,6 +1354,10 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h2o_config_init(&h->config);
     /* No endpoint takes a body: refuse any (413) before h2o buffers it. */
     h->config.max_request_entity_size = 4096;
+    /* h2o answers cleartext HTTP/2 (the "PRI *" preface and Upgrade: h2c) only through this
+     * switch. Its clients speak HTTP/1.1, and the packaged h2o's HTTP/2 code has none of the
+     * later fixes (rapid reset and the like): off unless HTTP.HTTP2 asks for it. */
+    h->config.http1.upgrade_to_http2 = d->cfg.http2;
     h2o_hostconf_t *host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     struct handler *handler = (struct handler *)h2o_create_handler(pathconf, sizeof(*handler));

@@ -18,6 +18,12 @@ status() { cat "$dir/status"; }
 expect_status() { [ "$(status)" = "$1" ] || fail "$2: status $(status), expected $1: $(cat "$dir/body")"; }
 
 start_funcmond env
+# HTTP/1.1 only unless HTTP.HTTP2 asks for more: a prior-knowledge HTTP/2 connection gets no
+# HTTP/2 answer, and an h2c upgrade request is answered over HTTP/1.1.
+v=$(curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w '%{http_version}' "$base/metrics")
+[ "$v" != 2 ] || fail "HTTP/2 with prior knowledge was answered over HTTP/$v"
+v=$(curl -s --http2 --max-time 5 -o /dev/null -w '%{http_version} %{http_code}' "$base/metrics")
+[ "$v" = "1.1 200" ] || fail "h2c upgrade: answered as '$v', expected '1.1 200'"
 # Known work: 2 threads x 50 calls of "work" sleeping 2 ms, every 5th failing, and as many
 # calls of "fast"; odd names; the same name in a second service; a call that stays in flight.
 FUNCMON_SERVICE=svc "$client" 2 50 2000 5 > "$dir/c1" || fail "client"
@@ -168,7 +174,9 @@ exec 3>&-
 [ ! -e "/dev/shm/$prefix-sidecar" ] || fail "the sidecar's announcement was left behind"
 
 # Authentication: everything but /metrics wants the token.
-start_funcmond env HTTP_AUTH_TOKEN=s3cret
+start_funcmond env HTTP_AUTH_TOKEN=s3cret HTTP_HTTP2=true
+v=$(curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w '%{http_version}' "$base/metrics")
+[ "$v" = 2 ] || fail "HTTP.HTTP2=true: prior knowledge answered over HTTP/$v, not HTTP/2"
 get "/debug/profiles" > /dev/null; expect_status 401 "no token"
 get "/debug/profiles" -H "Authorization: Bearer wrong" > /dev/null; expect_status 401 "wrong token"
 get "/debug/profiles" -H "Authorization: Bearer s3cret" > /dev/null; expect_status 200 "token"
