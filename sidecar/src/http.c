@@ -1285,9 +1285,23 @@ server_main(void *arg)
     return NULL;
 }
 
-/* "host:port" or "[v6]:port" into a listening socket. */
+/* Whether a bound address is reachable from this host only: 127.0.0.0/8, ::1, or
+ * 127.0.0.0/8 mapped into IPv6. */
 static int
-listen_on(const char *spec, int *port, char *err, size_t errlen)
+is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* "host:port" or "[v6]:port" into a listening socket; *loopback tells whether only this
+ * host can reach it. */
+static int
+listen_on(const char *spec, int *port, int *loopback, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -1326,7 +1340,9 @@ listen_on(const char *spec, int *port, char *err, size_t errlen)
         return snprintf(err, errlen, "HTTP.LISTEN '%.200s': %s", spec, strerror(e ? e : EADDRNOTAVAIL)), -(e ? e : EADDRNOTAVAIL);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
     getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *loopback = is_loopback(&ss);
     *port =
         ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return fd;
@@ -1345,7 +1361,8 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
-    h->fd = listen_on(d->cfg.http_listen, &h->port, err, errlen);
+    int loopback = 0;
+    h->fd = listen_on(d->cfg.http_listen, &h->port, &loopback, err, errlen);
     if (h->fd < 0) {
         int ret = h->fd;
         free(h);
@@ -1382,6 +1399,12 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     LOG_INFO("serving HTTP on %s (port %d): %s/*%s%s", d->cfg.http_listen, h->port,
              d->cfg.profiling_enabled ? d->cfg.profiling_path : "(debug endpoints off)", d->cfg.metrics_enabled ? ", " : "",
              d->cfg.metrics_enabled ? d->cfg.metrics_path : "");
+    /* The metrics are public by design; the debug endpoints show names, stacks and memory
+     * of the services and start CPU profiles and trims: open to a network, say so. */
+    if (!loopback && d->cfg.profiling_enabled && d->cfg.auth_token[0] == '\0')
+        LOG_WARN("HTTP.LISTEN %s is not a loopback address and HTTP.AUTH_TOKEN is empty: anyone who can reach it can "
+                 "use %s/*; set HTTP.AUTH_TOKEN",
+                 d->cfg.http_listen, d->cfg.profiling_path);
     return 0;
 }
 

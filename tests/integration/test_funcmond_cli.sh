@@ -1,7 +1,8 @@
 #!/bin/sh
 # funcmond's command line and configuration errors: each bad input exits 2 before anything
 # starts, with one message naming the key and where it came from; good input starts, and
-# SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted.
+# SIGTERM stops it with exit code 0. A corrupt state file is set aside, not trusted. Debug
+# endpoints open to the network without a token are warned about.
 # Usage: test_funcmond_cli.sh FUNCMOND
 set -u
 funcmond=$1
@@ -62,4 +63,21 @@ wait $pid; rc=$?
 ls "$dir"/state.corrupt-* >/dev/null 2>&1 || fail "corrupt state file not set aside: $(cat "$dir/log")"
 grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat "$dir/log")"
 [ -f "$dir/state" ] || fail "no fresh state file written at exit"
+# HTTP.LISTEN off loopback without HTTP.AUTH_TOKEN leaves the debug endpoints open to the
+# network: a warning says so at start. None on loopback, none with a token.
+# start_log ENV...: funcmond started with ENV, its log once serving, then stopped.
+start_log() {
+    env "$@" "$funcmond" 2> "$dir/log" &
+    pid=$!
+    for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+    kill -TERM $pid
+    wait $pid || fail "$*: exit status on SIGTERM: $(cat "$dir/log")"
+    grep -q "serving HTTP" "$dir/log" || fail "$*: not serving: $(cat "$dir/log")"
+}
+start_log HTTP_LISTEN=0.0.0.0:0
+grep "warn" "$dir/log" | grep -q "HTTP.AUTH_TOKEN" || fail "no warning on 0.0.0.0 without a token: $(cat "$dir/log")"
+start_log HTTP_LISTEN=127.0.0.1:0
+grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning on 127.0.0.1: $(cat "$dir/log")"
+start_log HTTP_LISTEN=0.0.0.0:0 HTTP_AUTH_TOKEN=s3cret
+grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning with a token set: $(cat "$dir/log")"
 echo "test_funcmond_cli: ok"
