@@ -54,7 +54,7 @@ echo "$out" | grep -q "MAX_FUNCTIONS: 7$" || fail "file value lost: $out"
 
 # Starts, stops cleanly on SIGTERM; a corrupt state file is kept aside.
 printf 'this is not msgpack state' > "$dir/state"
-SIDECAR_STATE_FILE="$dir/state" "$funcmond" 2> "$dir/log" &
+HTTP_LISTEN=127.0.0.1:0 SIDECAR_STATE_FILE="$dir/state" "$funcmond" 2> "$dir/log" &
 pid=$!
 for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
 kill -TERM $pid
@@ -67,6 +67,7 @@ grep -q "kept aside" "$dir/log" || fail "no warning about the state file: $(cat 
 # network: a warning says so at start. None on loopback, none with a token.
 # start_log ENV...: funcmond started with ENV, its log once serving, then stopped.
 start_log() {
+    : > "$dir/log" # before the start: the wait below must not read the last run's lines
     env "$@" "$funcmond" 2> "$dir/log" &
     pid=$!
     for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
