@@ -7,7 +7,9 @@
  * Answers that take time (a CPU profile for N seconds, a trim every client must answer)
  * are started from the request, finished on another thread, and handed back to the loop
  * as h2o messages, so no request blocks another. A request whose client went away before
- * its answer was ready is dropped then, never touched after h2o freed it.
+ * its answer was ready is dropped then, never touched after h2o freed it; a CPU profile
+ * whose client closed its connection is stopped within a sweep (h2o does not read a
+ * connection whose answer is pending, so the socket itself is watched).
  *
  * Paths are matched on the raw request path, percent-decoded without normalisation: a
  * function name may contain '/', '%2F' or '..' and those are data, not navigation.
@@ -19,6 +21,7 @@
 #include <fcntl.h>
 #include <h2o.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +51,12 @@ struct funcmond_http {
     struct funcmond_reader *reader;
     int cpu_profiles; /* running now: one at a time (HTTP thread only) */
     int trims;        /* POST gc waiting for answers: one at a time (HTTP thread only) */
+    /* HTTP thread only from here */
+    h2o_linklist_t cpu_jobs; /* struct job of the CPU profiles running, to see their clients leave */
+    uint64_t next_sweep_ms;
 };
+
+#define SWEEP_MS 100 /* how often CPU profiles' clients are looked at */
 
 struct handler {
     h2o_handler_t super;
@@ -835,6 +843,9 @@ struct job {
     int cancel;   /* read by the profiling thread */
     int msgpack;
     /* CPU profile */
+    h2o_linklist_t running; /* in h->cpu_jobs until finished */
+    int fd;                 /* the client's socket, watched for its closing; -1 if unknown */
+    int client_left;        /* seen closed while the profile ran */
     int32_t pid;
     int seconds;
     int status;
@@ -858,10 +869,13 @@ job_unref(struct job *j)
 static void
 job_finished(struct job *j)
 {
-    if (j->kind == JOB_CPU)
+    if (j->kind == JOB_CPU) {
         j->h->cpu_profiles--;
-    else
+        if (h2o_linklist_is_linked(&j->running))
+            h2o_linklist_unlink(&j->running);
+    } else {
         j->h->trims--;
+    }
 }
 
 /* The request's pool is being freed (answered, or the client is gone). */
@@ -968,6 +982,10 @@ on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
         if (!j->orphaned) {
             if (j->kind == JOB_TRIM) {
                 answer_trim(j);
+            } else if (j->client_left) {
+                /* Nobody reads it: writing makes h2o see the closed socket and free the
+                 * connection, which it does not notice while a response is pending. */
+                send_error(j->req, 503, "the client went away", NULL, NULL);
             } else if (j->status != 0) {
                 send_error(j->req, j->status == -ESRCH ? 404 : 503, j->err, NULL, NULL);
             } else {
@@ -1055,6 +1073,12 @@ get_cpu_profile(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
         return send_error(req, 503, "cannot start a profiling thread", NULL, NULL);
     }
     h->cpu_profiles++;
+    /* h2o does not read a connection while its response is pending, so it would not see
+     * the client leave before the profile ends (up to an hour): the sweep watches the
+     * socket instead. */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    j->fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    h2o_linklist_insert(&h->cpu_jobs, &j->running);
     return 0;
 }
 
@@ -1268,6 +1292,29 @@ on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(&h->accept_ctx, sock);
 }
 
+/* Every SWEEP_MS on the HTTP thread: a CPU profile whose client closed its connection is
+ * cancelled. */
+static void
+sweep(struct funcmond_http *h)
+{
+    uint64_t now = h2o_now(h->loop);
+    if (now < h->next_sweep_ms)
+        return;
+    h->next_sweep_ms = now + SWEEP_MS;
+    for (h2o_linklist_t *l = h->cpu_jobs.next; l != &h->cpu_jobs; l = l->next) {
+        struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, running, l);
+        if (j->orphaned || j->client_left || j->fd < 0)
+            continue;
+        /* The peer's FIN (POLLRDHUP) or a reset; pipelined bytes (POLLIN alone) are not a leave. */
+        struct pollfd p = {.fd = j->fd, .events = POLLRDHUP};
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            j->client_left = 1;
+            __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE);
+            LOG_INFO("CPU profile of pid %d: its client went away; stopping it", (int)j->pid);
+        }
+    }
+}
+
 static void *
 server_main(void *arg)
 {
@@ -1275,8 +1322,10 @@ server_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* SIGTERM is the drain thread's */
-    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE))
-        h2o_evloop_run(h->loop, 100);
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+        h2o_evloop_run(h->loop, SWEEP_MS);
+        sweep(h);
+    }
     /* Stop listening and let the loop close what it can before the context goes. */
     h2o_socket_read_stop(h->listener);
     h2o_socket_close(h->listener);
@@ -1385,6 +1434,7 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h2o_multithread_register_receiver(h->ctx.queue, &h->receiver, on_messages);
     h->accept_ctx.ctx = &h->ctx;
     h->accept_ctx.hosts = h->config.hosts;
+    h2o_linklist_init_anchor(&h->cpu_jobs);
     h->listener = h2o_evloop_socket_create(h->loop, h->fd, H2O_SOCKET_FLAG_DONT_READ);
     h->listener->data = h;
     h2o_socket_read_start(h->listener, on_accept);

@@ -150,6 +150,7 @@ expect_status 200 "heap profile"
 [ "$(head -c 2 "$dir/heap.pb.gz" | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "heap profile is not gzip"
 curl -s -o "$dir/cpu.pb.gz" -w '%{http_code}' "$base/debug/pprof/profile?seconds=1&pid=$slow" > "$dir/status"
 case "$(status)" in 200|503) ;; *) fail "cpu profile: $(status) $(cat "$dir/cpu.pb.gz")" ;; esac
+cpu_status=$(status)
 if command -v go >/dev/null; then
     go tool pprof -raw "$dir/heap.pb.gz" > "$dir/heap.txt" 2>&1 || fail "go tool pprof heap: $(cat "$dir/heap.txt")"
     [ "$(status)" = 200 ] && { go tool pprof -raw "$dir/cpu.pb.gz" > "$dir/cpu.txt" 2>&1 || fail "go tool pprof cpu: $(cat "$dir/cpu.txt")"; }
@@ -161,6 +162,33 @@ sleep 0.3
 get "/debug/pprof/profile?seconds=1&pid=$slow" > /dev/null
 case "$(status)" in 503) ;; *) fail "a second concurrent CPU profile: $(status)" ;; esac
 wait $!
+# A CPU profile whose client goes away stops within a second: the slot is free for the next
+# request and funcmond holds no perf event. First the control: while the client waits, the
+# profile does hold perf events.
+perf_fds() { ls -l /proc/$fpid/fd 2>/dev/null | grep -c 'anon_inode:\[perf_event\]'; }
+if [ "$cpu_status" = 200 ]; then
+    curl -s -o /dev/null --max-time 1.5 "$base/debug/pprof/profile?seconds=3600&pid=$slow" &
+    cpid=$!
+    held=0
+    for i in $(seq 10); do
+        held=$(perf_fds)
+        [ "$held" -gt 0 ] && break
+        sleep 0.1
+    done
+    [ "$held" -gt 0 ] || fail "no perf event open while a CPU profile runs"
+    wait $cpid
+    left=$(perf_fds)
+    for i in $(seq 20); do # 2 s after the client left
+        left=$(perf_fds)
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    [ "$left" = 0 ] || fail "$left perf event(s) still open 2 s after the profile's client left (held $held)"
+    get "/debug/pprof/profile?seconds=1&pid=$slow" > /dev/null
+    expect_status 200 "a CPU profile after an abandoned one"
+else
+    echo "note: CPU profiles answer $cpu_status here: the abandoned-profile check is skipped"
+fi
 # No endpoint takes a body: refused before it is read.
 head -c 100000 /dev/zero > "$dir/big"
 get "/debug/gc" -X POST --data-binary @"$dir/big" > /dev/null; expect_status 413 "a request body"
