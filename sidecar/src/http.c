@@ -11,6 +11,11 @@
  * whose client closed its connection is stopped within a sweep (h2o does not read a
  * connection whose answer is pending, so the socket itself is watched).
  *
+ * Connections are accepted here, not by h2o, and kept in order of last activity: when file
+ * descriptors run out, the listener is left unread for a moment (it stays readable, so
+ * retrying at once would spin) and the connections idle longest are shut down, so that a
+ * new request is still answered.
+ *
  * Paths are matched on the raw request path, percent-decoded without normalisation: a
  * function name may contain '/', '%2F' or '..' and those are data, not navigation.
  */
@@ -21,6 +26,8 @@
 #include <fcntl.h>
 #include <h2o.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -52,11 +59,31 @@ struct funcmond_http {
     int cpu_profiles; /* running now: one at a time (HTTP thread only) */
     int trims;        /* POST gc waiting for answers: one at a time (HTTP thread only) */
     /* HTTP thread only from here */
+    h2o_linklist_t conns;    /* struct conn, least recently active first */
     h2o_linklist_t cpu_jobs; /* struct job of the CPU profiles running, to see their clients leave */
+    int paused;              /* the listener is not read: out of file descriptors */
+    uint64_t resume_at_ms;   /* then, when to read it again (loop clock) */
     uint64_t next_sweep_ms;
+    uint64_t next_fd_warning_ms;
+    uint64_t fd_failures; /* accepts refused for want of a descriptor, since the last warning */
 };
 
-#define SWEEP_MS 100 /* how often CPU profiles' clients are looked at */
+/* One accepted connection. When descriptors run out, the connections that moved no bytes
+ * for longest are closed first so that a new request can be accepted; activity is seen by
+ * the sweep (every SWEEP_MS) from the socket's byte counters. */
+struct conn {
+    h2o_linklist_t link; /* in conns */
+    h2o_socket_t *sock;
+    int fd;
+    int shut; /* shut down by us: h2o closes it on its next read or write */
+    size_t seen_read, seen_written;
+};
+
+#define SWEEP_MS 100          /* how often connections and CPU profiles' clients are looked at */
+#define ACCEPTS_PER_WAKEUP 16 /* a backlog drains without starving the other sockets */
+#define CLOSE_PER_SHORTAGE 32 /* idle connections closed each time descriptors run out */
+#define PAUSE_FREED_MS 10     /* listener pause when connections were closed: until h2o has closed them */
+#define PAUSE_NONE_MS 250     /* when none could be: no spinning on a listener that cannot be served */
 
 struct handler {
     h2o_handler_t super;
@@ -1281,26 +1308,112 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- server ---- */
 
+/* h2o closed the socket (its connection is done): forget it. */
+static void
+on_conn_closed(void *arg)
+{
+    struct conn *c = arg;
+    h2o_linklist_unlink(&c->link);
+    free(c);
+}
+
+/* Whether a running CPU profile answers on this descriptor: its connection is not idle. */
+static int
+serves_cpu_profile(struct funcmond_http *h, int fd)
+{
+    for (h2o_linklist_t *l = h->cpu_jobs.next; l != &h->cpu_jobs; l = l->next) {
+        const struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, running, l);
+        if (!j->orphaned && j->fd == fd)
+            return 1;
+    }
+    return 0;
+}
+
+/* Out of descriptors: stop reading the listener (it stays readable, and accepting again
+ * at once would only spin), and shut down the connections idle longest so that h2o closes
+ * them and the next accept succeeds. shutdown() rather than close(): h2o owns the socket
+ * and closes it itself when its read or write fails. */
+static void
+out_of_fds(struct funcmond_http *h, int err)
+{
+    unsigned closed = 0;
+    for (h2o_linklist_t *l = h->conns.next; l != &h->conns && closed < CLOSE_PER_SHORTAGE; l = l->next) {
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
+        if (c->shut || serves_cpu_profile(h, c->fd))
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->shut = 1;
+        closed++;
+    }
+    uint64_t now = h2o_now(h->loop);
+    h2o_socket_read_stop(h->listener);
+    h->paused = 1;
+    h->resume_at_ms = now + (closed > 0 ? PAUSE_FREED_MS : PAUSE_NONE_MS);
+    h->fd_failures++;
+    if (now >= h->next_fd_warning_ms) { /* at most one line every 10 s */
+        LOG_WARN("HTTP: out of file descriptors (%s, %llu accepts refused): closed %u idle connections, not accepting for %u ms",
+                 strerror(err), (unsigned long long)h->fd_failures, closed, closed > 0 ? PAUSE_FREED_MS : PAUSE_NONE_MS);
+        h->next_fd_warning_ms = now + 10000;
+        h->fd_failures = 0;
+    }
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
     struct funcmond_http *h = listener->data;
     if (err != NULL)
         return;
-    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock != NULL)
-        h2o_accept(&h->accept_ctx, sock);
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_fds(h, errno);
+            return; /* EAGAIN: the backlog is empty; anything else concerns that one connection */
+        }
+        struct conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->fd = fd;
+        c->sock = h2o_evloop_socket_create(h->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
+        c->sock->on_close.cb = on_conn_closed;
+        c->sock->on_close.data = c;
+        h2o_linklist_insert(&h->conns, &c->link); /* the newest is the most recently active */
+        h2o_accept(&h->accept_ctx, c->sock);
+    }
 }
 
-/* Every SWEEP_MS on the HTTP thread: a CPU profile whose client closed its connection is
- * cancelled. */
+/* Every SWEEP_MS on the HTTP thread: connections that moved bytes go to the end of the
+ * list (the head is then the one idle longest); a CPU profile whose client closed its
+ * connection is cancelled; a paused listener is read again when its pause is over. */
 static void
 sweep(struct funcmond_http *h)
 {
     uint64_t now = h2o_now(h->loop);
+    if (h->paused && now >= h->resume_at_ms) {
+        h->paused = 0;
+        h2o_socket_read_start(h->listener, on_accept);
+    }
     if (now < h->next_sweep_ms)
         return;
     h->next_sweep_ms = now + SWEEP_MS;
+    h2o_linklist_t active;
+    h2o_linklist_init_anchor(&active);
+    for (h2o_linklist_t *l = h->conns.next, *next; l != &h->conns; l = next) {
+        next = l->next;
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
+        if (c->sock->bytes_read != c->seen_read || c->sock->bytes_written != c->seen_written) {
+            c->seen_read = c->sock->bytes_read;
+            c->seen_written = c->sock->bytes_written;
+            h2o_linklist_unlink(&c->link);
+            h2o_linklist_insert(&active, &c->link);
+        }
+    }
+    h2o_linklist_insert_list(&h->conns, &active);
     for (h2o_linklist_t *l = h->cpu_jobs.next; l != &h->cpu_jobs; l = l->next) {
         struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, running, l);
         if (j->orphaned || j->client_left || j->fd < 0)
@@ -1323,7 +1436,7 @@ server_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* SIGTERM is the drain thread's */
     while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-        h2o_evloop_run(h->loop, SWEEP_MS);
+        h2o_evloop_run(h->loop, h->paused ? PAUSE_FREED_MS : SWEEP_MS);
         sweep(h);
     }
     /* Stop listening and let the loop close what it can before the context goes. */
@@ -1434,6 +1547,7 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h2o_multithread_register_receiver(h->ctx.queue, &h->receiver, on_messages);
     h->accept_ctx.ctx = &h->ctx;
     h->accept_ctx.hosts = h->config.hosts;
+    h2o_linklist_init_anchor(&h->conns);
     h2o_linklist_init_anchor(&h->cpu_jobs);
     h->listener = h2o_evloop_socket_create(h->loop, h->fd, H2O_SOCKET_FLAG_DONT_READ);
     h->listener->data = h;

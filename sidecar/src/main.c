@@ -8,10 +8,12 @@
  * exit code 0.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "http.h"
 #include "log.h"
@@ -42,6 +44,24 @@ usage(FILE *out)
           "replaced by '_' (PROFILING_PATH=/dbg, SIDECAR_DRAIN_INTERVAL_MS=5). Exit codes: 0 after a\n"
           "clean stop, 1 on a runtime failure, 2 on a bad command line or configuration.\n",
           out);
+}
+
+/* Every HTTP connection and every client costs descriptors, and the soft limit (often
+ * 1024) is far below what the hard limit allows: take the hard limit, and say what it is. */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return;
+    rlim_t was = r.rlim_cur;
+    r.rlim_cur = r.rlim_max;
+    if (was != r.rlim_max && setrlimit(RLIMIT_NOFILE, &r) != 0) {
+        LOG_WARN("open files: cannot raise the limit from %llu to %llu: %s", (unsigned long long)was,
+                 (unsigned long long)r.rlim_max, strerror(errno));
+        return;
+    }
+    LOG_INFO("open files: limit %llu%s", (unsigned long long)r.rlim_cur, was != r.rlim_max ? " (raised to the hard limit)" : "");
 }
 
 int
@@ -99,6 +119,7 @@ main(int argc, char **argv)
         return 0;
     }
     int ret = 1;
+    raise_fd_limit();
     if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || funcmond_snapshot_load(d) != 0) {
         LOG_ERROR("out of memory");
         goto out;

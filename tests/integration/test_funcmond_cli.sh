@@ -81,4 +81,15 @@ start_log HTTP_LISTEN=127.0.0.1:0
 grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning on 127.0.0.1: $(cat "$dir/log")"
 start_log HTTP_LISTEN=0.0.0.0:0 HTTP_AUTH_TOKEN=s3cret
 grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning with a token set: $(cat "$dir/log")"
+# The soft limit on open files is raised to the hard one at start, and the log says so.
+command -v prlimit > /dev/null || fail "prlimit (util-linux) is missing"
+: > "$dir/log"
+HTTP_LISTEN=127.0.0.1:0 prlimit --nofile=100:300 "$funcmond" 2> "$dir/log" &
+pid=$!
+for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+soft=$(awk '/^Max open files/ { print $4 }' /proc/$pid/limits)
+kill -TERM $pid
+wait $pid || fail "exit status on SIGTERM under prlimit: $(cat "$dir/log")"
+[ "$soft" = 300 ] || fail "soft limit on open files $soft, not the hard limit 300"
+grep -q "open files: .*300" "$dir/log" || fail "the log does not give the limit on open files: $(cat "$dir/log")"
 echo "test_funcmond_cli: ok"

@@ -5,7 +5,7 @@
 # Usage: test_http.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-needs="curl jq promtool" name=http
+needs="curl jq promtool prlimit" name=http
 . "$(dirname "$0")/funcmond_lib.sh"
 
 # get PATH [curl args...]: the body; the status code goes to $dir/status
@@ -215,5 +215,28 @@ kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 start_funcmond env PROFILING_ENABLED=false METRICS_PATH=/m
 get "/debug/profiles" > /dev/null; expect_status 404 "profiling disabled"
 get "/m" > /dev/null; expect_status 200 "metrics moved"
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+# Out of file descriptors (soft and hard limit 64, so raising the soft limit cannot help):
+# connections past the limit, idle or with one request answered, must not make the HTTP
+# thread spin on a listener it cannot accept from, and a new request is still answered
+# within seconds (idle connections are closed for it, the oldest first).
+start_funcmond prlimit --nofile=64:64 env
+conns=()
+for i in $(seq 150); do
+    exec {c}<>/dev/tcp/127.0.0.1/$port || fail "connection $i refused"
+    [ $((i % 2)) = 0 ] && printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' >&$c
+    conns+=($c)
+done
+sleep 0.5
+cpu() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/$fpid/stat; }
+t0=$(cpu)
+sleep 2
+t1=$(cpu)
+tick=$(getconf CLK_TCK)
+# A spinning thread takes 2 s x tick; half of that is the (very loose) bound.
+[ $((t1 - t0)) -lt "$tick" ] || fail "funcmond used $((t1 - t0)) of $((2 * tick)) clock ticks in 2 s with its fds used up: spinning"
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/metrics")
+[ "$code" = 200 ] || fail "with its fds used up by $((${#conns[@]})) connections, funcmond answered '$code' (curl: 5 s), not 200"
+for c in "${conns[@]}"; do exec {c}>&-; done
 kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 echo "test_http: ok"
