@@ -100,6 +100,7 @@ static const struct key keys[] = {
     STR_KEY(SEC_METRICS, "SKIP_PATHS", metrics_skip_paths, NULL),
     STR_KEY(SEC_HTTP, "LISTEN", http_listen, rule_listen),
     STR_KEY(SEC_HTTP, "AUTH_TOKEN", auth_token, rule_token),
+    BOOL_KEY(SEC_HTTP, "HTTP2", http2),
     STR_KEY(SEC_SIDECAR, "SHM_PREFIX", shm_prefix, rule_shm_prefix),
     STR_KEY(SEC_SIDECAR, "SHM_DIR", shm_dir, rule_not_empty),
     U32_KEY(SEC_SIDECAR, "DRAIN_INTERVAL_MS", drain_interval_ms, 1, 10000),
@@ -1159,6 +1160,7 @@ funcmond_config_defaults(struct funcmond_config *cfg)
     snprintf(cfg->metrics_path, sizeof(cfg->metrics_path), "%s", "/metrics");
     snprintf(cfg->metrics_skip_paths, sizeof(cfg->metrics_skip_paths), "%s", "/swagger/*;/metrics;/debug/*");
     snprintf(cfg->http_listen, sizeof(cfg->http_listen), "%s", "127.0.0.1:10000");
+    cfg->http2 = 0; /* HTTP/1.1 is what its clients speak: no cleartext HTTP/2 unless asked */
     snprintf(cfg->shm_prefix, sizeof(cfg->shm_prefix), "%s", "funcmon");
     snprintf(cfg->shm_dir, sizeof(cfg->shm_dir), "%s", "/dev/shm");
     cfg->drain_interval_ms = 10;

@@ -26,6 +26,7 @@ struct funcmond_config {
     /* HTTP */
     char http_listen[256]; /* HTTP.LISTEN, default "127.0.0.1:10000": host:port, [v6]:port */
     char auth_token[256];  /* HTTP.AUTH_TOKEN, default "" (no auth) */
+    int http2;             /* HTTP.HTTP2, default 0: HTTP/1.1 only; 1 also cleartext HTTP/2 (prior knowledge, h2c) */
     /* SIDECAR */
     char shm_prefix[65];                           /* SIDECAR.SHM_PREFIX, default "funcmon"; no '/' */
     char shm_dir[FUNCMOND_PATH_MAX];               /* SIDECAR.SHM_DIR, default "/dev/shm": where POSIX shm objects live */

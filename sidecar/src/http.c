@@ -7,7 +7,14 @@
  * Answers that take time (a CPU profile for N seconds, a trim every client must answer)
  * are started from the request, finished on another thread, and handed back to the loop
  * as h2o messages, so no request blocks another. A request whose client went away before
- * its answer was ready is dropped then, never touched after h2o freed it.
+ * its answer was ready is dropped then, never touched after h2o freed it; a CPU profile
+ * whose client closed its connection is stopped within a sweep (h2o does not read a
+ * connection whose answer is pending, so the socket itself is watched).
+ *
+ * Connections are accepted here, not by h2o, and kept in order of last activity: when file
+ * descriptors run out, the listener is left unread for a moment (it stays readable, so
+ * retrying at once would spin) and the connections idle longest are shut down, so that a
+ * new request is still answered.
  *
  * Paths are matched on the raw request path, percent-decoded without normalisation: a
  * function name may contain '/', '%2F' or '..' and those are data, not navigation.
@@ -19,6 +26,9 @@
 #include <fcntl.h>
 #include <h2o.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +58,32 @@ struct funcmond_http {
     struct funcmond_reader *reader;
     int cpu_profiles; /* running now: one at a time (HTTP thread only) */
     int trims;        /* POST gc waiting for answers: one at a time (HTTP thread only) */
+    /* HTTP thread only from here */
+    h2o_linklist_t conns;    /* struct conn, least recently active first */
+    h2o_linklist_t cpu_jobs; /* struct job of the CPU profiles running, to see their clients leave */
+    int paused;              /* the listener is not read: out of file descriptors */
+    uint64_t resume_at_ms;   /* then, when to read it again (loop clock) */
+    uint64_t next_sweep_ms;
+    uint64_t next_fd_warning_ms;
+    uint64_t fd_failures; /* accepts refused for want of a descriptor, since the last warning */
 };
+
+/* One accepted connection. When descriptors run out, the connections that moved no bytes
+ * for longest are closed first so that a new request can be accepted; activity is seen by
+ * the sweep (every SWEEP_MS) from the socket's byte counters. */
+struct conn {
+    h2o_linklist_t link; /* in conns */
+    h2o_socket_t *sock;
+    int fd;
+    int shut; /* shut down by us: h2o closes it on its next read or write */
+    size_t seen_read, seen_written;
+};
+
+#define SWEEP_MS 100          /* how often connections and CPU profiles' clients are looked at */
+#define ACCEPTS_PER_WAKEUP 16 /* a backlog drains without starving the other sockets */
+#define CLOSE_PER_SHORTAGE 32 /* idle connections closed each time descriptors run out */
+#define PAUSE_FREED_MS 10     /* listener pause when connections were closed: until h2o has closed them */
+#define PAUSE_NONE_MS 250     /* when none could be: no spinning on a listener that cannot be served */
 
 struct handler {
     h2o_handler_t super;
@@ -835,6 +870,9 @@ struct job {
     int cancel;   /* read by the profiling thread */
     int msgpack;
     /* CPU profile */
+    h2o_linklist_t running; /* in h->cpu_jobs until finished */
+    int fd;                 /* the client's socket, watched for its closing; -1 if unknown */
+    int client_left;        /* seen closed while the profile ran */
     int32_t pid;
     int seconds;
     int status;
@@ -858,10 +896,13 @@ job_unref(struct job *j)
 static void
 job_finished(struct job *j)
 {
-    if (j->kind == JOB_CPU)
+    if (j->kind == JOB_CPU) {
         j->h->cpu_profiles--;
-    else
+        if (h2o_linklist_is_linked(&j->running))
+            h2o_linklist_unlink(&j->running);
+    } else {
         j->h->trims--;
+    }
 }
 
 /* The request's pool is being freed (answered, or the client is gone). */
@@ -968,6 +1009,10 @@ on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
         if (!j->orphaned) {
             if (j->kind == JOB_TRIM) {
                 answer_trim(j);
+            } else if (j->client_left) {
+                /* Nobody reads it: writing makes h2o see the closed socket and free the
+                 * connection, which it does not notice while a response is pending. */
+                send_error(j->req, 503, "the client went away", NULL, NULL);
             } else if (j->status != 0) {
                 send_error(j->req, j->status == -ESRCH ? 404 : 503, j->err, NULL, NULL);
             } else {
@@ -1055,6 +1100,12 @@ get_cpu_profile(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
         return send_error(req, 503, "cannot start a profiling thread", NULL, NULL);
     }
     h->cpu_profiles++;
+    /* h2o does not read a connection while its response is pending, so it would not see
+     * the client leave before the profile ends (up to an hour): the sweep watches the
+     * socket instead. */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    j->fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    h2o_linklist_insert(&h->cpu_jobs, &j->running);
     return 0;
 }
 
@@ -1257,15 +1308,124 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- server ---- */
 
+/* h2o closed the socket (its connection is done): forget it. */
+static void
+on_conn_closed(void *arg)
+{
+    struct conn *c = arg;
+    h2o_linklist_unlink(&c->link);
+    free(c);
+}
+
+/* Whether a running CPU profile answers on this descriptor: its connection is not idle. */
+static int
+serves_cpu_profile(struct funcmond_http *h, int fd)
+{
+    for (h2o_linklist_t *l = h->cpu_jobs.next; l != &h->cpu_jobs; l = l->next) {
+        const struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, running, l);
+        if (!j->orphaned && j->fd == fd)
+            return 1;
+    }
+    return 0;
+}
+
+/* Out of descriptors: stop reading the listener (it stays readable, and accepting again
+ * at once would only spin), and shut down the connections idle longest so that h2o closes
+ * them and the next accept succeeds. shutdown() rather than close(): h2o owns the socket
+ * and closes it itself when its read or write fails. */
+static void
+out_of_fds(struct funcmond_http *h, int err)
+{
+    unsigned closed = 0;
+    for (h2o_linklist_t *l = h->conns.next; l != &h->conns && closed < CLOSE_PER_SHORTAGE; l = l->next) {
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
+        if (c->shut || serves_cpu_profile(h, c->fd))
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->shut = 1;
+        closed++;
+    }
+    uint64_t now = h2o_now(h->loop);
+    h2o_socket_read_stop(h->listener);
+    h->paused = 1;
+    h->resume_at_ms = now + (closed > 0 ? PAUSE_FREED_MS : PAUSE_NONE_MS);
+    h->fd_failures++;
+    if (now >= h->next_fd_warning_ms) { /* at most one line every 10 s */
+        LOG_WARN("HTTP: out of file descriptors (%s, %llu accepts refused): closed %u idle connections, not accepting for %u ms",
+                 strerror(err), (unsigned long long)h->fd_failures, closed, closed > 0 ? PAUSE_FREED_MS : PAUSE_NONE_MS);
+        h->next_fd_warning_ms = now + 10000;
+        h->fd_failures = 0;
+    }
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
     struct funcmond_http *h = listener->data;
     if (err != NULL)
         return;
-    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock != NULL)
-        h2o_accept(&h->accept_ctx, sock);
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_fds(h, errno);
+            return; /* EAGAIN: the backlog is empty; anything else concerns that one connection */
+        }
+        struct conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->fd = fd;
+        c->sock = h2o_evloop_socket_create(h->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
+        c->sock->on_close.cb = on_conn_closed;
+        c->sock->on_close.data = c;
+        h2o_linklist_insert(&h->conns, &c->link); /* the newest is the most recently active */
+        h2o_accept(&h->accept_ctx, c->sock);
+    }
+}
+
+/* Every SWEEP_MS on the HTTP thread: connections that moved bytes go to the end of the
+ * list (the head is then the one idle longest); a CPU profile whose client closed its
+ * connection is cancelled; a paused listener is read again when its pause is over. */
+static void
+sweep(struct funcmond_http *h)
+{
+    uint64_t now = h2o_now(h->loop);
+    if (h->paused && now >= h->resume_at_ms) {
+        h->paused = 0;
+        h2o_socket_read_start(h->listener, on_accept);
+    }
+    if (now < h->next_sweep_ms)
+        return;
+    h->next_sweep_ms = now + SWEEP_MS;
+    h2o_linklist_t active;
+    h2o_linklist_init_anchor(&active);
+    for (h2o_linklist_t *l = h->conns.next, *next; l != &h->conns; l = next) {
+        next = l->next;
+        struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
+        if (c->sock->bytes_read != c->seen_read || c->sock->bytes_written != c->seen_written) {
+            c->seen_read = c->sock->bytes_read;
+            c->seen_written = c->sock->bytes_written;
+            h2o_linklist_unlink(&c->link);
+            h2o_linklist_insert(&active, &c->link);
+        }
+    }
+    h2o_linklist_insert_list(&h->conns, &active);
+    for (h2o_linklist_t *l = h->cpu_jobs.next; l != &h->cpu_jobs; l = l->next) {
+        struct job *j = H2O_STRUCT_FROM_MEMBER(struct job, running, l);
+        if (j->orphaned || j->client_left || j->fd < 0)
+            continue;
+        /* The peer's FIN (POLLRDHUP) or a reset; pipelined bytes (POLLIN alone) are not a leave. */
+        struct pollfd p = {.fd = j->fd, .events = POLLRDHUP};
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            j->client_left = 1;
+            __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE);
+            LOG_INFO("CPU profile of pid %d: its client went away; stopping it", (int)j->pid);
+        }
+    }
 }
 
 static void *
@@ -1275,8 +1435,10 @@ server_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* SIGTERM is the drain thread's */
-    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE))
-        h2o_evloop_run(h->loop, 100);
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+        h2o_evloop_run(h->loop, h->paused ? PAUSE_FREED_MS : SWEEP_MS);
+        sweep(h);
+    }
     /* Stop listening and let the loop close what it can before the context goes. */
     h2o_socket_read_stop(h->listener);
     h2o_socket_close(h->listener);
@@ -1285,9 +1447,23 @@ server_main(void *arg)
     return NULL;
 }
 
-/* "host:port" or "[v6]:port" into a listening socket. */
+/* Whether a bound address is reachable from this host only: 127.0.0.0/8, ::1, or
+ * 127.0.0.0/8 mapped into IPv6. */
 static int
-listen_on(const char *spec, int *port, char *err, size_t errlen)
+is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* "host:port" or "[v6]:port" into a listening socket; *loopback tells whether only this
+ * host can reach it. */
+static int
+listen_on(const char *spec, int *port, int *loopback, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -1326,7 +1502,9 @@ listen_on(const char *spec, int *port, char *err, size_t errlen)
         return snprintf(err, errlen, "HTTP.LISTEN '%.200s': %s", spec, strerror(e ? e : EADDRNOTAVAIL)), -(e ? e : EADDRNOTAVAIL);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
     getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *loopback = is_loopback(&ss);
     *port =
         ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return fd;
@@ -1345,7 +1523,8 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
-    h->fd = listen_on(d->cfg.http_listen, &h->port, err, errlen);
+    int loopback = 0;
+    h->fd = listen_on(d->cfg.http_listen, &h->port, &loopback, err, errlen);
     if (h->fd < 0) {
         int ret = h->fd;
         free(h);
@@ -1354,6 +1533,10 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h2o_config_init(&h->config);
     /* No endpoint takes a body: refuse any (413) before h2o buffers it. */
     h->config.max_request_entity_size = 4096;
+    /* h2o answers cleartext HTTP/2 (the "PRI *" preface and Upgrade: h2c) only through this
+     * switch. Its clients speak HTTP/1.1, and the packaged h2o's HTTP/2 code has none of the
+     * later fixes (rapid reset and the like): off unless HTTP.HTTP2 asks for it. */
+    h->config.http1.upgrade_to_http2 = d->cfg.http2;
     h2o_hostconf_t *host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     struct handler *handler = (struct handler *)h2o_create_handler(pathconf, sizeof(*handler));
@@ -1364,6 +1547,8 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h2o_multithread_register_receiver(h->ctx.queue, &h->receiver, on_messages);
     h->accept_ctx.ctx = &h->ctx;
     h->accept_ctx.hosts = h->config.hosts;
+    h2o_linklist_init_anchor(&h->conns);
+    h2o_linklist_init_anchor(&h->cpu_jobs);
     h->listener = h2o_evloop_socket_create(h->loop, h->fd, H2O_SOCKET_FLAG_DONT_READ);
     h->listener->data = h;
     h2o_socket_read_start(h->listener, on_accept);
@@ -1378,6 +1563,12 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     LOG_INFO("serving HTTP on %s (port %d): %s/*%s%s", d->cfg.http_listen, h->port,
              d->cfg.profiling_enabled ? d->cfg.profiling_path : "(debug endpoints off)", d->cfg.metrics_enabled ? ", " : "",
              d->cfg.metrics_enabled ? d->cfg.metrics_path : "");
+    /* The metrics are public by design; the debug endpoints show names, stacks and memory
+     * of the services and start CPU profiles and trims: open to a network, say so. */
+    if (!loopback && d->cfg.profiling_enabled && d->cfg.auth_token[0] == '\0')
+        LOG_WARN("HTTP.LISTEN %s is not a loopback address and HTTP.AUTH_TOKEN is empty: anyone who can reach it can "
+                 "use %s/*; set HTTP.AUTH_TOKEN",
+                 d->cfg.http_listen, d->cfg.profiling_path);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "http.h"
 #include "log.h"
@@ -45,6 +46,24 @@ usage(FILE *out)
           "clean stop, 1 on a runtime failure or when another funcmond runs with the same SIDECAR.SHM_PREFIX,\n"
           "2 on a bad command line or configuration.\n",
           out);
+}
+
+/* Every HTTP connection and every client costs descriptors, and the soft limit (often
+ * 1024) is far below what the hard limit allows: take the hard limit, and say what it is. */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return;
+    rlim_t was = r.rlim_cur;
+    r.rlim_cur = r.rlim_max;
+    if (was != r.rlim_max && setrlimit(RLIMIT_NOFILE, &r) != 0) {
+        LOG_WARN("open files: cannot raise the limit from %llu to %llu: %s", (unsigned long long)was,
+                 (unsigned long long)r.rlim_max, strerror(errno));
+        return;
+    }
+    LOG_INFO("open files: limit %llu%s", (unsigned long long)r.rlim_cur, was != r.rlim_max ? " (raised to the hard limit)" : "");
 }
 
 int
@@ -114,6 +133,7 @@ main(int argc, char **argv)
         free(d);
         return 1;
     }
+    raise_fd_limit();
     int loaded = 0;
     if (funcmond_agg_init(&d->agg, &d->cfg) != 0 || (loaded = funcmond_snapshot_load(d)) == -ENOMEM) {
         LOG_ERROR("out of memory");

@@ -1641,7 +1641,8 @@ funcmond_pprof_cpu(pid_t pid, int seconds, int hz, const volatile int *cancel, u
 
     next_scan = start + SCAN_INTERVAL_NS;
     while (live > 0) {
-        if (cancel != NULL && *cancel) {
+        /* set by another thread (the HTTP thread, when the client leaves) */
+        if (cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
             rc = -ECANCELED;
             snprintf(err, errlen, "cancelled");
             goto out;

@@ -179,6 +179,10 @@ def cmd_compose(resolved, docker_dir):
     host, _, port = listen.rpartition(":")
     if host not in ("0.0.0.0", "[::]", ""):
         errs.append(f"funcmond: HTTP_LISTEN {listen!r} is not reachable from the prometheus container")
+    # On every interface the debug endpoints need a token (the metrics Prometheus scrapes
+    # never do); in the resolved file it is the value of the variable it comes from.
+    if not env_of(fmd).get("HTTP_AUTH_TOKEN"):
+        errs.append("funcmond: listens on every interface with no HTTP_AUTH_TOKEN: /debug is open to the network")
     pm = mounts_of(prom)
     conf_arg = [a for a in prom.get("command") or [] if a.startswith("--config.file=")]
     conf_in = conf_arg[0].split("=", 1)[1] if conf_arg else "/etc/prometheus/prometheus.yml"
@@ -275,6 +279,14 @@ def cmd_kubernetes(path):
     host, _, port = listen.rpartition(":")
     if host not in ("0.0.0.0", "[::]", ""):
         errs.append(f"funcmond: HTTP_LISTEN {listen} is not reachable from outside the pod")
+    # Reachable from outside the pod: the debug endpoints need a token, from a Secret that
+    # must exist (an optional reference starts funcmond without one).
+    token = [e for e in sidecar.get("env") or [] if e["name"] == "HTTP_AUTH_TOKEN"]
+    ref = ((token[0].get("valueFrom") or {}).get("secretKeyRef") or {}) if token else {}
+    if not ref.get("name") or not ref.get("key"):
+        errs.append("funcmond: HTTP_AUTH_TOKEN does not come from a Secret (valueFrom.secretKeyRef)")
+    elif ref.get("optional"):
+        errs.append(f"funcmond: the Secret {ref['name']} of HTTP_AUTH_TOKEN is optional: without it /debug is open")
     ports = {str(p["containerPort"]): p.get("name") for p in sidecar.get("ports") or []}
     if port not in ports:
         errs.append(f"funcmond: port {port} of HTTP_LISTEN is not a containerPort ({list(ports)})")

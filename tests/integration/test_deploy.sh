@@ -1,13 +1,14 @@
 #!/bin/bash
 # The deployment files under docker/ against the tools that read them and against a real
 # funcmond: the compose file resolves (docker-compose config) and wires the containers
-# together, Prometheus accepts its config and rules and the rule unit tests pass, the
-# Kubernetes pod shares /dev/shm and its processes, the Dockerfiles build with the
-# Makefile's target and run as a non-root user with every library their binaries link, the
-# images' healthcheck tells a serving funcmond from a dead one, and every metric the
-# dashboard and the alerts name is one funcmond serves. Last, a real Prometheus scrapes a
-# real funcmond: every dashboard query returns data, and each alert of alerts.yml goes
-# pending for exactly the function that breaks its threshold.
+# together, funcmond's debug endpoints get a token (Kubernetes: from a Secret), Prometheus
+# accepts its config and rules and the rule unit tests pass, the Kubernetes pod shares
+# /dev/shm and its processes, the Dockerfiles build with the Makefile's target and run as a
+# non-root user with every library their binaries link, the images' healthcheck tells a
+# serving funcmond from a dead one, and every metric the dashboard and the alerts name is
+# one funcmond serves. Last, a real Prometheus scrapes a real funcmond: every dashboard
+# query returns data, and each alert of alerts.yml goes pending for exactly the function
+# that breaks its threshold.
 # Usage: test_deploy.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$(readlink -f "$1") client=$(readlink -f "$2")
@@ -46,7 +47,11 @@ YML
 start_prometheus
 
 # --- The compose file: valid for Debian's docker-compose, and wired together.
-docker-compose -f "$docker/compose.yml" config > "$dir/compose.yml" 2> "$dir/compose.err" ||
+# funcmond's token comes from the environment of `docker-compose up`, and nothing starts
+# without one.
+env -u FUNCMOND_AUTH_TOKEN docker-compose -f "$docker/compose.yml" config > /dev/null 2> "$dir/compose.err" &&
+    fail "docker-compose config accepts the file without FUNCMOND_AUTH_TOKEN"
+FUNCMOND_AUTH_TOKEN=deploy-test-token docker-compose -f "$docker/compose.yml" config > "$dir/compose.yml" 2> "$dir/compose.err" ||
     fail "docker-compose config: $(cat "$dir/compose.err")"
 check compose "$dir/compose.yml" "$docker" > "$dir/out" || fail "compose.yml: $(cat "$dir/out")"
 

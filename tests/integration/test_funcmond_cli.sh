@@ -5,11 +5,13 @@
 # state or config file that is not a regular file is refused at once, never waited on or
 # moved; the state file's temporary is never written through a symlink; a hostile state
 # file cannot make funcmond allocate more than a bounded amount. One funcmond per prefix:
-# a second one refuses to start and leaves the first (and its clients) alone.
+# a second one refuses to start and leaves the first (and its clients) alone. Debug
+# endpoints open to the network without a token are warned about; the soft limit on open
+# files is raised to the hard one.
 # Usage: test_funcmond_cli.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-for tool in curl jq timeout mkfifo; do
+for tool in curl jq timeout mkfifo prlimit; do
     command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed" >&2; exit 77; }
 done
 dir=$(mktemp -d)
@@ -210,4 +212,32 @@ kill -TERM $first
 wait $first; rc=$?
 [ "$rc" -eq 0 ] || fail "first funcmond: exit $rc: $(cat "$dir/first.log")"
 [ ! -e "$ann" ] || fail "announcement left behind after the stop"
+# HTTP.LISTEN off loopback without HTTP.AUTH_TOKEN leaves the debug endpoints open to the
+# network: a warning says so at start. None on loopback, none with a token.
+# start_log ENV...: funcmond started with ENV, its log once serving, then stopped.
+start_log() {
+    : > "$dir/log" # before the start: the wait below must not read the last run's lines
+    env "$@" "$funcmond" 2> "$dir/log" &
+    pid=$!
+    for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+    kill -TERM $pid
+    wait $pid || fail "$*: exit status on SIGTERM: $(cat "$dir/log")"
+    grep -q "serving HTTP" "$dir/log" || fail "$*: not serving: $(cat "$dir/log")"
+}
+start_log HTTP_LISTEN=0.0.0.0:0
+grep "warn" "$dir/log" | grep -q "HTTP.AUTH_TOKEN" || fail "no warning on 0.0.0.0 without a token: $(cat "$dir/log")"
+start_log HTTP_LISTEN=127.0.0.1:0
+grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning on 127.0.0.1: $(cat "$dir/log")"
+start_log HTTP_LISTEN=0.0.0.0:0 HTTP_AUTH_TOKEN=s3cret
+grep -q "AUTH_TOKEN" "$dir/log" && fail "a token warning with a token set: $(cat "$dir/log")"
+# The soft limit on open files is raised to the hard one at start, and the log says so.
+: > "$dir/log"
+HTTP_LISTEN=127.0.0.1:0 prlimit --nofile=100:300 "$funcmond" 2> "$dir/log" &
+pid=$!
+for i in $(seq 50); do grep -q "watching" "$dir/log" && break; sleep 0.1; done
+soft=$(awk '/^Max open files/ { print $4 }' /proc/$pid/limits)
+kill -TERM $pid
+wait $pid || fail "exit status on SIGTERM under prlimit: $(cat "$dir/log")"
+[ "$soft" = 300 ] || fail "soft limit on open files $soft, not the hard limit 300"
+grep -q "open files: .*300" "$dir/log" || fail "the log does not give the limit on open files: $(cat "$dir/log")"
 echo "test_funcmond_cli: ok"

@@ -5,7 +5,7 @@
 # Usage: test_http.sh FUNCMOND E2E_CLIENT
 set -u
 funcmond=$1 client=$2
-needs="curl jq promtool" name=http
+needs="curl jq promtool prlimit" name=http
 . "$(dirname "$0")/funcmond_lib.sh"
 
 # get PATH [curl args...]: the body; the status code goes to $dir/status
@@ -18,6 +18,12 @@ status() { cat "$dir/status"; }
 expect_status() { [ "$(status)" = "$1" ] || fail "$2: status $(status), expected $1: $(cat "$dir/body")"; }
 
 start_funcmond env
+# HTTP/1.1 only unless HTTP.HTTP2 asks for more: a prior-knowledge HTTP/2 connection gets no
+# HTTP/2 answer, and an h2c upgrade request is answered over HTTP/1.1.
+v=$(curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w '%{http_version}' "$base/metrics")
+[ "$v" != 2 ] || fail "HTTP/2 with prior knowledge was answered over HTTP/$v"
+v=$(curl -s --http2 --max-time 5 -o /dev/null -w '%{http_version} %{http_code}' "$base/metrics")
+[ "$v" = "1.1 200" ] || fail "h2c upgrade: answered as '$v', expected '1.1 200'"
 # Known work: 2 threads x 50 calls of "work" sleeping 2 ms, every 5th failing, and as many
 # calls of "fast"; odd names; the same name in a second service; a call that stays in flight.
 FUNCMON_SERVICE=svc "$client" 2 50 2000 5 > "$dir/c1" || fail "client"
@@ -144,6 +150,7 @@ expect_status 200 "heap profile"
 [ "$(head -c 2 "$dir/heap.pb.gz" | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "heap profile is not gzip"
 curl -s -o "$dir/cpu.pb.gz" -w '%{http_code}' "$base/debug/pprof/profile?seconds=1&pid=$slow" > "$dir/status"
 case "$(status)" in 200|503) ;; *) fail "cpu profile: $(status) $(cat "$dir/cpu.pb.gz")" ;; esac
+cpu_status=$(status)
 if command -v go >/dev/null; then
     go tool pprof -raw "$dir/heap.pb.gz" > "$dir/heap.txt" 2>&1 || fail "go tool pprof heap: $(cat "$dir/heap.txt")"
     [ "$(status)" = 200 ] && { go tool pprof -raw "$dir/cpu.pb.gz" > "$dir/cpu.txt" 2>&1 || fail "go tool pprof cpu: $(cat "$dir/cpu.txt")"; }
@@ -155,6 +162,33 @@ sleep 0.3
 get "/debug/pprof/profile?seconds=1&pid=$slow" > /dev/null
 case "$(status)" in 503) ;; *) fail "a second concurrent CPU profile: $(status)" ;; esac
 wait $!
+# A CPU profile whose client goes away stops within a second: the slot is free for the next
+# request and funcmond holds no perf event. First the control: while the client waits, the
+# profile does hold perf events.
+perf_fds() { ls -l /proc/$fpid/fd 2>/dev/null | grep -c 'anon_inode:\[perf_event\]'; }
+if [ "$cpu_status" = 200 ]; then
+    curl -s -o /dev/null --max-time 1.5 "$base/debug/pprof/profile?seconds=3600&pid=$slow" &
+    cpid=$!
+    held=0
+    for i in $(seq 10); do
+        held=$(perf_fds)
+        [ "$held" -gt 0 ] && break
+        sleep 0.1
+    done
+    [ "$held" -gt 0 ] || fail "no perf event open while a CPU profile runs"
+    wait $cpid
+    left=$(perf_fds)
+    for i in $(seq 20); do # 2 s after the client left
+        left=$(perf_fds)
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    [ "$left" = 0 ] || fail "$left perf event(s) still open 2 s after the profile's client left (held $held)"
+    get "/debug/pprof/profile?seconds=1&pid=$slow" > /dev/null
+    expect_status 200 "a CPU profile after an abandoned one"
+else
+    echo "note: CPU profiles answer $cpu_status here: the abandoned-profile check is skipped"
+fi
 # No endpoint takes a body: refused before it is read.
 head -c 100000 /dev/zero > "$dir/big"
 get "/debug/gc" -X POST --data-binary @"$dir/big" > /dev/null; expect_status 413 "a request body"
@@ -168,7 +202,9 @@ exec 3>&-
 [ ! -e "/dev/shm/$prefix-sidecar" ] || fail "the sidecar's announcement was left behind"
 
 # Authentication: everything but /metrics wants the token.
-start_funcmond env HTTP_AUTH_TOKEN=s3cret
+start_funcmond env HTTP_AUTH_TOKEN=s3cret HTTP_HTTP2=true
+v=$(curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w '%{http_version}' "$base/metrics")
+[ "$v" = 2 ] || fail "HTTP.HTTP2=true: prior knowledge answered over HTTP/$v, not HTTP/2"
 get "/debug/profiles" > /dev/null; expect_status 401 "no token"
 get "/debug/profiles" -H "Authorization: Bearer wrong" > /dev/null; expect_status 401 "wrong token"
 get "/debug/profiles" -H "Authorization: Bearer s3cret" > /dev/null; expect_status 200 "token"
@@ -179,5 +215,28 @@ kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 start_funcmond env PROFILING_ENABLED=false METRICS_PATH=/m
 get "/debug/profiles" > /dev/null; expect_status 404 "profiling disabled"
 get "/m" > /dev/null; expect_status 200 "metrics moved"
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+# Out of file descriptors (soft and hard limit 64, so raising the soft limit cannot help):
+# connections past the limit, idle or with one request answered, must not make the HTTP
+# thread spin on a listener it cannot accept from, and a new request is still answered
+# within seconds (idle connections are closed for it, the oldest first).
+start_funcmond prlimit --nofile=64:64 env
+conns=()
+for i in $(seq 150); do
+    exec {c}<>/dev/tcp/127.0.0.1/$port || fail "connection $i refused"
+    [ $((i % 2)) = 0 ] && printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' >&$c
+    conns+=($c)
+done
+sleep 0.5
+cpu() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' /proc/$fpid/stat; }
+t0=$(cpu)
+sleep 2
+t1=$(cpu)
+tick=$(getconf CLK_TCK)
+# A spinning thread takes 2 s x tick; half of that is the (very loose) bound.
+[ $((t1 - t0)) -lt "$tick" ] || fail "funcmond used $((t1 - t0)) of $((2 * tick)) clock ticks in 2 s with its fds used up: spinning"
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/metrics")
+[ "$code" = 200 ] || fail "with its fds used up by $((${#conns[@]})) connections, funcmond answered '$code' (curl: 5 s), not 200"
+for c in "${conns[@]}"; do exec {c}>&-; done
 kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 echo "test_http: ok"

@@ -182,6 +182,7 @@ check_defaults(const struct funcmond_config *c)
     CHECK_STREQ(c->metrics_skip_paths, "/swagger/*;/metrics;/debug/*");
     CHECK_STREQ(c->http_listen, "127.0.0.1:10000");
     CHECK_STREQ(c->auth_token, "");
+    CHECK_EQ(c->http2, 0);
     CHECK_STREQ(c->shm_prefix, "funcmon");
     CHECK_STREQ(c->shm_dir, "/dev/shm");
     CHECK_EQ(c->drain_interval_ms, 10);
@@ -211,6 +212,7 @@ full_expected(struct funcmond_config *c)
     strcpy(c->metrics_skip_paths, "/health;/ready/*");
     strcpy(c->http_listen, "[::1]:9100");
     strcpy(c->auth_token, "s3cret");
+    c->http2 = 1;
     strcpy(c->shm_prefix, "fmtest");
     strcpy(c->shm_dir, "/run/shm");
     c->drain_interval_ms = 25;
@@ -237,6 +239,7 @@ static const char FULL_BLOCK[] = "# every key, none at its default\n"
                                  "HTTP:\n"
                                  "  LISTEN: \"[::1]:9100\"\n"
                                  "  AUTH_TOKEN: s3cret   # a comment after a value\n"
+                                 "  HTTP2: true\n"
                                  "SIDECAR:\n"
                                  "  SHM_PREFIX: fmtest\n"
                                  "  SHM_DIR: /run/shm\n"
@@ -256,7 +259,7 @@ static const char FULL_BLOCK[] = "# every key, none at its default\n"
 static const char FULL_FLOW[] =
     "PROFILING: {ENABLED: Off, PATH: \"/prof\", CPU_PROFILE_DURATION: 45, MEMORY_PROFILE_INTERVAL: 120}\n"
     "METRICS:   {ENABLED: FALSE, PATH: /m, SKIP_PATHS: \"/health;/ready/*\"}\n"
-    "HTTP:      {LISTEN: \"[::1]:9100\", AUTH_TOKEN: \"s3cret\"}\n"
+    "HTTP:      {LISTEN: \"[::1]:9100\", AUTH_TOKEN: \"s3cret\", HTTP2: on}\n"
     "SIDECAR:   {SHM_PREFIX: fmtest, SHM_DIR: /run/shm, DRAIN_INTERVAL_MS: 25,\n"
     "            STATE_FILE: /var/lib/funcmond/state.msgpack, STATE_INTERVAL_S: 9, MAX_FUNCTIONS: 500,\n"
     "            EXITED_RETENTION_S: 0, RESCAN_INTERVAL_S: 2, ALLOW_OTHER_UIDS: YES,\n"
@@ -400,6 +403,8 @@ test_booleans(void)
         snprintf(shown, sizeof(shown), "\"%s\" is not a boolean", bad[i]);
         snprintf(text, sizeof(text), "SIDECAR:\n  ALLOW_OTHER_UIDS: '%s'\n", bad[i]);
         FILE_ERROR(text, "SIDECAR.ALLOW_OTHER_UIDS", shown, "(line 2)");
+        snprintf(var, sizeof(var), "HTTP_HTTP2=%s", bad[i]);
+        ENV_ERROR(NULL, ENV(var), "HTTP_HTTP2", shown);
         snprintf(var, sizeof(var), "METRICS_ENABLED=%s", bad[i]);
         ENV_ERROR(NULL, ENV(var), "METRICS_ENABLED", shown);
     }
@@ -881,7 +886,8 @@ test_print(void)
     funcmond_config_defaults(&c);
     ROUND_TRIP(&c, "PROFILING:\n  ENABLED: true\n  PATH: \"/debug\"\n", "  DRAIN_INTERVAL_MS: 10\n",
                "  DURATION_BUCKETS: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]\n",
-               "  MEMORY_BUCKETS: [1024, 10240, 102400, 1048576, 10485760, 104857600]\n", "  AUTH_TOKEN: \"\"\n");
+               "  MEMORY_BUCKETS: [1024, 10240, 102400, 1048576, 10485760, 104857600]\n", "  AUTH_TOKEN: \"\"\n",
+               "  HTTP2: false\n");
     full_expected(&c);
     ROUND_TRIP(&c, "  ENABLED: false\n", "  LISTEN: \"[::1]:9100\"\n", "  MEMORY_BUCKETS: [512, 4096, 1000000]\n");
 
