@@ -8,14 +8,20 @@
  * at again on every tick for up to 10 seconds.
  *
  * A segment is untrusted input. It is attached only if it is a regular file owned by our
- * user (unless SIDECAR.ALLOW_OTHER_UIDS), passes funcmon_validate_segment, and its pid
- * matches its name. Anything else is rejected once, counted and logged with the reason,
- * and not looked at again unless the file is replaced.
+ * user (unless SIDECAR.ALLOW_OTHER_UIDS; both seen by lstat before anything is opened),
+ * passes funcmon_validate_segment, and its pid matches its name. Anything else is
+ * rejected once, counted and logged with the reason (at a bounded rate), and not looked
+ * at again unless the file is replaced.
+ *
+ * No client is lost for want of a resource: a segment that finds every SIGBUS guard entry
+ * taken (after the process that ended longest ago was let go), or no fd or memory, waits
+ * untouched and is looked at again at every tick until it is attached.
  *
  * When a client exits (pidfd, or /proc start time where pidfds are unavailable, so a
  * reused pid is not mistaken for the same process) or shuts funcmon down, its segment is
  * drained to the last record and the process stays listed for EXITED_RETENTION_S; then
- * the segment is unmapped and unlinked, unless the name now belongs to a newer file.
+ * the segment is unmapped and unlinked, unless the name now belongs to a newer file. When
+ * funcmond stops, the segments of ended processes go at once; live clients' stay.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -109,9 +115,9 @@ may_log(struct funcmond *d)
 }
 
 /*
- * Files rejected for good, remembered as a 64-bit hash of (device, inode, change time,
- * name): each is counted and logged once however often a rescan meets it, for 8 bytes. A
- * replaced file (new inode or change time) is looked at afresh. Open addressing, at most
+ * Files rejected for good, remembered as a 64-bit hash of (device, inode, name): each is
+ * counted and logged once however often a rescan meets it, for 8 bytes. A replaced file
+ * (a new inode) is looked at afresh; one rewritten in place is not. Open addressing, at most
  * half full; past SEEN_MAX files, further ones are rejected again at each look (each time
  * counted, the lines still rate-limited).
  */
@@ -142,8 +148,6 @@ seen_key(const char *name, const struct stat *st)
     if (st != NULL) {
         h = mix64(h, (uint64_t)st->st_dev);
         h = mix64(h, (uint64_t)st->st_ino);
-        h = mix64(h, (uint64_t)st->st_ctim.tv_sec);
-        h = mix64(h, (uint64_t)st->st_ctim.tv_nsec);
     }
     return h != 0 ? h : 1;
 }
@@ -587,22 +591,41 @@ funcmond_discovery_inotify(struct funcmond *d, size_t len)
     }
 }
 
+/* Whether a waiting segment could be attached now: a guard entry is free, or one can be
+ * made free by letting go of a process that ended. */
+static int
+room_possible(const struct funcmond *d)
+{
+    if (funcmon_consumer_guard_room() > 0)
+        return 1;
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+            return 1;
+    return 0;
+}
+
 void
 funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now)
 {
     struct funcmond_rejected *r = d->rejected, *next;
+    int room = room_possible(d);
     flush_suppressed(d, now);
     /* try_attach(name) frees or updates only name's own entry, so `next` stays valid. */
     for (; r != NULL; r = next) {
         next = r->next;
-        if (!r->not_ready && !r->waiting)
+        if ((!r->not_ready && !r->waiting) || (r->waiting && !room))
             continue;
         char name[256];
         snprintf(name, sizeof(name), "%s", r->name);
-        if (r->not_ready && now - r->first_seen_mono_ns > PENDING_GIVE_UP_NS)
-            reject(d, name, NULL, "not initialised after 10 s"); /* frees r */
-        else
+        if (r->not_ready && now - r->first_seen_mono_ns > PENDING_GIVE_UP_NS) {
+            char path[FUNCMOND_PATH_MAX + 256];
+            struct stat st;
+            snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, name);
+            /* Remembered as this file, so that rescans leave it alone from now on. */
+            reject(d, name, lstat(path, &st) == 0 ? &st : NULL, "not initialised after 10 s"); /* frees r */
+        } else {
             try_attach(d, name); /* may free r */
+        }
     }
 }
 
