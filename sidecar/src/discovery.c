@@ -371,7 +371,9 @@ make_room(struct funcmond *d)
         struct funcmond_process *p = *pp;
         if (p->detaching && p->ops_inflight > 0)
             return 0; /* one is on its way out already: its entry comes back shortly */
-        if (p->state != FUNCMOND_PROC_LIVE && !p->detaching && (oldest == NULL || p->ended_mono_ns < (*oldest)->ended_mono_ns))
+        /* One with a control request pending is answered (as timed out) at the next tick first. */
+        if (p->state != FUNCMOND_PROC_LIVE && !p->detaching && !p->ctl.active &&
+            (oldest == NULL || p->ended_mono_ns < (*oldest)->ended_mono_ns))
             oldest = pp;
     }
     if (oldest == NULL)
