@@ -32,11 +32,12 @@
 
 /*
  * A client can shrink its segment file after we mapped it; touching the lost pages would
- * raise SIGBUS and kill the reader. Every consumer's mapping is registered here, and a
+ * raise SIGBUS and kill the reader. Every consumer's mapping is registered here before
+ * its first byte is read (a table full means no attach, not an unguarded one), and a
  * SIGBUS inside one replaces that whole mapping with zero pages and marks it faulted: the
  * faulting read is retried on zeros (which fail every check), and the owner of the
  * consumer sees funcmon_consumer_faulted() and lets the segment go. A SIGBUS anywhere else
- * gets the previous disposition.
+ * gets the previous disposition. The table is a fixed array: the handler reads it.
  */
 #define GUARDED_MAX 4096
 
