@@ -20,6 +20,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -239,7 +240,19 @@ funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon
         *why = FUNCMON_VALID;
     if (strlen(name) >= sizeof(c->name))
         return -ENAMETOOLONG;
-    fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    /* The type first, through an O_PATH descriptor (nothing is opened for reading or
+     * writing): a FIFO or device node under the name is refused unopened. */
+    char path[sizeof(c->name) + 16];
+    struct stat pst;
+    snprintf(path, sizeof(path), "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+    fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ret = fstat(fd, &pst) != 0 ? -errno : !S_ISREG(pst.st_mode) ? -EINVAL : 0;
+    close(fd);
+    if (ret != 0)
+        return ret;
+    fd = shm_open(name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) != 0) {
@@ -247,9 +260,9 @@ funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon
         close(fd);
         return ret;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode) || st.st_dev != pst.st_dev || st.st_ino != pst.st_ino) {
         close(fd);
-        return -EINVAL;
+        return -EINVAL; /* replaced between the two looks */
     }
     if (st.st_size < (off_t)sizeof(struct funcmon_shm_header) || (uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
         close(fd);

@@ -10,7 +10,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -384,6 +386,25 @@ drops_bounded(void)
     free(b);
 }
 
+/* A FIFO under a segment's name is refused without being opened. */
+static void
+fifo_unopened(void)
+{
+    char name[64], path[96], buf[512];
+    struct funcmon_consumer c;
+    enum funcmon_invalid why;
+    snprintf(name, sizeof(name), "/fmtest-fifo-%d", (int)getpid());
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    CHECK_GE(in, 0);
+    CHECK_GE(inotify_add_watch(in, path, IN_OPEN), 0);
+    CHECK_EQ(funcmon_consumer_open(&c, name, &why), -EINVAL);
+    CHECK_EQ(read(in, buf, sizeof(buf)), -1); /* no event: never opened */
+    close(in);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -393,6 +414,7 @@ main(void)
     shrunk_before_attach();
     guard_full();
     drops_bounded();
+    fifo_unopened();
     printf("test_validate: ok\n");
     return 0;
 }
