@@ -527,7 +527,7 @@ try_attach(struct funcmond *d, const char *name)
      * the one fd it costs; /proc files are opened only while they are read. Without fds
      * the client is still attached, its exit seen by its start time until a pidfd can be
      * had (tried again at every /proc read). */
-    int alive = funcmon_process_start_time(p->pid) == p->proc_start_time;
+    int alive = !funcmond_process_gone(p->pid, p->proc_start_time);
     if (alive) {
         p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
         if (p->pidfd < 0 && out_of_fds(errno)) {
@@ -536,7 +536,7 @@ try_attach(struct funcmond *d, const char *name)
             if (may_log(d))
                 LOG_WARN("%s: no fd to watch its exit (%s); watching its start time until one is free", name, strerror(errno));
         }
-        if (p->pidfd >= 0 && funcmon_process_start_time(p->pid) != p->proc_start_time) {
+        if (p->pidfd >= 0 && funcmond_process_gone(p->pid, p->proc_start_time)) {
             close(p->pidfd); /* the pid was reused between the two looks */
             p->pidfd = -1;
             alive = 0;

@@ -501,6 +501,16 @@ count_fds(int32_t pid)
     return n;
 }
 
+int
+funcmond_process_gone(int32_t pid, uint64_t start_time)
+{
+    uint64_t now = funcmon_process_start_time(pid);
+    if (now != 0)
+        return now != start_time;
+    /* /proc unreadable: gone only when the kernel says so, not for want of an fd. */
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 /* Once a second per live client: its /proc figures, each file opened only while it is
  * read (a client keeps no fd but its pidfd); without a pidfd, its exit. */
 static void
@@ -510,14 +520,14 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
         return;
     if (p->pidfd < 0) {
-        /* Without a pidfd, a start time that changed or vanished means the process is gone. */
-        if (funcmon_process_start_time(p->pid) != p->proc_start_time) {
+        /* Without a pidfd, a start time that changed, or no process, means it is gone. */
+        if (funcmond_process_gone(p->pid, p->proc_start_time)) {
             funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
             return;
         }
         if (p->pidfd_retry) { /* attached while out of fds: watch its exit properly now */
             p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-            if (p->pidfd >= 0 && funcmon_process_start_time(p->pid) != p->proc_start_time) {
+            if (p->pidfd >= 0 && funcmond_process_gone(p->pid, p->proc_start_time)) {
                 close(p->pidfd);
                 p->pidfd = -1;
                 funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);

@@ -245,5 +245,8 @@ int funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job);
 void funcmond_drain_wait_snapshot(struct funcmond *d);
 uint64_t funcmond_mono_ns(void);
 uint64_t funcmond_real_ns(void);
+/* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
+ * when /proc cannot be read for want of an fd. */
+int funcmond_process_gone(int32_t pid, uint64_t start_time);
 
 #endif
