@@ -22,7 +22,8 @@
  *             segments, then of live clients: a new client waits, keeps its segment, and
  *             once room comes back is attached and counted exactly, never as rejected;
  *   fds       live clients cost funcmond at most one long-lived fd each, /proc figures
- *             still read; a client met while funcmond is out of fds is attached later;
+ *             still read; a client met while funcmond is out of fds is attached later,
+ *             one met with a single fd to spare is not taken for exited;
  *   dropped   a client's drop counters that fall or jump past what a ring could drop are
  *             not believed: the counted drops stay at the believable ones;
  *   rejectlog more rejected files than funcmond remembers: each counted and logged once,
@@ -614,6 +615,76 @@ count_fds(void)
     return n - 1; /* the directory's own */
 }
 
+/* This process, funcmond, short of fds: a limit on fd numbers, with every free number
+ * below it filled, so that exactly `spare` more can be opened. */
+struct starve {
+    struct rlimit full;
+    int fillers[256];
+    int n;
+};
+
+static void
+starve_begin(struct starve *st, int spare)
+{
+    int highest = 0;
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir != NULL);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        if (e->d_name[0] != '.' && atoi(e->d_name) > highest)
+            highest = atoi(e->d_name);
+    closedir(dir);
+    st->n = 0;
+    for (;;) { /* the holes below the highest fd */
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK_GE(fd, 0);
+        if (fd > highest) {
+            close(fd);
+            break;
+        }
+        CHECK_LT(st->n, 256);
+        st->fillers[st->n++] = fd;
+    }
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &st->full), 0);
+    struct rlimit low = st->full;
+    low.rlim_cur = (rlim_t)(highest + 1 + spare);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* The premise: exactly `spare` fds can be opened now. */
+    int probe[2] = {-1, -1};
+    for (int k = 0; k <= spare; k++)
+        probe[k] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int k = 0; k <= spare; k++)
+        if (probe[k] >= 0)
+            close(probe[k]);
+    CHECK_EQ(probe[spare], -1);
+    CHECK(spare == 0 || probe[0] >= 0);
+}
+
+static void
+starve_end(struct starve *st)
+{
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &st->full), 0);
+    for (int k = 0; k < st->n; k++)
+        close(st->fillers[k]);
+}
+
+/* Starts e2e_client (argv) as `service` with the full fd limit; stdout to the pipe `fds`. */
+static pid_t
+spawn_full(char **argv, const char *service, const struct rlimit *full, const int fds[2])
+{
+    pid_t c = fork();
+    CHECK_GE(c, 0);
+    if (c == 0) {
+        setrlimit(RLIMIT_NOFILE, full);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("FUNCMON_SHM_PREFIX", prefix, 1);
+        setenv("FUNCMON_SERVICE", service, 1);
+        execv(E2E_CLIENT, argv);
+        _exit(127);
+    }
+    return c;
+}
+
 static int
 case_fds(void)
 {
@@ -651,30 +722,37 @@ case_fds(void)
     CHECK_EQ(wait_procs(&s, N, 0, 10), 0); /* every exit seen */
 
     /* Out of fds when a client appears: it is attached once fds are back, not rejected. */
-    struct rlimit rl, low;
-    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    low = rl;
-    low.rlim_cur = (rlim_t)count_fds();
-    pid_t c = fork();
-    CHECK_GE(c, 0);
-    if (c == 0) {
-        char *argv[] = {"e2e_client", "1", "200", "0", "0", NULL};
-        setenv("FUNCMON_SHM_PREFIX", prefix, 1);
-        setenv("FUNCMON_SERVICE", "starved", 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(E2E_CLIENT, argv);
-        _exit(127);
-    }
-    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0); /* from here funcmond cannot open a file */
-    wait_ok(c);
+    struct starve st;
+    unsigned long long made, failed;
+    int pipefd[2];
+    char *argv1[] = {"e2e_client", "1", "200", "0", "0", NULL};
+    CHECK_EQ(pipe(pipefd), 0);
+    starve_begin(&st, 0);
+    pid_t c = spawn_full(argv1, "starved", &st.full, pipefd);
     usleep(300000);
-    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    starve_end(&st);
+    close(pipefd[1]);
+    read_done(pipefd[0], &made, &failed);
+    wait_ok(c);
     CHECK_EQ(sidecar_wait_calls(&s, "starved", "e2e", "work", 200, 10), 0);
+    /* One fd to spare: enough to map the segment, not to read /proc while the pidfd is
+     * held. The client still runs, and every call it makes is counted. */
+    char *argv2[] = {"e2e_client", "1", "0", "1000", "0", NULL};
+    CHECK_EQ(pipe(pipefd), 0);
+    starve_begin(&st, 1);
+    c = spawn_full(argv2, "scarce", &st.full, pipefd);
+    usleep(500000);
+    starve_end(&st);
+    close(pipefd[1]);
+    usleep(1200000);
+    kill(c, SIGTERM);
+    read_done(pipefd[0], &made, &failed);
+    wait_ok(c);
+    CHECK_EQ(sidecar_wait_calls(&s, "scarce", "e2e", "work", made, 10), 0);
     sidecar_snapshot(&s, &counters, procs, N);
     CHECK_EQ(counters.segments_rejected, 0);
     sidecar_stop(&s);
-    printf("test_sidecar fds: %d fds for %d live clients; a client met without fds counted\n", after - before - N, N);
+    printf("test_sidecar fds: %d fds for %d live clients; clients met without fds counted\n", after - before - N, N);
     return 0;
 }
 
