@@ -15,13 +15,14 @@
  *
  * No client is lost for want of a resource: a segment that finds every SIGBUS guard entry
  * taken (after the process that ended longest ago was let go), or no fd or memory, waits
- * untouched and is looked at again at every tick until it is attached.
+ * untouched and is looked at again at every tick until it is attached. No segment is left
+ * behind either: when funcmond stops, those of ended processes go at once (read to the
+ * end); a live client's stays for the next run, or for the client to remove at its exit.
  *
  * When a client exits (pidfd, or /proc start time where pidfds are unavailable, so a
  * reused pid is not mistaken for the same process) or shuts funcmon down, its segment is
  * drained to the last record and the process stays listed for EXITED_RETENTION_S; then
- * the segment is unmapped and unlinked, unless the name now belongs to a newer file. When
- * funcmond stops, the segments of ended processes go at once; live clients' stay.
+ * the segment is unmapped and unlinked, unless the name now belongs to a newer file.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
