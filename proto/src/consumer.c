@@ -6,8 +6,12 @@
  *  - ring positions: head is re-read at every drain and must be within one capacity of
  *    the reader's own tail, otherwise the ring is abandoned (a producer index far ahead
  *    or behind would otherwise make us read garbage or loop for 2^64 records);
- *  - records are copied, then checked; names are copied, then checked; counters are just
- *    numbers and are reported as such.
+ *  - records are copied, then checked; names are copied, then checked;
+ *  - a ring's drop counter is believed only as far as the ring could have dropped: it may
+ *    grow by at most one record per nanosecond since it was last read (since its process
+ *    started, at the first read); one that falls or jumps further marks the ring bad;
+ *  - the mapping is under the SIGBUS guard before the first byte of it is read; with no
+ *    guard entry free, nothing is read and the segment is not marked as consumed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +20,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,11 +33,12 @@
 
 /*
  * A client can shrink its segment file after we mapped it; touching the lost pages would
- * raise SIGBUS and kill the reader. Every consumer's mapping is registered here, and a
+ * raise SIGBUS and kill the reader. Every consumer's mapping is registered here before
+ * its first byte is read (a table full means no attach, not an unguarded one), and a
  * SIGBUS inside one replaces that whole mapping with zero pages and marks it faulted: the
  * faulting read is retried on zeros (which fail every check), and the owner of the
  * consumer sees funcmon_consumer_faulted() and lets the segment go. A SIGBUS anywhere else
- * gets the previous disposition.
+ * gets the previous disposition. The table is a fixed array: the handler reads it.
  */
 #define GUARDED_MAX 4096
 
@@ -41,6 +47,9 @@ static struct {
     uintptr_t hi;
     int faulted;
 } guarded[GUARDED_MAX];
+/* Entries guard() may hand out, at most GUARDED_MAX; lowered only by tests. */
+static unsigned guard_limit = GUARDED_MAX;
+static unsigned guards_used; /* entries handed out and not yet given back */
 static struct sigaction previous_sigbus;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
@@ -75,7 +84,8 @@ static int
 guard(const void *base, size_t len)
 {
     pthread_once(&guard_once, install_guard);
-    for (int i = 0; i < GUARDED_MAX; i++) {
+    int limit = (int)__atomic_load_n(&guard_limit, __ATOMIC_RELAXED);
+    for (int i = 0; i < limit; i++) {
         uintptr_t expected = 0;
         __atomic_store_n(&guarded[i].hi, 0, __ATOMIC_RELAXED);
         if (__atomic_load_n(&guarded[i].lo, __ATOMIC_RELAXED) == 0 &&
@@ -83,10 +93,35 @@ guard(const void *base, size_t len)
             __atomic_store_n(&guarded[i].faulted, 0, __ATOMIC_RELAXED);
             __atomic_store_n(&guarded[i].hi, (uintptr_t)base + len, __ATOMIC_RELAXED);
             __atomic_store_n(&guarded[i].lo, (uintptr_t)base, __ATOMIC_RELEASE);
+            __atomic_add_fetch(&guards_used, 1, __ATOMIC_RELAXED);
             return i;
         }
     }
-    return -1; /* more than GUARDED_MAX consumers: this one is read unguarded */
+    return -1; /* the table is full: the caller must not read the mapping */
+}
+
+static void
+unguard(int i)
+{
+    if (i < 0)
+        return;
+    __atomic_store_n(&guarded[i].lo, 0, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(&guards_used, 1, __ATOMIC_RELAXED);
+}
+
+unsigned
+funcmon_consumer_guard_room(void)
+{
+    unsigned limit = __atomic_load_n(&guard_limit, __ATOMIC_RELAXED), used = __atomic_load_n(&guards_used, __ATOMIC_RELAXED);
+    return used < limit ? limit - used : 0;
+}
+
+unsigned
+funcmon_consumer_guard_limit(unsigned n)
+{
+    if (n == 0 || n > GUARDED_MAX)
+        n = GUARDED_MAX;
+    return __atomic_exchange_n(&guard_limit, n, __ATOMIC_RELAXED);
 }
 
 int
@@ -113,21 +148,49 @@ ring_at(const struct funcmon_consumer *c, uint32_t i)
     return (const struct funcmon_record *)(c->base + c->geo.rings_offset + (uint64_t)i * c->geo.ring_bytes);
 }
 
+static uint64_t
+boot_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int
 funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum funcmon_invalid *why)
 {
     enum funcmon_invalid v;
 
     memset(c, 0, sizeof(*c));
+    c->guard = -1;
+    if (why != NULL)
+        *why = FUNCMON_VALID;
+    if (base == NULL || len < sizeof(struct funcmon_shm_header)) {
+        if (why != NULL)
+            *why = FUNCMON_INVALID_TOO_SMALL;
+        return -EPROTO;
+    }
+    /* Guarded before the validator's first read: the file can shrink at any moment. With
+     * no entry free nothing is read, and consumer_pid stays as it is, so the client still
+     * owns (and removes) its segment until a later attempt succeeds. */
+    c->guard = guard(base, len);
+    if (c->guard < 0)
+        return -EBUSY;
     v = funcmon_validate_segment(base, len, &c->geo);
+    /* A fault during validation left zeros where the header was: the file is being
+     * resized under us, which is how a segment looks while its client creates it. */
+    if (funcmon_consumer_faulted(c))
+        v = FUNCMON_INVALID_NOT_READY;
     if (why != NULL)
         *why = v;
-    if (v != FUNCMON_VALID)
+    if (v != FUNCMON_VALID) {
+        unguard(c->guard);
+        c->guard = -1;
         return -EPROTO;
+    }
     c->base = base;
     c->len = len;
     c->hdr = base;
-    c->guard = guard(base, len);
     c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
     c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
     c->live = calloc(c->geo.max_threads, sizeof(*c->live));
@@ -135,11 +198,18 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
         free(c->rings);
         free(c->sites);
         free(c->live);
-        c->rings = NULL;
-        c->sites = NULL;
-        c->live = NULL;
+        unguard(c->guard);
+        memset(c, 0, sizeof(*c));
+        c->guard = -1;
         return -ENOMEM;
     }
+    /* Drops counted before this reader came are bounded by the age of the process: the
+     * first read of each counter allows one record per nanosecond since its start (field
+     * 22 of /proc/<pid>/stat, in clock ticks since boot; a start in the future allows 0). */
+    uint64_t now = boot_ns();
+    long hz = sysconf(_SC_CLK_TCK);
+    uint64_t ns_per_tick = hz > 0 && hz <= 1000000000L ? 1000000000u / (uint64_t)hz : 10000000u;
+    uint64_t started = c->geo.proc_start_time <= now / ns_per_tick ? c->geo.proc_start_time * ns_per_tick : now;
     /* Continue where an earlier reader stopped: its tail is in the slot. A tail that is
      * not within one capacity below head is a lie; such a ring is never read. */
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
@@ -148,6 +218,7 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
         uint64_t tail = __atomic_load_n(&s->tail, __ATOMIC_RELAXED);
         c->rings[i].tail = tail;
         c->rings[i].generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
+        c->rings[i].dropped_ns = started;
         if (head - tail > c->geo.ring_records) {
             c->rings[i].bad = 1;
             c->bad_rings++;
@@ -169,13 +240,29 @@ funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon
         *why = FUNCMON_VALID;
     if (strlen(name) >= sizeof(c->name))
         return -ENAMETOOLONG;
-    fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    /* The type first, through an O_PATH descriptor (nothing is opened for reading or
+     * writing): a FIFO or device node under the name is refused unopened. */
+    char path[sizeof(c->name) + 16];
+    struct stat pst;
+    snprintf(path, sizeof(path), "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+    fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ret = fstat(fd, &pst) != 0 ? -errno : !S_ISREG(pst.st_mode) ? -EINVAL : 0;
+    close(fd);
+    if (ret != 0)
+        return ret;
+    fd = shm_open(name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) != 0) {
         ret = -errno;
         close(fd);
         return ret;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_dev != pst.st_dev || st.st_ino != pst.st_ino) {
+        close(fd);
+        return -EINVAL; /* replaced between the two looks */
     }
     if (st.st_size < (off_t)sizeof(struct funcmon_shm_header) || (uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
         close(fd);
@@ -201,8 +288,8 @@ funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon
 void
 funcmon_consumer_close(struct funcmon_consumer *c)
 {
-    if (c->base != NULL && c->guard >= 0)
-        __atomic_store_n(&guarded[c->guard].lo, 0, __ATOMIC_RELEASE);
+    if (c->base != NULL)
+        unguard(c->guard);
     if (c->owns_mapping && c->base != NULL)
         munmap(c->base, c->len);
     free(c->rings);
@@ -273,6 +360,34 @@ record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
     if (r->parent_site >= c->sites_known)
         r->parent_site = FUNCMON_SITE_NONE; /* an unknown parent is no parent */
     return r->site < c->sites_known && c->sites[r->site].valid;
+}
+
+/* Reads ring i's drop counter and believes as much of its growth as the ring could have
+ * dropped since the last read: one record per nanosecond, far above what a producer can
+ * make (a call takes two clock reads and a record write). A counter that falls, or grows
+ * faster, is a lie: the believable part is kept and the ring is no longer read. */
+static void
+check_dropped(struct funcmon_consumer *c, uint32_t i, uint64_t now)
+{
+    struct funcmon_consumer_ring *ring = &c->rings[i];
+    if (ring->bad)
+        return;
+    uint64_t v = __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
+    uint64_t bound = now > ring->dropped_ns ? now - ring->dropped_ns : 0;
+    ring->dropped_ns = now;
+    if (v == ring->dropped)
+        return;
+    if (v < ring->dropped || v - ring->dropped > bound) {
+        if (v > ring->dropped) {
+            ring->dropped += bound;
+            c->dropped_total += bound;
+        }
+        ring->bad = 1;
+        c->bad_rings++;
+        return;
+    }
+    c->dropped_total += v - ring->dropped;
+    ring->dropped = v;
 }
 
 /* Records between two releases of a ring's tail while it is drained (a power of two). */
@@ -348,26 +463,26 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     /* Read before the pass: a claim made during it changes the counter again. */
     uint64_t claims = __atomic_load_n(&c->hdr->threads_claimed, __ATOMIC_ACQUIRE);
     int full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || claims != c->claims_seen;
+    uint64_t now = boot_ns();
 
     if (!full) {
-        for (uint32_t k = 0; k < c->n_live; k++)
+        for (uint32_t k = 0; k < c->n_live; k++) {
             delivered += drain_ring(c, c->live[k], fn, arg, max_per_ring, 0);
+            check_dropped(c, c->live[k], now);
+        }
         c->records += delivered;
         return delivered;
     }
     uint32_t n_live = 0;
-    uint64_t quiet = 0;
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
         delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
+        check_dropped(c, i, now);
         struct funcmon_thread_slot *slot = slot_at(c, i);
         if (!c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
                                  __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail))
             c->live[n_live++] = i;
-        else
-            quiet += __atomic_load_n(&slot->dropped, __ATOMIC_RELAXED);
     }
     c->n_live = n_live;
-    c->dropped_quiet = quiet;
     c->claims_seen = claims;
     c->records += delivered;
     return delivered;
@@ -398,16 +513,7 @@ funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcm
 uint64_t
 funcmon_consumer_dropped(const struct funcmon_consumer *c)
 {
-    uint64_t sum = 0;
-    if (c->passes == 0) { /* no pass yet: every ring */
-        for (uint32_t i = 0; i < c->geo.max_threads; i++)
-            sum += __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
-        return sum;
-    }
-    sum = c->dropped_quiet;
-    for (uint32_t k = 0; k < c->n_live; k++)
-        sum += __atomic_load_n(&slot_at(c, c->live[k])->dropped, __ATOMIC_RELAXED);
-    return sum;
+    return c->dropped_total;
 }
 
 int

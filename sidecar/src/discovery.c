@@ -8,9 +8,16 @@
  * at again on every tick for up to 10 seconds.
  *
  * A segment is untrusted input. It is attached only if it is a regular file owned by our
- * user (unless SIDECAR.ALLOW_OTHER_UIDS), passes funcmon_validate_segment, and its pid
- * matches its name. Anything else is rejected once, counted and logged with the reason,
- * and not looked at again unless the file is replaced.
+ * user (unless SIDECAR.ALLOW_OTHER_UIDS; both seen by lstat before anything is opened),
+ * passes funcmon_validate_segment, and its pid matches its name. Anything else is
+ * rejected once, counted and logged with the reason (at a bounded rate), and not looked
+ * at again unless the file is replaced.
+ *
+ * No client is lost for want of a resource: a segment that finds every SIGBUS guard entry
+ * taken (after the process that ended longest ago was let go), or no fd or memory, waits
+ * untouched and is looked at again at every tick until it is attached. No segment is left
+ * behind either: when funcmond stops, those of ended processes go at once (read to the
+ * end); a live client's stays for the next run, or for the client to remove at its exit.
  *
  * When a client exits (pidfd, or /proc start time where pidfds are unavailable, so a
  * reused pid is not mistaken for the same process) or shuts funcmon down, its segment is
@@ -39,7 +46,8 @@
 #include "sidecar.h"
 #include "snapshot.h"
 
-#define PENDING_GIVE_UP_NS (10ull * 1000000000ull)
+#define SECOND_NS 1000000000ull
+#define PENDING_GIVE_UP_NS (10 * SECOND_NS)
 
 static void
 announce_path(const struct funcmond *d, char *path, size_t size)
@@ -154,6 +162,140 @@ has_prefix(const struct funcmond *d, const char *name)
     return strncmp(name, d->cfg.shm_prefix, n) == 0 && name[n] == '.';
 }
 
+/* Lines about rejected or waiting segments: at most this many a second; the rest are
+ * summed up in one line a second later. A flood of hostile files cannot flood the log. */
+#define REJECT_LINES_PER_S 20
+
+static void
+flush_suppressed(struct funcmond *d, uint64_t now)
+{
+    if (now - d->log_window_mono_ns < SECOND_NS)
+        return;
+    if (d->log_suppressed > 0)
+        LOG_WARN("%llu more segment rejections or waits not logged (at most %d lines a second)",
+                 (unsigned long long)d->log_suppressed, REJECT_LINES_PER_S);
+    d->log_suppressed = 0;
+    d->log_lines = 0;
+    d->log_window_mono_ns = now;
+}
+
+static int
+may_log(struct funcmond *d)
+{
+    flush_suppressed(d, funcmond_mono_ns());
+    if (d->log_lines < REJECT_LINES_PER_S) {
+        d->log_lines++;
+        return 1;
+    }
+    d->log_suppressed++;
+    return 0;
+}
+
+/*
+ * Files rejected for good, remembered as a 64-bit hash of (device, inode, name): each is
+ * counted and logged once however often a rescan meets it, for 8 bytes. A replaced file
+ * (a new inode) is looked at afresh; one rewritten in place is not. Open addressing, at most
+ * half full; past SEEN_MAX files, further ones are rejected again at each look (each time
+ * counted, the lines still rate-limited).
+ */
+#define SEEN_MAX (1u << 16)
+
+struct funcmond_seen {
+    uint64_t *keys; /* 0: free */
+    size_t cap;     /* a power of two */
+    size_t n;
+    int full_logged;
+};
+
+static uint64_t
+mix64(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t
+seen_key(const char *name, const struct stat *st)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *c = (const unsigned char *)name; *c != '\0'; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    if (st != NULL) {
+        h = mix64(h, (uint64_t)st->st_dev);
+        h = mix64(h, (uint64_t)st->st_ino);
+    }
+    return h != 0 ? h : 1;
+}
+
+static int
+seen_has(const struct funcmond *d, uint64_t key)
+{
+    const struct funcmond_seen *t = d->seen;
+    if (t == NULL)
+        return 0;
+    for (size_t i = key & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->keys[i] == key)
+            return 1;
+        if (t->keys[i] == 0)
+            return 0;
+    }
+}
+
+static void
+seen_put(struct funcmond_seen *t, uint64_t key)
+{
+    size_t i = key & (t->cap - 1);
+    while (t->keys[i] != 0 && t->keys[i] != key)
+        i = (i + 1) & (t->cap - 1);
+    t->n += t->keys[i] == 0;
+    t->keys[i] = key;
+}
+
+/* Remembers key; returns 0 if it could not (full or out of memory). */
+static int
+seen_add(struct funcmond *d, uint64_t key)
+{
+    struct funcmond_seen *t = d->seen;
+    if (t == NULL) {
+        if ((t = calloc(1, sizeof(*t))) == NULL)
+            return 0;
+        d->seen = t;
+    }
+    if ((t->n + 1) * 2 > t->cap) {
+        if (t->cap >= 2 * (size_t)SEEN_MAX) {
+            if (!t->full_logged)
+                LOG_WARN("more than %u rejected segment files: further ones are looked at again at every rescan", SEEN_MAX);
+            t->full_logged = 1;
+            return 0;
+        }
+        size_t cap = t->cap != 0 ? 2 * t->cap : 1024;
+        uint64_t *keys = calloc(cap, sizeof(*keys)), *old = t->keys;
+        if (keys == NULL)
+            return 0;
+        size_t oldcap = t->cap;
+        t->keys = keys;
+        t->cap = cap;
+        t->n = 0;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i] != 0)
+                seen_put(t, old[i]);
+        free(old);
+    }
+    seen_put(t, key);
+    return 1;
+}
+
+void
+funcmond_discovery_forget(struct funcmond *d)
+{
+    if (d->seen != NULL)
+        free(d->seen->keys);
+    free(d->seen);
+    d->seen = NULL;
+}
+
 static struct funcmond_rejected *
 find_rejected(struct funcmond *d, const char *name)
 {
@@ -165,13 +307,13 @@ find_rejected(struct funcmond *d, const char *name)
 
 #define REMEMBERED_MAX 4096
 
-static void
-remember(struct funcmond *d, const char *name, const struct stat *st, int not_ready, uint64_t now)
+/* Keeps `name` to be looked at again: not ready yet (for up to 10 s), or waiting for room. */
+static struct funcmond_rejected *
+remember(struct funcmond *d, const char *name, int waiting, uint64_t now)
 {
     struct funcmond_rejected *r = find_rejected(d, name);
     if (r == NULL) {
-        /* Bounded: past the cap the oldest entries go (a rejected file is then looked at
-         * once more if it is still there). */
+        /* Bounded: past the cap the oldest entries go; a rescan finds them again. */
         size_t n = 0;
         for (struct funcmond_rejected **pp = &d->rejected; *pp != NULL; pp = &(*pp)->next) {
             if (++n >= REMEMBERED_MAX) {
@@ -186,15 +328,15 @@ remember(struct funcmond *d, const char *name, const struct stat *st, int not_re
             }
         }
         if ((r = calloc(1, sizeof(*r))) == NULL)
-            return;
+            return NULL;
         snprintf(r->name, sizeof(r->name), "%s", name);
         r->first_seen_mono_ns = now;
         r->next = d->rejected;
         d->rejected = r;
     }
-    r->dev = st != NULL ? st->st_dev : 0;
-    r->ino = st != NULL ? st->st_ino : 0;
-    r->not_ready = not_ready;
+    r->not_ready = !waiting;
+    r->waiting = waiting;
+    return r;
 }
 
 static void
@@ -210,12 +352,33 @@ forget(struct funcmond *d, const char *name)
     }
 }
 
+/* Rejects a file for good: counted and logged the first time only. */
 static void
 reject(struct funcmond *d, const char *name, const struct stat *st, const char *why)
 {
+    uint64_t key = seen_key(name, st);
+    forget(d, name);
+    if (seen_has(d, key))
+        return;
+    seen_add(d, key);
     d->counters.segments_rejected++;
-    LOG_WARN("rejected segment %s: %s", name, why);
-    remember(d, name, st, 0, funcmond_mono_ns());
+    if (may_log(d))
+        LOG_WARN("rejected segment %s: %s", name, why);
+}
+
+/* A valid-looking segment that cannot be attached for want of a resource (a guard entry,
+ * an fd): nothing of it was read or written, so its client still owns it; it is looked at
+ * again at every tick until it is attached. Counted and logged once. */
+static void
+defer(struct funcmond *d, const char *name, const char *why)
+{
+    struct funcmond_rejected *r = remember(d, name, 1, funcmond_mono_ns());
+    if (r == NULL || r->logged)
+        return;
+    r->logged = 1;
+    d->counters.segments_deferred++;
+    if (may_log(d))
+        LOG_WARN("segment %s waits: %s; attached as soon as there is room", name, why);
 }
 
 static int
@@ -233,10 +396,6 @@ free_process(struct funcmond_process *p)
     funcmon_consumer_close(&p->c);
     if (p->pidfd >= 0)
         close(p->pidfd);
-    if (p->stat_fd >= 0)
-        close(p->stat_fd);
-    if (p->status_fd >= 0)
-        close(p->status_fd);
     free(p->site_fn);
     free(p->spill_calls_seen);
     free(p->spill_errors_seen);
@@ -245,51 +404,130 @@ free_process(struct funcmond_process *p)
     free(p);
 }
 
+/* Unlinks the segment file if it is still the one we mapped. */
+static void
+unlink_segment(const struct funcmond *d, const struct funcmond_process *p)
+{
+    char path[FUNCMOND_PATH_MAX + 256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, p->shm_name);
+    if (lstat(path, &st) == 0 && st.st_dev == p->dev && st.st_ino == p->ino && unlink(path) != 0)
+        LOG_WARN("cannot remove %s: %s", path, strerror(errno));
+}
+
+/* Starts letting p go: no more reads, its operations cancelled; freed by expire once the
+ * kernel is done with it. A segment whose process ended is removed (it is read to the end). */
+static void
+let_go(struct funcmond *d, struct funcmond_process *p, int remove)
+{
+    if (p->detaching)
+        return;
+    if (p->state == FUNCMOND_PROC_LIVE) {
+        d->clients--;
+        /* The client no longer has a consumer: when it exits it removes its segment itself
+         * (unless a sidecar is announced), even if our pid is reused by then. */
+        int32_t self = (int32_t)getpid();
+        __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &self, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+    if (remove)
+        unlink_segment(d, p);
+    p->detaching = 1;
+    funcmond_drain_unwatch(d, p);
+}
+
+/*
+ * Every guard entry is taken: frees one by letting go early of the process that ended
+ * longest ago (read to its last record, only listed until its retention time). Live
+ * clients are never let go for a newcomer. Returns 1 when an entry is free now.
+ */
+static int
+make_room(struct funcmond *d)
+{
+    struct funcmond_process **oldest = NULL;
+    for (struct funcmond_process **pp = &d->procs; *pp != NULL; pp = &(*pp)->next) {
+        struct funcmond_process *p = *pp;
+        if (p->detaching && p->ops_inflight > 0)
+            return 0; /* one is on its way out already: its entry comes back shortly */
+        /* One with a control request pending is answered (as timed out) at the next tick first. */
+        if (p->state != FUNCMOND_PROC_LIVE && !p->detaching && !p->ctl.active &&
+            (oldest == NULL || p->ended_mono_ns < (*oldest)->ended_mono_ns))
+            oldest = pp;
+    }
+    if (oldest == NULL)
+        return 0;
+    struct funcmond_process *p = *oldest;
+    LOG_INFO("%s: let go before its retention time, to make room for a new segment", p->shm_name);
+    let_go(d, p, 1);
+    if (p->ops_inflight > 0)
+        return 0;
+    *oldest = p->next;
+    free_process(p);
+    return funcmon_consumer_guard_room() > 0;
+}
+
+static int
+out_of_fds(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM;
+}
+
 /* Tries to attach the segment file `name` of SHM_DIR. */
 static void
 try_attach(struct funcmond *d, const char *name)
 {
     char path[FUNCMOND_PATH_MAX + 256];
-    struct stat st;
+    struct stat lst, st;
     enum funcmon_invalid why;
     uint64_t now = funcmond_mono_ns();
 
     if (!has_prefix(d, name) || strlen(name) >= sizeof(((struct funcmond_process *)0)->shm_name) - 1)
         return;
     snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, name);
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
+    /* Its type and owner first, without opening it: a device node or a FIFO is never
+     * opened, let alone for writing. */
+    if (lstat(path, &lst) != 0) {
         if (errno == ENOENT)
             forget(d, name); /* gone: nothing to remember it for */
         else
             reject(d, name, NULL, strerror(errno));
         return;
     }
-    if (fstat(fd, &st) != 0 || already_attached(d, &st)) {
-        close(fd);
+    if (already_attached(d, &lst) || seen_has(d, seen_key(name, &lst)))
+        return; /* attached, or rejected before: the same file */
+    if (!S_ISREG(lst.st_mode)) {
+        reject(d, name, &lst, "not a regular file");
         return;
     }
-    struct funcmond_rejected *r = find_rejected(d, name);
-    if (r != NULL && !r->not_ready && r->dev == st.st_dev && r->ino == st.st_ino) {
-        close(fd); /* rejected before, same file */
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        reject(d, name, &st, "not a regular file");
-        return;
-    }
-    if (st.st_uid != d->euid && !d->cfg.allow_other_uids) {
+    if (lst.st_uid != d->euid && !d->cfg.allow_other_uids) {
         char msg[96];
+        snprintf(msg, sizeof(msg), "owned by uid %u, not %u (SIDECAR.ALLOW_OTHER_UIDS)", (unsigned)lst.st_uid, (unsigned)d->euid);
+        reject(d, name, &lst, msg);
+        return;
+    }
+    if (funcmon_consumer_guard_room() == 0 && !make_room(d)) {
+        defer(d, name, "every mapping funcmond can guard is taken");
+        return;
+    }
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            forget(d, name);
+        else if (out_of_fds(errno))
+            defer(d, name, strerror(errno));
+        else
+            reject(d, name, &lst, strerror(errno));
+        return;
+    }
+    /* The file opened must be the one looked at: a swap in between is looked at afresh
+     * when its own event or the next rescan comes. */
+    if (fstat(fd, &st) != 0 || st.st_dev != lst.st_dev || st.st_ino != lst.st_ino || !S_ISREG(st.st_mode)) {
         close(fd);
-        snprintf(msg, sizeof(msg), "owned by uid %u, not %u (SIDECAR.ALLOW_OTHER_UIDS)", (unsigned)st.st_uid, (unsigned)d->euid);
-        reject(d, name, &st, msg);
         return;
     }
     if ((uint64_t)st.st_size < sizeof(struct funcmon_shm_header) || (uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
         close(fd);
-        if (st.st_size == 0 || (uint64_t)st.st_size < sizeof(struct funcmon_shm_header))
-            remember(d, name, &st, 1, now); /* still being sized by its client */
+        if ((uint64_t)st.st_size < sizeof(struct funcmon_shm_header))
+            remember(d, name, 0, now); /* still being sized by its client */
         else
             reject(d, name, &st, "larger than any valid segment");
         return;
@@ -298,23 +536,32 @@ try_attach(struct funcmond *d, const char *name)
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED) {
-        reject(d, name, &st, strerror(map_errno));
+        if (map_errno == ENOMEM || map_errno == EAGAIN)
+            defer(d, name, strerror(map_errno));
+        else
+            reject(d, name, &st, strerror(map_errno));
         return;
     }
 
     struct funcmond_process *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         munmap(map, (size_t)st.st_size);
+        defer(d, name, "out of memory");
         return;
     }
-    p->pidfd = p->stat_fd = p->status_fd = -1;
-    if (funcmon_consumer_attach(&p->c, map, (size_t)st.st_size, &why) != 0) {
+    p->pidfd = -1;
+    int ret = funcmon_consumer_attach(&p->c, map, (size_t)st.st_size, &why);
+    if (ret != 0) {
         munmap(map, (size_t)st.st_size);
         free(p);
-        if (why == FUNCMON_INVALID_NOT_READY)
-            remember(d, name, &st, 1, now);
+        if (ret == -EBUSY)
+            defer(d, name, "every mapping funcmond can guard is taken");
+        else if (ret == -ENOMEM)
+            defer(d, name, "out of memory");
+        else if (why == FUNCMON_INVALID_NOT_READY)
+            remember(d, name, 0, now);
         else
-            reject(d, name, &st, why == FUNCMON_VALID ? "out of memory" : funcmon_invalid_reason(why));
+            reject(d, name, &st, funcmon_invalid_reason(why));
         return;
     }
     p->c.owns_mapping = 1;
@@ -333,22 +580,15 @@ try_attach(struct funcmond *d, const char *name)
     p->spill_client_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL) {
         free_process(p);
-        LOG_ERROR("out of memory attaching %s", name);
+        defer(d, name, "out of memory");
         return;
     }
-    forget(d, name);
     snprintf(p->shm_name, sizeof(p->shm_name), "%s", name);
     p->dev = st.st_dev;
     p->ino = st.st_ino;
     p->pid = p->c.geo.pid;
     p->proc_start_time = p->c.geo.proc_start_time;
     memcpy(p->service, p->c.geo.service, sizeof(p->service));
-    p->attached_real_ns = funcmond_real_ns();
-    p->state = FUNCMOND_PROC_LIVE;
-    p->next_sample_mono_ns = now;
-    funcmon_consumer_clock(&p->c, &p->clk);
-    p->clk_read_mono_ns = now;
-    funcmond_snapshot_restore_process(d, p);
 
     /* The pid a segment names must belong to the segment file's owner: otherwise a user
      * could point the sidecar (its CPU profiles, /proc reads) at someone else's process. */
@@ -360,26 +600,32 @@ try_attach(struct funcmond *d, const char *name)
         reject(d, name, &st, "its pid belongs to another user than the segment file");
         return;
     }
-    if (p->c.guard < 0) {
-        free_process(p);
-        reject(d, name, &st, "too many segments mapped to guard this one against truncation");
-        return;
-    }
-    /* Is it the process that created the segment, and is it still there? */
-    int alive = funcmon_process_start_time(p->pid) == p->proc_start_time;
+    /* Is it the process that created the segment, and is it still there? Its pidfd is
+     * the one fd it costs; /proc files are opened only while they are read. Without fds
+     * the client is still attached, its exit seen by its start time until a pidfd can be
+     * had (tried again at every /proc read). */
+    int alive = !funcmond_process_gone(p->pid, p->proc_start_time);
     if (alive) {
         p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-        if (p->pidfd >= 0 && funcmon_process_start_time(p->pid) != p->proc_start_time) {
+        if (p->pidfd < 0 && out_of_fds(errno)) {
+            p->pidfd_retry = 1;
+            d->counters.segments_deferred++;
+            if (may_log(d))
+                LOG_WARN("%s: no fd to watch its exit (%s); watching its start time until one is free", name, strerror(errno));
+        }
+        if (p->pidfd >= 0 && funcmond_process_gone(p->pid, p->proc_start_time)) {
             close(p->pidfd); /* the pid was reused between the two looks */
             p->pidfd = -1;
             alive = 0;
         }
-        char proc_path[64];
-        snprintf(proc_path, sizeof(proc_path), "/proc/%d/stat", (int)p->pid);
-        p->stat_fd = open(proc_path, O_RDONLY | O_CLOEXEC);
-        snprintf(proc_path, sizeof(proc_path), "/proc/%d/status", (int)p->pid);
-        p->status_fd = open(proc_path, O_RDONLY | O_CLOEXEC);
     }
+    forget(d, name);
+    p->attached_real_ns = funcmond_real_ns();
+    p->state = FUNCMOND_PROC_LIVE;
+    p->next_sample_mono_ns = now;
+    funcmon_consumer_clock(&p->c, &p->clk);
+    p->clk_read_mono_ns = now;
+    funcmond_snapshot_restore_process(d, p);
     p->next = d->procs;
     d->procs = p;
     d->counters.segments_attached++;
@@ -424,23 +670,41 @@ funcmond_discovery_inotify(struct funcmond *d, size_t len)
     }
 }
 
+/* Whether a waiting segment could be attached now: a guard entry is free, or one can be
+ * made free by letting go of a process that ended. */
+static int
+room_possible(const struct funcmond *d)
+{
+    if (funcmon_consumer_guard_room() > 0)
+        return 1;
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+            return 1;
+    return 0;
+}
+
 void
 funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now)
 {
     struct funcmond_rejected *r = d->rejected, *next;
+    int room = room_possible(d);
+    flush_suppressed(d, now);
+    /* try_attach(name) frees or updates only name's own entry, so `next` stays valid. */
     for (; r != NULL; r = next) {
         next = r->next;
-        if (!r->not_ready)
+        if ((!r->not_ready && !r->waiting) || (r->waiting && !room))
             continue;
-        if (now - r->first_seen_mono_ns > PENDING_GIVE_UP_NS) {
-            r->not_ready = 0;
-            d->counters.segments_rejected++;
-            LOG_WARN("rejected segment %s: not initialised after 10 s", r->name);
-            continue;
-        }
         char name[256];
         snprintf(name, sizeof(name), "%s", r->name);
-        try_attach(d, name); /* may free r */
+        if (r->not_ready && now - r->first_seen_mono_ns > PENDING_GIVE_UP_NS) {
+            char path[FUNCMOND_PATH_MAX + 256];
+            struct stat st;
+            snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, name);
+            /* Remembered as this file, so that rescans leave it alone from now on. */
+            reject(d, name, lstat(path, &st) == 0 ? &st : NULL, "not initialised after 10 s"); /* frees r */
+        } else {
+            try_attach(d, name); /* may free r */
+        }
     }
 }
 
@@ -458,17 +722,6 @@ funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum func
              (unsigned long long)p->records);
 }
 
-/* Unlinks the segment file if it is still the one we mapped. */
-static void
-unlink_segment(const struct funcmond *d, const struct funcmond_process *p)
-{
-    char path[FUNCMOND_PATH_MAX + 256];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, p->shm_name);
-    if (lstat(path, &st) == 0 && st.st_dev == p->dev && st.st_ino == p->ino && unlink(path) != 0)
-        LOG_WARN("cannot remove %s: %s", path, strerror(errno));
-}
-
 void
 funcmond_discovery_expire(struct funcmond *d, uint64_t now, int all)
 {
@@ -481,14 +734,10 @@ funcmond_discovery_expire(struct funcmond *d, uint64_t now, int all)
             pp = &p->next;
             continue;
         }
-        if (!p->detaching) {
-            if (p->state == FUNCMOND_PROC_LIVE)
-                d->clients--;
-            if (expired)
-                unlink_segment(d, p);
-            p->detaching = 1;
-            funcmond_drain_unwatch(d, p);
-        }
+        /* Stopping: a segment whose process ended is read to its last record and counted
+         * in the state file; nobody else would remove it. A live client's stays, for the
+         * next run (or for the client, which removes it when no sidecar is attached). */
+        let_go(d, p, expired || (all && p->state != FUNCMOND_PROC_LIVE));
         if (p->ops_inflight > 0) {
             pp = &p->next; /* freed once the kernel is done with it */
             continue;

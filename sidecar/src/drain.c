@@ -8,9 +8,9 @@
  *  - a futex wait (IORING_OP_FUTEX_WAIT) on each client's wake word: a client whose ring
  *    crosses its high-water mark while we sleep wakes us, and that client is drained at
  *    once (where the kernel answers EINVAL, the timer alone drives draining);
- *  - a poll on each client's pidfd: its exit;
- *  - reads of inotify events (new segments), of the signalfd (SIGTERM, SIGINT), and of
- *    /proc/<pid>/stat and status;
+ *  - a poll on each client's pidfd: its exit (the one fd a client costs; /proc/<pid>/stat
+ *    and status are opened, read and closed once a second, on the loop's thread);
+ *  - reads of inotify events (new segments) and of the signalfd (SIGTERM, SIGINT);
  *  - futex wakes of the clients' control threads, and the state file's write, fsync and
  *    rename (snapshot.c).
  * liburing 2.3 has no helpers for the futex opcodes; they are prepared by hand as the
@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "funcmon/process.h"
 #include "log.h"
 #include "sidecar.h"
 #include "snapshot.h"
@@ -117,8 +118,6 @@ funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p)
 {
     p->op_wake.kind = FUNCMOND_OP_WAKE;
     p->op_exit.kind = FUNCMOND_OP_EXIT;
-    p->op_stat.kind = FUNCMOND_OP_STAT;
-    p->op_status.kind = FUNCMOND_OP_STATUS;
     p->op_ctl.kind = FUNCMOND_OP_CTL;
     if (p->pidfd >= 0) {
         struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_exit);
@@ -136,7 +135,7 @@ funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p)
     /* Cancel everything that refers to p; it is freed when the last completion is in. */
     if (p->ops_inflight == 0)
         return;
-    struct funcmond_op *ops[] = {&p->op_wake, &p->op_exit, &p->op_stat, &p->op_status, &p->op_ctl};
+    struct funcmond_op *ops[] = {&p->op_wake, &p->op_exit, &p->op_ctl};
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         struct io_uring_sqe *sqe = funcmond_sqe(d);
         if (sqe == NULL)
@@ -263,7 +262,7 @@ funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
     d->counters.records += n;
     d->counters.bad_records += p->c.bad_records - bad_before;
     if (p->c.bad_rings != rings_bad_before)
-        LOG_WARN("%s: %llu ring(s) with positions out of range, no longer read", p->shm_name,
+        LOG_WARN("%s: %llu ring(s) with positions or drop counts out of range, no longer read", p->shm_name,
                  (unsigned long long)(p->c.bad_rings - rings_bad_before));
     drain_spills(d, p);
     if (funcmon_consumer_faulted(&p->c) && p->state == FUNCMOND_PROC_LIVE) {
@@ -272,6 +271,8 @@ funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
         return n;
     }
+    /* Believable drops only (see consumer.c): a lying counter adds at most what its ring
+     * could have dropped since it was last read. */
     uint64_t dropped = funcmon_consumer_dropped(&p->c);
     if (dropped > p->dropped_seen) {
         d->counters.dropped += dropped - p->dropped_seen;
@@ -500,31 +501,54 @@ count_fds(int32_t pid)
     return n;
 }
 
+int
+funcmond_process_gone(int32_t pid, uint64_t start_time)
+{
+    uint64_t now = funcmon_process_start_time(pid);
+    if (now != 0)
+        return now != start_time;
+    /* /proc unreadable: gone only when the kernel says so, not for want of an fd. */
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Once a second per live client: its /proc figures, each file opened only while it is
+ * read (a client keeps no fd but its pidfd); without a pidfd, its exit. */
 static void
 read_proc(struct funcmond *d, struct funcmond_process *p)
 {
+    char path[64];
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
         return;
-    if (p->pidfd < 0 && p->stat_fd >= 0) {
-        /* No pidfd: an unreadable stat means the process is gone. */
-        char buf[8];
-        if (pread(p->stat_fd, buf, sizeof(buf), 0) <= 0) {
+    if (p->pidfd < 0) {
+        /* Without a pidfd, a start time that changed, or no process, means it is gone. */
+        if (funcmond_process_gone(p->pid, p->proc_start_time)) {
             funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
             return;
         }
+        if (p->pidfd_retry) { /* attached while out of fds: watch its exit properly now */
+            p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+            if (p->pidfd >= 0 && funcmond_process_gone(p->pid, p->proc_start_time)) {
+                close(p->pidfd);
+                p->pidfd = -1;
+                funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+                return;
+            }
+            if (p->pidfd >= 0) {
+                p->pidfd_retry = 0;
+                LOG_INFO("%s: watching its exit by pidfd again", p->shm_name);
+                funcmond_drain_watch(d, p);
+            }
+        }
     }
     p->rt.open_fds = count_fds(p->pid);
-    if (p->proc_read_inflight)
-        return;
-    struct io_uring_sqe *sqe;
-    if (p->stat_fd >= 0 && (sqe = proc_sqe(d, p, &p->op_stat)) != NULL) {
-        io_uring_prep_read(sqe, p->stat_fd, p->stat_buf, sizeof(p->stat_buf) - 1, 0);
-        p->proc_read_inflight++;
-    }
-    if (p->status_fd >= 0 && (sqe = proc_sqe(d, p, &p->op_status)) != NULL) {
-        io_uring_prep_read(sqe, p->status_fd, p->status_buf, sizeof(p->status_buf) - 1, 0);
-        p->proc_read_inflight++;
-    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
+    size_t n = funcmon_read_proc_file(path, p->stat_buf, sizeof(p->stat_buf));
+    if (n > 0)
+        parse_stat(d, p, n);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+    n = funcmon_read_proc_file(path, p->status_buf, sizeof(p->status_buf));
+    if (n > 0)
+        parse_status(p, n);
 }
 
 /* --- the loop --- */
@@ -625,8 +649,6 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     if (__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE) && op->kind != FUNCMOND_OP_SNAPSHOT) {
         if (op->kind == FUNCMOND_OP_WAKE)
             p->wake_armed = 0;
-        else if (op->kind == FUNCMOND_OP_STAT || op->kind == FUNCMOND_OP_STATUS)
-            p->proc_read_inflight--;
         return;
     }
     switch (op->kind) {
@@ -670,16 +692,6 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     case FUNCMOND_OP_EXIT:
         if (res != -ECANCELED && !p->detaching)
             funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
-        break;
-    case FUNCMOND_OP_STAT:
-        p->proc_read_inflight--;
-        if (res > 0 && !p->detaching)
-            parse_stat(d, p, (size_t)res);
-        break;
-    case FUNCMOND_OP_STATUS:
-        p->proc_read_inflight--;
-        if (res > 0 && !p->detaching)
-            parse_status(p, (size_t)res);
         break;
     case FUNCMOND_OP_CTL:
         if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
@@ -830,6 +842,7 @@ funcmond_drain_close(struct funcmond *d)
         funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
     }
     funcmond_view_close(d);
+    funcmond_discovery_forget(d);
     funcmond_discovery_close(d);
     if (d->signal_fd >= 0)
         close(d->signal_fd);

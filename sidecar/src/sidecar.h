@@ -33,8 +33,6 @@ enum funcmond_op_kind {
     FUNCMOND_OP_SIGNAL,
     FUNCMOND_OP_WAKE,    /* a client's wake word changed: its rings crossed high water */
     FUNCMOND_OP_EXIT,    /* a client's pidfd became readable: it exited */
-    FUNCMOND_OP_STAT,    /* /proc/<pid>/stat read */
-    FUNCMOND_OP_STATUS,  /* /proc/<pid>/status read */
     FUNCMOND_OP_CTL,     /* control request wake sent */
     FUNCMOND_OP_REQUEST, /* another thread queued a request (eventfd) */
     FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
@@ -98,20 +96,18 @@ struct funcmond_process {
     struct funcmond_stacks stacks; /* allocations per call stack (pprof/heap) */
     uint64_t records;              /* records aggregated */
     uint64_t dropped_seen;         /* sum of the rings' drop counters already counted */
-    int pidfd;
-    int stat_fd;
-    int status_fd;
+    int pidfd;                     /* the one fd a client costs; -1: its exit is seen by /proc start time */
+    int pidfd_retry;               /* pidfd_open failed for want of fds: tried again at each /proc read */
     char stat_buf[1024];
     char status_buf[4096];
     int ops_inflight;         /* io_uring operations referring to this struct */
     int idle_wakes_this_tick; /* wake-ups this tick that found little to drain */
     int wake_armed;
-    int proc_read_inflight;
     int detaching;
     struct funcmond_runtime rt;
     uint64_t next_sample_mono_ns;
     struct funcmond_ctl_request ctl;
-    struct funcmond_op op_wake, op_exit, op_stat, op_status, op_ctl;
+    struct funcmond_op op_wake, op_exit, op_ctl;
 };
 
 /* Sidecar counters (its own metrics). */
@@ -121,8 +117,9 @@ struct funcmond_counters {
     uint64_t bad_records; /* records skipped as invalid */
     uint64_t segments_rejected;
     uint64_t segments_attached;
-    uint64_t lost;         /* records consumed before a crash and not in the state file */
-    uint64_t drain_lag_ns; /* age of the oldest record at the last drain cycle */
+    uint64_t segments_deferred; /* segments that had to wait for a guard entry or an fd */
+    uint64_t lost;              /* records consumed before a crash and not in the state file */
+    uint64_t drain_lag_ns;      /* age of the oldest record at the last drain cycle */
     uint64_t drain_cycles;
     uint64_t wakeups; /* drains started by a client's wake-up */
 };
@@ -157,7 +154,9 @@ struct funcmond_rejected {
     char name[256];
     dev_t dev;
     ino_t ino;
-    int not_ready; /* still being created: look again */
+    int not_ready; /* still being created: look again, for up to 10 s */
+    int waiting;   /* waits for a guard entry or an fd: look again, without end */
+    int logged;    /* its wait was logged and counted */
     uint64_t first_seen_mono_ns;
 };
 
@@ -165,7 +164,11 @@ struct funcmond {
     struct funcmond_config cfg;
     struct funcmond_aggregate agg;
     struct funcmond_process *procs;
-    struct funcmond_rejected *rejected;
+    struct funcmond_rejected *rejected; /* files to look at again (pending, waiting) */
+    struct funcmond_seen *seen;         /* files rejected for good (discovery.c) */
+    uint64_t log_window_mono_ns;        /* rejection lines: the current second, */
+    uint32_t log_lines;                 /* the lines written in it, */
+    uint64_t log_suppressed;            /* and those left out since the last summary */
     struct funcmond_counters counters;
     struct io_uring ring;
     int futex_wait_ok; /* the kernel takes IORING_OP_FUTEX_WAIT */
@@ -218,6 +221,8 @@ void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum
 /* Detaches and frees processes whose retention ran out (all of them if `all`). */
 void funcmond_discovery_expire(struct funcmond *d, uint64_t now_mono_ns, int all);
 void funcmond_discovery_close(struct funcmond *d);
+/* Frees what discovery remembers of rejected files. */
+void funcmond_discovery_forget(struct funcmond *d);
 
 /* drain.c */
 int funcmond_drain_init(struct funcmond *d);
@@ -248,5 +253,8 @@ int funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job);
 void funcmond_drain_wait_snapshot(struct funcmond *d);
 uint64_t funcmond_mono_ns(void);
 uint64_t funcmond_real_ns(void);
+/* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
+ * when /proc cannot be read for want of an fd. */
+int funcmond_process_gone(int32_t pid, uint64_t start_time);
 
 #endif

@@ -5,10 +5,14 @@
  * SIGKILL exactly up to the records counted as lost.
  *
  * Truth is the client's own count of its calls. The totals are read back from the state
- * file the last funcmond wrote when it stopped.
+ * file the last funcmond wrote when it stopped. Once client and funcmond have both stopped
+ * no segment is left: funcmond removes an exited client's at SIGTERM, within the retention
+ * time; a client whose funcmond was killed removes its own.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <signal.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +29,9 @@ static pid_t
 start_funcmond(void)
 {
     char *argv[] = {"funcmond", NULL};
-    const char *env[] = {"SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", "1", NULL};
+    /* An ephemeral port: another funcmond on this machine must not make this one exit. */
+    const char *env[] = {"SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", "1", "HTTP_LISTEN",
+                         "127.0.0.1:0",        NULL};
     return spawn(FUNCMOND, argv, env, NULL);
 }
 
@@ -61,6 +67,25 @@ read_state(uint64_t *calls, uint64_t *errors, uint64_t *lost)
     free(d);
 }
 
+/* Checks no segment is left under the prefix, naming any that is (then removed). */
+static void
+check_no_segment(void)
+{
+    char prefix_dot[128];
+    int left = 0;
+    snprintf(prefix_dot, sizeof(prefix_dot), "%s.", prefix);
+    DIR *dir = opendir("/dev/shm");
+    CHECK(dir != NULL);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        if (strncmp(e->d_name, prefix_dot, strlen(prefix_dot)) == 0) {
+            fprintf(stderr, "left behind: %s\n", e->d_name);
+            left++;
+        }
+    closedir(dir);
+    harness_remove_segments(prefix);
+    CHECK_EQ(left, 0);
+}
+
 static void
 run(int stop_signal)
 {
@@ -82,7 +107,8 @@ run(int stop_signal)
     read_done(out, &made, &failed);
     wait_ok(c);
     usleep(300000);
-    stop_funcmond(sidecar, SIGTERM);
+    stop_funcmond(sidecar, SIGTERM); /* within the client's retention time */
+    check_no_segment();
     read_state(&calls, &errors, &lost);
     printf("%s: client made %llu calls (%llu failed); totals %llu (%llu failed), %llu lost\n",
            stop_signal == SIGTERM ? "SIGTERM" : "SIGKILL", made, failed, (unsigned long long)calls, (unsigned long long)errors,
@@ -98,6 +124,27 @@ run(int stop_signal)
     CHECK_GT(made, 1000);
 }
 
+/* funcmond killed while the client runs: the client, exiting later, removes its segment. */
+static void
+vanish(void)
+{
+    unsigned long long made, failed;
+    int out;
+    char *argv[] = {"e2e_client", "1", "0", "1000", "0", NULL};
+    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", NULL};
+
+    pid_t sidecar = start_funcmond();
+    pid_t c = spawn(E2E_CLIENT, argv, env, &out);
+    sleep(1); /* attached */
+    stop_funcmond(sidecar, SIGKILL);
+    kill(c, SIGTERM);
+    read_done(out, &made, &failed);
+    wait_ok(c);
+    CHECK_GT(made, 0);
+    check_no_segment();
+    printf("vanish: the client removed its own segment\n");
+}
+
 int
 main(void)
 {
@@ -109,6 +156,7 @@ main(void)
     alarm(120);
     run(SIGTERM);
     run(SIGKILL);
+    vanish();
     unlink(state);
     rmdir(dir);
     printf("test_restart: ok\n");

@@ -15,15 +15,33 @@
  *             counted, with exact totals;
  *   storm     a client that bumps its wake word in a loop without producing: funcmond
  *             answers a bounded number of its wake-ups per drain cycle and keeps serving
- *             a good client meanwhile.
+ *             a good client meanwhile;
+ *   flip      a file under the prefix whose size flips between 0 and 64 KiB while funcmond
+ *             looks at it: no SIGBUS, a good client counted exactly meanwhile;
+ *   guardfull the table of guarded mappings (lowered to 3) full of retained exited
+ *             segments, then of live clients: a new client waits, keeps its segment, and
+ *             once room comes back is attached and counted exactly, never as rejected;
+ *   fds       live clients cost funcmond at most one long-lived fd each, /proc figures
+ *             still read; a client met while funcmond is out of fds is attached later,
+ *             one met with a single fd to spare is not taken for exited;
+ *   dropped   a client's drop counters that fall or jump past what a ring could drop are
+ *             not believed: the counted drops stay at the believable ones;
+ *   rejectlog more rejected files than funcmond remembers: each counted and logged once,
+ *             however many rescans;
+ *   leftover  no segment left once client and funcmond have both stopped, whichever
+ *             stops first;
+ *   special   a FIFO under the prefix is rejected without being opened.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <dirent.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -416,6 +434,554 @@ case_storm(void)
     return 0;
 }
 
+/* Counts the counters' field until it reaches `want` or `seconds` pass; returns the last. */
+static uint64_t
+wait_counter(struct sidecar *s, size_t offset, uint64_t want, int seconds)
+{
+    struct funcmond_counters c;
+    struct funcmond_proc_view procs[1];
+    uint64_t v = 0;
+    for (int i = 0; i < seconds * 100; i++) {
+        sidecar_snapshot(s, &c, procs, 1);
+        memcpy(&v, (const char *)&c + offset, sizeof(v));
+        if (v >= want)
+            break;
+        usleep(10000);
+    }
+    return v;
+}
+#define WAIT_COUNTER(s, field, want, seconds) wait_counter(s, offsetof(struct funcmond_counters, field), want, seconds)
+
+/* Waits until `want` processes are listed with `live` of them live; returns 0 if so. */
+static int
+wait_procs(struct sidecar *s, int want, int live, int seconds)
+{
+    struct funcmond_counters c;
+    struct funcmond_proc_view procs[64];
+    int n = 0, l = 0;
+    for (int i = 0; i < seconds * 100; i++) {
+        n = sidecar_snapshot(s, &c, procs, 64);
+        l = 0;
+        for (int k = 0; k < n; k++)
+            l += procs[k].state == FUNCMOND_PROC_LIVE;
+        if (n == want && l == live)
+            return 0;
+        usleep(10000);
+    }
+    fprintf(stderr, "%d processes listed, %d live; expected %d, %d live\n", n, l, want, live);
+    return -1;
+}
+
+static int
+case_flip(void)
+{
+    struct sidecar s;
+    unsigned long long calls, errors;
+    int out;
+    char path[300];
+    const char *env[] = {"SIDECAR_RESCAN_INTERVAL_S=1", NULL};
+
+    snprintf(path, sizeof(path), "/dev/shm/%s.flip.%d", prefix, 999999);
+    /* Forked before the sidecar's threads exist: it only flips the file's size. */
+    pid_t flipper = fork();
+    CHECK_GE(flipper, 0);
+    if (flipper == 0) {
+        int fd = open(path, O_RDWR | O_CREAT, 0600);
+        if (fd < 0)
+            _exit(3);
+        uint64_t end = real_ns() + 4000000000ull;
+        while (real_ns() < end)
+            if (ftruncate(fd, 65536) != 0 || ftruncate(fd, 0) != 0)
+                _exit(4);
+        _exit(0);
+    }
+    sidecar_start(&s, env);
+    pid_t good = client("good", "2", "500", "0", "0", &out);
+    read_done(out, &calls, &errors);
+    wait_ok(good);
+    CHECK_EQ(sidecar_wait_calls(&s, "good", "e2e", "work", calls, 10), 0);
+    wait_ok(flipper); /* funcmond looked at the flipping file for the whole 4 s */
+    CHECK_EQ(sidecar_wait_calls(&s, "good", "e2e", "work", calls, 1), 0);
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[4];
+    CHECK_EQ(sidecar_snapshot(&s, &counters, procs, 4), 1);
+    CHECK_EQ(counters.bad_records, 0);
+    sidecar_stop(&s);
+    unlink(path);
+    printf("test_sidecar flip: funcmond survived 4 s of a file flipping between 0 and 64 KiB\n");
+    return 0;
+}
+
+/* A copy of the segment file of (service, pid); *len its size. */
+static unsigned char *
+copy_segment(const char *service, pid_t pid, size_t *len)
+{
+    char src[300];
+    struct stat st;
+    snprintf(src, sizeof(src), "/dev/shm/%s.%s.%d", prefix, service, (int)pid);
+    int fd = open(src, O_RDONLY);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(fstat(fd, &st), 0);
+    *len = (size_t)st.st_size;
+    unsigned char *img = malloc(*len);
+    CHECK(img != NULL);
+    CHECK_EQ(pread(fd, img, *len, 0), (ssize_t)*len);
+    close(fd);
+    return img;
+}
+
+static int
+case_guardfull(void)
+{
+    struct sidecar s;
+    unsigned long long calls, errors, c2, e2;
+    int out, out2;
+    const char *env[] = {"SIDECAR_EXITED_RETENTION_S=60", "SIDECAR_RESCAN_INTERVAL_S=1", NULL};
+
+    funcmon_consumer_guard_limit(3);
+    sidecar_start(&s, env);
+    /* A real segment, exited and retained: one entry. Two copies under pids that do not
+     * exist (exited, retained): the table is full. */
+    pid_t first = client("first", "1", "10", "0", "0", &out);
+    read_done(out, &calls, &errors);
+    wait_ok(first);
+    CHECK_EQ(sidecar_wait_calls(&s, "first", "e2e", "work", 10, 10), 0);
+    size_t len;
+    unsigned char *img = copy_segment("first", first, &len);
+    struct funcmon_shm_header *h = (struct funcmon_shm_header *)img;
+    struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(img + h->slots_offset);
+    for (uint32_t i = 0; i < h->max_threads; i++)
+        slot[i].tail = 0; /* the copies' records are read again */
+    for (int k = 1; k <= 2; k++) {
+        h->pid = 900000 + k;
+        plant("first", h->pid, img, len);
+    }
+    free(img);
+    CHECK_EQ(wait_procs(&s, 3, 0, 10), 0);
+    CHECK_EQ(sidecar_wait_calls(&s, "first", "e2e", "work", 30, 10), 0);
+
+    /* A new client while the table is full of exited segments: one of them goes early. */
+    pid_t a = client("late", "2", "300", "0", "0", &out);
+    read_done(out, &calls, &errors);
+    wait_ok(a);
+    CHECK_EQ(sidecar_wait_calls(&s, "late", "e2e", "work", calls, 10), 0);
+
+    /* The table full of live clients: a new one waits, and keeps its segment meanwhile. */
+    pid_t live[3];
+    int lout[3];
+    for (int k = 0; k < 3; k++)
+        live[k] = client("busy", "1", "0", "1000", "0", &lout[k]);
+    CHECK_EQ(wait_procs(&s, 3, 3, 10), 0);
+    pid_t b = client("waiting", "2", "400", "0", "0", &out2);
+    read_done(out2, &c2, &e2);
+    wait_ok(b);
+    usleep(500000);
+    struct funcmond_fn_view f;
+    CHECK_NE(sidecar_function(&s, "waiting", "e2e", "work", &f), 0); /* not attached yet */
+    CHECK(segment_file_exists(b, "waiting"));
+    /* Room comes back when a live client exits: the waiting one is attached, exactly. */
+    kill(live[0], SIGTERM);
+    read_done(lout[0], &calls, &errors);
+    wait_ok(live[0]);
+    CHECK_EQ(sidecar_wait_calls(&s, "waiting", "e2e", "work", c2, 10), 0);
+    CHECK_EQ(sidecar_wait_calls(&s, "waiting", "e2e", "fast", c2, 1), 0);
+    for (int k = 1; k < 3; k++) {
+        kill(live[k], SIGTERM);
+        read_done(lout[k], &calls, &errors);
+        wait_ok(live[k]);
+    }
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[8];
+    sidecar_snapshot(&s, &counters, procs, 8);
+    CHECK_EQ(counters.segments_rejected, 0);
+    sidecar_stop(&s);
+    funcmon_consumer_guard_limit(0);
+    for (int i = 0; i < 100 && segment_file_exists(b, "waiting"); i++)
+        usleep(10000);
+    CHECK(!segment_file_exists(b, "waiting"));
+    printf("test_sidecar guardfull: %llu calls of a client that waited for room, all counted\n", c2);
+    return 0;
+}
+
+static int
+count_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int n = 0;
+    CHECK(dir != NULL);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n - 1; /* the directory's own */
+}
+
+/* This process, funcmond, short of fds: a limit on fd numbers, with every free number
+ * below it filled, so that exactly `spare` more can be opened. */
+struct starve {
+    struct rlimit full;
+    int fillers[256];
+    int n;
+};
+
+static void
+starve_begin(struct starve *st, int spare)
+{
+    int highest = 0;
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir != NULL);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;)
+        if (e->d_name[0] != '.' && atoi(e->d_name) > highest)
+            highest = atoi(e->d_name);
+    closedir(dir);
+    st->n = 0;
+    for (;;) { /* the holes below the highest fd */
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK_GE(fd, 0);
+        if (fd > highest) {
+            close(fd);
+            break;
+        }
+        CHECK_LT(st->n, 256);
+        st->fillers[st->n++] = fd;
+    }
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &st->full), 0);
+    struct rlimit low = st->full;
+    low.rlim_cur = (rlim_t)(highest + 1 + spare);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* The premise: exactly `spare` fds can be opened now. */
+    int probe[2] = {-1, -1};
+    for (int k = 0; k <= spare; k++)
+        probe[k] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int k = 0; k <= spare; k++)
+        if (probe[k] >= 0)
+            close(probe[k]);
+    CHECK_EQ(probe[spare], -1);
+    CHECK(spare == 0 || probe[0] >= 0);
+}
+
+static void
+starve_end(struct starve *st)
+{
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &st->full), 0);
+    for (int k = 0; k < st->n; k++)
+        close(st->fillers[k]);
+}
+
+/* Starts e2e_client (argv) as `service` with the full fd limit; stdout to the pipe `fds`. */
+static pid_t
+spawn_full(char **argv, const char *service, const struct rlimit *full, const int fds[2])
+{
+    pid_t c = fork();
+    CHECK_GE(c, 0);
+    if (c == 0) {
+        setrlimit(RLIMIT_NOFILE, full);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("FUNCMON_SHM_PREFIX", prefix, 1);
+        setenv("FUNCMON_SERVICE", service, 1);
+        execv(E2E_CLIENT, argv);
+        _exit(127);
+    }
+    return c;
+}
+
+static int
+case_fds(void)
+{
+    struct sidecar s;
+    unsigned long long calls, errors;
+    enum { N = 8 };
+    pid_t live[N];
+    int lout[N];
+    const char *env[] = {"SIDECAR_RESCAN_INTERVAL_S=60", NULL};
+
+    sidecar_start(&s, env);
+    usleep(100000);
+    int before = count_fds();
+    for (int k = 0; k < N; k++)
+        live[k] = client("idle", "1", "0", "2000", "0", &lout[k]);
+    CHECK_EQ(wait_procs(&s, N, N, 10), 0);
+    usleep(1500000); /* a /proc read is due every second */
+    int after = count_fds();
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[N];
+    CHECK_EQ(sidecar_snapshot(&s, &counters, procs, N), N);
+    for (int k = 0; k < N; k++) {
+        CHECK_GE(procs[k].rt.threads, 1); /* /proc figures are still read */
+        CHECK_GT(procs[k].rt.rss_bytes, 0);
+        CHECK_NE(procs[k].rt.state, 0);
+    }
+    /* N pipes of ours, and at most one fd per client in funcmond. */
+    fprintf(stderr, "fds: %d before, %d with %d clients\n", before, after, N);
+    CHECK_LE(after - before, N + N);
+    for (int k = 0; k < N; k++) {
+        kill(live[k], SIGTERM);
+        read_done(lout[k], &calls, &errors);
+        wait_ok(live[k]);
+    }
+    CHECK_EQ(wait_procs(&s, N, 0, 10), 0); /* every exit seen */
+
+    /* Out of fds when a client appears: it is attached once fds are back, not rejected. */
+    struct starve st;
+    unsigned long long made, failed;
+    int pipefd[2];
+    char *argv1[] = {"e2e_client", "1", "200", "0", "0", NULL};
+    CHECK_EQ(pipe(pipefd), 0);
+    starve_begin(&st, 0);
+    pid_t c = spawn_full(argv1, "starved", &st.full, pipefd);
+    usleep(300000);
+    starve_end(&st);
+    close(pipefd[1]);
+    read_done(pipefd[0], &made, &failed);
+    wait_ok(c);
+    CHECK_EQ(sidecar_wait_calls(&s, "starved", "e2e", "work", 200, 10), 0);
+    /* One fd to spare: enough to map the segment, not to read /proc while the pidfd is
+     * held. The client still runs, and every call it makes is counted. */
+    char *argv2[] = {"e2e_client", "1", "0", "1000", "0", NULL};
+    CHECK_EQ(pipe(pipefd), 0);
+    starve_begin(&st, 1);
+    c = spawn_full(argv2, "scarce", &st.full, pipefd);
+    usleep(500000);
+    starve_end(&st);
+    close(pipefd[1]);
+    usleep(1200000);
+    kill(c, SIGTERM);
+    read_done(pipefd[0], &made, &failed);
+    wait_ok(c);
+    CHECK_EQ(sidecar_wait_calls(&s, "scarce", "e2e", "work", made, 10), 0);
+    sidecar_snapshot(&s, &counters, procs, N);
+    CHECK_EQ(counters.segments_rejected, 0);
+    sidecar_stop(&s);
+    printf("test_sidecar fds: %d fds for %d live clients; clients met without fds counted\n", after - before - N, N);
+    return 0;
+}
+
+/* The child of case_dropped: a real client that writes into its own slot 0's drop counter
+ * each value read from fd `cmd`, until end of file. */
+static void
+liar(int cmd)
+{
+    struct funcmon_options o = {0};
+    o.shm_prefix = prefix;
+    o.service = "liar";
+    if (funcmon_init(&o) != 0)
+        _exit(3);
+    char path[300];
+    snprintf(path, sizeof(path), "/dev/shm/%s", funcmon_segment_name());
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        _exit(4);
+    unsigned char *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        _exit(5);
+    struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(m + ((struct funcmon_shm_header *)m)->slots_offset);
+    uint64_t v;
+    while (read(cmd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        __atomic_store_n(&slot[0].dropped, v, __ATOMIC_RELAXED);
+    funcmon_shutdown();
+    _exit(0);
+}
+
+static uint64_t
+boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int
+case_dropped(void)
+{
+    struct sidecar s;
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[4];
+    int cmd[2];
+    const char *env[] = {"SIDECAR_EXITED_RETENTION_S=60", "SIDECAR_RESCAN_INTERVAL_S=1", NULL};
+
+    CHECK_EQ(pipe(cmd), 0);
+    pid_t c = fork(); /* before the sidecar's threads */
+    CHECK_GE(c, 0);
+    if (c == 0) {
+        close(cmd[1]);
+        liar(cmd[0]);
+    }
+    close(cmd[0]);
+    sidecar_start(&s, env);
+    CHECK_EQ(wait_procs(&s, 1, 1, 10), 0);
+    /* Believable: 500 drops over the life of a process older than 500 ns. */
+    uint64_t v = 500;
+    CHECK_EQ(write(cmd[1], &v, sizeof(v)), (ssize_t)sizeof(v));
+    CHECK_EQ(WAIT_COUNTER(&s, dropped, 500, 10), 500);
+    /* A counter that falls, then jumps by 2^62: neither is believed. */
+    v = 100;
+    CHECK_EQ(write(cmd[1], &v, sizeof(v)), (ssize_t)sizeof(v));
+    usleep(2000000); /* an idle ring is read on full passes, and an idle view published each second */
+    v = 1ull << 62;
+    CHECK_EQ(write(cmd[1], &v, sizeof(v)), (ssize_t)sizeof(v));
+    usleep(2000000);
+    CHECK_EQ(sidecar_snapshot(&s, &counters, procs, 4), 1);
+    CHECK_EQ(counters.dropped, 500);
+    CHECK_EQ(procs[0].dropped, 500);
+
+    /* An exited copy claiming 2^64 - 8 drops on one ring: at most what a ring could drop in
+     * the time the machine has been up (one record per nanosecond, far above any real rate). */
+    size_t len;
+    unsigned char *img = copy_segment("liar", c, &len);
+    struct funcmon_shm_header *h = (struct funcmon_shm_header *)img;
+    struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(img + h->slots_offset);
+    slot[0].dropped = 0;
+    slot[1].dropped = UINT64_MAX - 7;
+    h->pid = 900777;
+    plant("liar", h->pid, img, len);
+    free(img);
+    CHECK_EQ(wait_procs(&s, 2, 1, 10), 0);
+    usleep(100000);
+    int n = sidecar_snapshot(&s, &counters, procs, 4);
+    uint64_t sum = 0;
+    for (int k = 0; k < n; k++)
+        sum += procs[k].dropped;
+    fprintf(stderr, "dropped: %llu counted, %llu ns since boot\n", (unsigned long long)counters.dropped,
+            (unsigned long long)boottime_ns());
+    CHECK_EQ(sum, counters.dropped);
+    CHECK_LE(counters.dropped - 500, boottime_ns());
+    close(cmd[1]);
+    wait_ok(c);
+    sidecar_stop(&s);
+    printf("test_sidecar dropped: lying drop counters not believed (%llu counted)\n", (unsigned long long)counters.dropped);
+    return 0;
+}
+
+static int
+case_rejectlog(void)
+{
+    struct sidecar s;
+    enum { N = 4200 };
+    const char *env[] = {"SIDECAR_RESCAN_INTERVAL_S=1", NULL};
+    char path[300], logpath[300];
+
+    /* funcmond's log lines go to a file for the length of the run. */
+    snprintf(logpath, sizeof(logpath), "/tmp/%s.log", prefix);
+    int logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK_GE(logfd, 0);
+    int saved = dup(2);
+    CHECK_EQ(dup2(logfd, 2), 2);
+    sidecar_start(&s, env);
+    /* Sparse files larger than any segment: each one rejected, none costing memory. */
+    for (int k = 0; k < N; k++) {
+        snprintf(path, sizeof(path), "/dev/shm/%s.big.%d", prefix, 800000 + k);
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+        CHECK_GE(fd, 0);
+        CHECK_EQ(ftruncate(fd, (off_t)FUNCMON_SEGMENT_SIZE_MAX + 4096), 0);
+        close(fd);
+    }
+    uint64_t rejected = WAIT_COUNTER(&s, segments_rejected, N, 30);
+    usleep(3500000); /* three rescans */
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[1];
+    sidecar_snapshot(&s, &counters, procs, 1);
+    sidecar_stop(&s);
+    dup2(saved, 2);
+    close(saved);
+    struct stat st;
+    CHECK_EQ(fstat(logfd, &st), 0);
+    char *log = malloc((size_t)st.st_size + 1);
+    CHECK(log != NULL);
+    CHECK_EQ(pread(logfd, log, (size_t)st.st_size, 0), (ssize_t)st.st_size);
+    log[st.st_size] = '\0';
+    size_t lines = 0;
+    unsigned long long summed = 0, more;
+    for (char *q = log; (q = strstr(q, "rejected segment")) != NULL; q++)
+        lines++;
+    /* Lines left out are summed up: "<n> more segment rejections or waits not logged". */
+    for (char *q = log; (q = strstr(q, " more segment rejections")) != NULL; q++) {
+        char *num = q;
+        while (num > log && num[-1] >= '0' && num[-1] <= '9')
+            num--;
+        CHECK_EQ(sscanf(num, "%llu", &more), 1);
+        summed += more;
+    }
+    free(log);
+    close(logfd);
+    unlink(logpath);
+    fprintf(stderr, "rejectlog: %d files, %llu rejections counted (%llu before the rescans), %zu lines logged, %llu summed\n", N,
+            (unsigned long long)counters.segments_rejected, (unsigned long long)rejected, lines, summed);
+    CHECK_EQ(counters.segments_rejected, N);
+    CHECK_LE(lines, N);
+    CHECK_EQ(lines + summed, N); /* each rejection logged once, or summed up once */
+    printf("test_sidecar rejectlog: %d rejected files counted once, %zu lines logged\n", N, lines);
+    return 0;
+}
+
+static int
+case_leftover(void)
+{
+    struct sidecar s;
+    unsigned long long calls, errors;
+    int out;
+    const char *env[] = {"SIDECAR_EXITED_RETENTION_S=60", NULL};
+
+    /* The client stops first, funcmond within the retention time. */
+    sidecar_start(&s, env);
+    pid_t a = client("left", "2", "100", "0", "0", &out);
+    read_done(out, &calls, &errors);
+    wait_ok(a);
+    CHECK_EQ(sidecar_wait_calls(&s, "left", "e2e", "work", calls, 10), 0);
+    CHECK_EQ(wait_procs(&s, 1, 0, 10), 0);
+    sidecar_stop(&s);
+    CHECK(!segment_file_exists(a, "left"));
+
+    /* funcmond stops first, then the client. */
+    sidecar_start(&s, env);
+    pid_t b = client("right", "1", "0", "1000", "0", &out);
+    CHECK_EQ(wait_procs(&s, 1, 1, 10), 0);
+    sidecar_stop(&s);
+    CHECK(segment_file_exists(b, "right")); /* live: kept for the next run */
+    kill(b, SIGTERM);
+    read_done(out, &calls, &errors);
+    wait_ok(b);
+    CHECK(!segment_file_exists(b, "right"));
+    CHECK_EQ(harness_remove_segments(prefix), 0);
+    printf("test_sidecar leftover: no segment left behind\n");
+    return 0;
+}
+
+static int
+case_special(void)
+{
+    struct sidecar s;
+    char path[300];
+    const char *env[] = {"SIDECAR_RESCAN_INTERVAL_S=1", NULL};
+
+    snprintf(path, sizeof(path), "/dev/shm/%s.fifo.%d", prefix, 900555);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    CHECK_GE(in, 0);
+    CHECK_GE(inotify_add_watch(in, path, IN_OPEN), 0);
+    sidecar_start(&s, env);
+    CHECK_EQ(WAIT_COUNTER(&s, segments_rejected, 1, 10), 1);
+    usleep(1500000); /* a rescan too */
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[1];
+    sidecar_snapshot(&s, &counters, procs, 1);
+    sidecar_stop(&s);
+    char buf[4096];
+    ssize_t got = read(in, buf, sizeof(buf));
+    int opens = 0;
+    for (ssize_t off = 0; got > 0 && off + (ssize_t)sizeof(struct inotify_event) <= got;) {
+        const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
+        opens += (ev->mask & IN_OPEN) != 0;
+        off += (ssize_t)sizeof(*ev) + ev->len;
+    }
+    close(in);
+    unlink(path);
+    CHECK_EQ(counters.segments_rejected, 1);
+    CHECK_EQ(opens, 0);
+    printf("test_sidecar special: a FIFO rejected without being opened\n");
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -433,5 +999,19 @@ main(int argc, char **argv)
         return case_overflow();
     if (strcmp(argv[1], "storm") == 0)
         return case_storm();
+    if (strcmp(argv[1], "flip") == 0)
+        return case_flip();
+    if (strcmp(argv[1], "guardfull") == 0)
+        return case_guardfull();
+    if (strcmp(argv[1], "fds") == 0)
+        return case_fds();
+    if (strcmp(argv[1], "dropped") == 0)
+        return case_dropped();
+    if (strcmp(argv[1], "rejectlog") == 0)
+        return case_rejectlog();
+    if (strcmp(argv[1], "leftover") == 0)
+        return case_leftover();
+    if (strcmp(argv[1], "special") == 0)
+        return case_special();
     return 2;
 }

@@ -4,11 +4,16 @@
  *
  * Segments are built by hand here, not by the client, so the validator is checked against
  * an independent reading of the layout. Every buffer is allocated at exactly the size
- * handed to the validator, so an over-read shows up under ASan.
+ * handed to the validator, so an over-read shows up under ASan. The SIGBUS guard is checked
+ * from the first read (a file that shrank before attach) to a full table (nothing read,
+ * nothing claimed), and drop counters are believed only as far as a ring could drop.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,12 +302,119 @@ truncated_under_us(void)
     shm_unlink(name);
 }
 
+/* A file that shrinks between the reader's fstat and its first read: the header itself is
+ * read under the guard, and the segment looks not ready instead of killing the reader. */
+static void
+shrunk_before_attach(void)
+{
+    char name[64];
+    struct funcmon_consumer c;
+    enum funcmon_invalid why;
+    snprintf(name, sizeof(name), "/fmtest-shrunk-%d", (int)getpid());
+    unsigned char *b = make_segment();
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(write(fd, b, seg_size()), (ssize_t)seg_size());
+    free(b);
+    void *map = mmap(NULL, seg_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(map != MAP_FAILED);
+    CHECK_EQ(ftruncate(fd, 0), 0);
+    CHECK_EQ(funcmon_consumer_attach(&c, map, seg_size(), &why), -EPROTO);
+    CHECK_EQ(why, FUNCMON_INVALID_NOT_READY);
+    munmap(map, seg_size());
+    close(fd);
+    shm_unlink(name);
+}
+
+/* No guard entry free: nothing is read or written (the client keeps its segment); the same
+ * segment attaches once an entry is given back. */
+static void
+guard_full(void)
+{
+    struct funcmon_consumer c1, c2;
+    enum funcmon_invalid why;
+    unsigned char *b1 = make_segment(), *b2 = make_segment();
+    unsigned before = funcmon_consumer_guard_limit(1);
+    CHECK_EQ(funcmon_consumer_guard_room(), 1);
+    CHECK_EQ(funcmon_consumer_attach(&c1, b1, seg_size(), &why), 0);
+    CHECK_EQ(funcmon_consumer_guard_room(), 0);
+    CHECK_EQ(funcmon_consumer_attach(&c2, b2, seg_size(), &why), -EBUSY);
+    CHECK_EQ(hdr(b2)->consumer_pid, 0);
+    funcmon_consumer_close(&c1);
+    CHECK_EQ(funcmon_consumer_guard_room(), 1);
+    CHECK_EQ(funcmon_consumer_attach(&c2, b2, seg_size(), &why), 0);
+    CHECK_EQ(hdr(b2)->consumer_pid, getpid());
+    funcmon_consumer_close(&c2);
+    funcmon_consumer_guard_limit(before);
+    free(b1);
+    free(b2);
+}
+
+static uint64_t
+boottime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Drop counters: believed while they grow at most one per nanosecond; a counter that
+ * falls or jumps further marks its ring bad and adds no more than the bound. */
+static void
+drops_bounded(void)
+{
+    struct funcmon_consumer c;
+    enum funcmon_invalid why;
+    struct seen s;
+    unsigned char *b = make_segment(); /* started at boot: the first read allows the uptime */
+    slot(b, 0)->dropped = 1000;
+    slot(b, 1)->dropped = UINT64_MAX - 3;
+    CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+    memset(&s, 0, sizeof(s));
+    funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX);
+    uint64_t up = boottime_ns();
+    CHECK_EQ(c.bad_rings, 1);
+    CHECK_GT(funcmon_consumer_dropped(&c), 1000);
+    CHECK_LE(funcmon_consumer_dropped(&c), 1000 + up);
+    uint64_t believed = funcmon_consumer_dropped(&c);
+    slot(b, 0)->dropped = 900; /* falls */
+    for (int i = 0; i < 16; i++)
+        funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX);
+    CHECK_EQ(c.bad_rings, 2);
+    CHECK_EQ(funcmon_consumer_dropped(&c), believed);
+    funcmon_consumer_close(&c);
+    free(b);
+}
+
+/* A FIFO under a segment's name is refused without being opened. */
+static void
+fifo_unopened(void)
+{
+    char name[64], path[96], buf[512];
+    struct funcmon_consumer c;
+    enum funcmon_invalid why;
+    snprintf(name, sizeof(name), "/fmtest-fifo-%d", (int)getpid());
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    CHECK_GE(in, 0);
+    CHECK_GE(inotify_add_watch(in, path, IN_OPEN), 0);
+    CHECK_EQ(funcmon_consumer_open(&c, name, &why), -EINVAL);
+    CHECK_EQ(read(in, buf, sizeof(buf)), -1); /* no event: never opened */
+    close(in);
+    unlink(path);
+}
+
 int
 main(void)
 {
     validator_cases();
     consumer_cases();
     truncated_under_us();
+    shrunk_before_attach();
+    guard_full();
+    drops_bounded();
+    fifo_unopened();
     printf("test_validate: ok\n");
     return 0;
 }

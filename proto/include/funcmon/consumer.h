@@ -27,6 +27,8 @@ extern "C" {
 struct funcmon_consumer_ring {
     uint64_t tail;
     uint64_t generation; /* last owner generation seen */
+    uint64_t dropped;    /* the slot's drop counter, as far as it was believed */
+    uint64_t dropped_ns; /* CLOCK_BOOTTIME of that read (the process start before the first) */
     int bad;             /* a protocol violation was seen: the ring is no longer read */
 };
 
@@ -83,7 +85,7 @@ struct funcmon_consumer {
     uint32_t *live;
     uint32_t n_live;
     uint64_t claims_seen;
-    uint64_t dropped_quiet; /* drop counters of the rings not in use, at the last full pass */
+    uint64_t dropped_total; /* sum of the rings' believed drop counters */
     int guard;              /* entry of the SIGBUS guard, -1 if none */
 };
 
@@ -93,7 +95,9 @@ typedef void (*funcmon_record_fn)(void *arg, uint32_t ring, const struct funcmon
 /*
  * Opens the shm segment `name` ("/funcmon.svc.123"), maps it, validates it, and marks it as
  * having a consumer (so the client leaves unlinking to us). Returns 0, -errno from
- * open/map, or -EPROTO with *why set (FUNCMON_INVALID_NOT_READY: try again later).
+ * open/map, -EINVAL for a file that is not regular, -EBUSY when every entry of the SIGBUS
+ * guard is taken (nothing was read or written: try again once one is free), or -EPROTO
+ * with *why set (FUNCMON_INVALID_NOT_READY: try again later).
  */
 int funcmon_consumer_open(struct funcmon_consumer *c, const char *name, enum funcmon_invalid *why);
 
@@ -124,7 +128,15 @@ int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct f
  * mapping now reads as zeros and the segment should be let go. */
 int funcmon_consumer_faulted(const struct funcmon_consumer *c);
 
-/* Sum of the rings' drop counters: rings in use read now, the others as of the last full pass. */
+/* Entries of the SIGBUS guard free now: how many more consumers can attach. */
+unsigned funcmon_consumer_guard_room(void);
+
+/* Sets how many mappings may be guarded at once (0 or more than the table: the whole
+ * table, 4096); returns the previous limit. Tests lower it to fill the table cheaply. */
+unsigned funcmon_consumer_guard_limit(unsigned n);
+
+/* Sum of the rings' drop counters as far as they are believable (see consumer.c): rings in
+ * use as of the last drain, the others as of the last full pass. */
 uint64_t funcmon_consumer_dropped(const struct funcmon_consumer *c);
 
 /* Reads the clock calibration. Returns 0, or -EAGAIN if it kept changing. */
