@@ -511,8 +511,18 @@ funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcm
 }
 
 uint64_t
-funcmon_consumer_dropped(const struct funcmon_consumer *c)
+funcmon_consumer_dropped(struct funcmon_consumer *c)
 {
+    /* Rings in use are read now (a reader asks after producers dropped, before draining);
+     * the others count as of the last full pass, or are all read before the first pass. */
+    uint64_t now = boot_ns();
+    if (c->passes == 0) {
+        for (uint32_t i = 0; i < c->geo.max_threads; i++)
+            check_dropped(c, i, now);
+    } else {
+        for (uint32_t k = 0; k < c->n_live; k++)
+            check_dropped(c, c->live[k], now);
+    }
     return c->dropped_total;
 }
 

@@ -136,8 +136,8 @@ unsigned funcmon_consumer_guard_room(void);
 unsigned funcmon_consumer_guard_limit(unsigned n);
 
 /* Sum of the rings' drop counters as far as they are believable (see consumer.c): rings in
- * use as of the last drain, the others as of the last full pass. */
-uint64_t funcmon_consumer_dropped(const struct funcmon_consumer *c);
+ * use read now, the others as of the last full pass (all read now before the first pass). */
+uint64_t funcmon_consumer_dropped(struct funcmon_consumer *c);
 
 /* Reads the clock calibration. Returns 0, or -EAGAIN if it kept changing. */
 int funcmon_consumer_clock(const struct funcmon_consumer *c, struct funcmon_clock *out);
