@@ -373,9 +373,9 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     for (int i = 0; i < 12; i++)
         if (get_u64(o, keys[i], &v[i]))
             return -1;
-    uint32_t id = v[0] ? funcmond_agg_find(agg, service, "funcmon", "<overflow>") : UINT32_MAX;
-    if (id == UINT32_MAX)
-        id = funcmond_agg_function(agg, service, package, name);
+    /* Restored under today's bounds: an overflow entry stays one (its service's, or the
+     * global one past FUNCMOND_OVERFLOW_ENTRIES). */
+    uint32_t id = v[0] ? funcmond_agg_overflow(agg, service) : funcmond_agg_function(agg, service, package, name);
     if (id == UINT32_MAX)
         return -1;
     struct funcmond_function *f = agg->fns[id];
