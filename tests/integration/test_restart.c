@@ -22,12 +22,15 @@
 static const char *prefix;
 static char state[256];
 
-/* A funcmond writing the state file at start and every `interval` seconds. */
+/* A funcmond writing the state file at start and every `interval` seconds, serving HTTP on
+ * an ephemeral loopback port (never the default one, which anything else may hold). */
 static pid_t
 start_funcmond(const char *interval)
 {
     char *argv[] = {"funcmond", NULL};
-    const char *env[] = {"SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", interval, NULL};
+    const char *env[] = {
+        "SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", interval, "HTTP_LISTEN",
+        "127.0.0.1:0",        NULL};
     return spawn(FUNCMOND, argv, env, NULL);
 }
 
