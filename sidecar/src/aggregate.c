@@ -67,6 +67,8 @@ funcmond_agg_free(struct funcmond_aggregate *agg)
         free_function(agg->fns[i]);
     free(agg->fns);
     free(agg->index);
+    free(agg->services);
+    free(agg->service_index);
     memset(agg, 0, sizeof(*agg));
 }
 
@@ -151,18 +153,94 @@ create(struct funcmond_aggregate *agg, const char *service, const char *package,
     return f->id;
 }
 
+/* The functions of a service, or NULL; with `add`, a zero entry is made for a new one. */
+static struct funcmond_service_use *
+service_use(struct funcmond_aggregate *agg, const char *service, int add)
+{
+    uint32_t h = hash_key(service, "", "");
+    if (agg->service_index == NULL) {
+        if (!add)
+            return NULL;
+        agg->service_index_mask = 63;
+        if ((agg->service_index = calloc(agg->service_index_mask + 1, sizeof(*agg->service_index))) == NULL)
+            return NULL;
+    }
+    uint32_t i = h & agg->service_index_mask;
+    for (; agg->service_index[i] != 0; i = (i + 1) & agg->service_index_mask)
+        if (strcmp(agg->services[agg->service_index[i] - 1].service, service) == 0)
+            return &agg->services[agg->service_index[i] - 1];
+    if (!add)
+        return NULL;
+    if ((agg->n_services + 1) * 2 > agg->service_index_mask + 1) {
+        /* Half full: double the index and place every service again. */
+        uint32_t mask = agg->service_index_mask * 2 + 1;
+        uint32_t *index = calloc((size_t)mask + 1, sizeof(*index));
+        if (index == NULL)
+            return NULL;
+        for (uint32_t k = 0; k < agg->n_services; k++) {
+            uint32_t j = hash_key(agg->services[k].service, "", "") & mask;
+            while (index[j] != 0)
+                j = (j + 1) & mask;
+            index[j] = k + 1;
+        }
+        free(agg->service_index);
+        agg->service_index = index;
+        agg->service_index_mask = mask;
+        for (i = h & mask; index[i] != 0; i = (i + 1) & mask)
+            ;
+    }
+    if (agg->n_services == agg->cap_services) {
+        uint32_t cap = agg->cap_services ? agg->cap_services * 2 : 16;
+        struct funcmond_service_use *services = realloc(agg->services, cap * sizeof(*services));
+        if (services == NULL)
+            return NULL;
+        agg->services = services;
+        agg->cap_services = cap;
+    }
+    struct funcmond_service_use *u = &agg->services[agg->n_services];
+    memset(u, 0, sizeof(*u));
+    snprintf(u->service, sizeof(u->service), "%s", service);
+    agg->service_index[i] = ++agg->n_services;
+    return u;
+}
+
+uint32_t
+funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service)
+{
+    uint32_t id = funcmond_agg_find(agg, service, "funcmon", "<overflow>");
+    if (id != UINT32_MAX)
+        return id;
+    if (agg->n_overflow < FUNCMOND_OVERFLOW_ENTRIES && strcmp(service, FUNCMOND_OVERFLOW_SERVICE) != 0) {
+        id = create(agg, service, "funcmon", "<overflow>", 1);
+        agg->n_overflow += id != UINT32_MAX;
+        return id;
+    }
+    id = funcmond_agg_find(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>");
+    return id != UINT32_MAX ? id : create(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>", 1);
+}
+
 uint32_t
 funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
 {
     uint32_t id = funcmond_agg_find(agg, service, package, name);
     if (id != UINT32_MAX)
         return id;
-    if (agg->n_regular < agg->cfg->max_functions)
-        return create(agg, service, package, name, 0);
-    /* Full: fold into the service's overflow entry, which does not count against the cap. */
+    /* Room: below the cap's last quarter for anyone; in that quarter only for a service
+     * that holds fewer than FUNCMOND_SERVICE_FLOOR functions, so services that come after
+     * a noisy one still get theirs. Entries are never freed (their counts are totals). */
+    uint32_t cap = agg->cfg->max_functions, open = cap - cap / 4;
+    if (agg->n_regular < cap) {
+        struct funcmond_service_use *u = service_use(agg, service, 0);
+        if (agg->n_regular < open || u == NULL || u->functions < FUNCMOND_SERVICE_FLOOR) {
+            if (u == NULL && (u = service_use(agg, service, 1)) == NULL)
+                return UINT32_MAX;
+            id = create(agg, service, package, name, 0);
+            u->functions += id != UINT32_MAX;
+            return id;
+        }
+    }
     agg->overflow_folds++;
-    id = funcmond_agg_find(agg, service, "funcmon", "<overflow>");
-    return id != UINT32_MAX ? id : create(agg, service, "funcmon", "<overflow>", 1);
+    return funcmond_agg_overflow(agg, service);
 }
 
 void

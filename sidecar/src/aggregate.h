@@ -7,8 +7,14 @@
  * within 1%), exact counts for the configured Prometheus buckets, bytes allocated per
  * call (total, max, histogram, buckets), the last call's wall-clock time, and a ring of
  * 10-second slots from which the 1-minute and 5-minute windows (rate, error rate,
- * quantiles) are read. Past MAX_FUNCTIONS, new functions of a service fold into one
- * "<overflow>" entry of that service, and each fold is counted.
+ * quantiles) are read.
+ *
+ * Memory is bounded by MAX_FUNCTIONS whatever the clients do: at most MAX_FUNCTIONS
+ * functions, plus at most FUNCMOND_OVERFLOW_ENTRIES "<overflow>" entries (one per service
+ * whose new functions found no room), plus one global "<overflow>" entry of service
+ * FUNCMOND_OVERFLOW_SERVICE for everything past those. So that one service cannot take
+ * the room of those that come later, the last quarter of MAX_FUNCTIONS is kept for
+ * services holding fewer than FUNCMOND_SERVICE_FLOOR functions. Every fold is counted.
  *
  * Only the drain thread touches these structures; readers get published copies (view.h).
  */
@@ -27,6 +33,9 @@
 #define FUNCMOND_DURATION_SUB_BITS 7 /* <= 0.4% quantile error */
 #define FUNCMOND_WINDOW_SUB_BITS 5   /* <= 1.6% in the windows, a quarter of the memory */
 #define FUNCMOND_MEMORY_SUB_BITS 5
+#define FUNCMOND_OVERFLOW_ENTRIES 64           /* per-service "<overflow>" entries beyond MAX_FUNCTIONS */
+#define FUNCMOND_SERVICE_FLOOR 64              /* functions any service may have from the reserved quarter */
+#define FUNCMOND_OVERFLOW_SERVICE "<overflow>" /* service of the one entry past all bounds */
 
 struct funcmond_window_slot {
     uint64_t id; /* absolute slot number (monotonic ns / slot length) the counts belong to */
@@ -40,7 +49,7 @@ struct funcmond_function {
     char package[FUNCMON_PACKAGE_MAX + 1];
     char name[FUNCMON_NAME_MAX + 1];
     uint32_t id;
-    int overflow;    /* the "<overflow>" entry of its service */
+    int overflow;    /* an "<overflow>" entry: of its service, or the global one */
     uint64_t calls;  /* every call: records plus spilled calls */
     uint64_t errors; /* every failed call */
     uint64_t cancelled;
@@ -61,6 +70,11 @@ struct funcmond_function {
     uint64_t changed; /* publish generation of the last change */
 };
 
+struct funcmond_service_use {
+    char service[FUNCMON_SERVICE_MAX + 1];
+    uint32_t functions; /* its entries counted against MAX_FUNCTIONS */
+};
+
 struct funcmond_aggregate {
     const struct funcmond_config *cfg;
     uint64_t dur_bounds_ns[FUNCMOND_MAX_BUCKETS];
@@ -70,9 +84,16 @@ struct funcmond_aggregate {
     struct funcmond_function **fns; /* by id */
     uint32_t n_fns;
     uint32_t cap_fns;
-    uint32_t n_regular; /* functions counted against MAX_FUNCTIONS */
-    uint32_t *index;    /* open addressing: id + 1, 0 = empty */
+    uint32_t n_regular;  /* functions counted against MAX_FUNCTIONS */
+    uint32_t n_overflow; /* per-service overflow entries, up to FUNCMOND_OVERFLOW_ENTRIES */
+    uint32_t *index;     /* open addressing: id + 1, 0 = empty */
     uint32_t index_mask;
+    /* Functions per service (only services that have some: at most the entries). */
+    struct funcmond_service_use *services;
+    uint32_t n_services;
+    uint32_t cap_services;
+    uint32_t *service_index; /* open addressing: position + 1, 0 = empty */
+    uint32_t service_index_mask;
     uint64_t overflow_folds; /* functions folded into an overflow entry */
     uint64_t now_slot;       /* current window slot (set by funcmond_agg_tick) */
     uint64_t generation;     /* bumped by every publish: marks what changed since */
@@ -83,9 +104,14 @@ struct funcmond_aggregate {
 int funcmond_agg_init(struct funcmond_aggregate *agg, const struct funcmond_config *cfg);
 void funcmond_agg_free(struct funcmond_aggregate *agg);
 
-/* The id of (service, package, name), created if new; past MAX_FUNCTIONS the id of the
- * service's overflow entry. Returns UINT32_MAX only when memory ran out. */
+/* The id of (service, package, name), created if new and the rules above give it room;
+ * otherwise the id of an overflow entry (funcmond_agg_overflow). Returns UINT32_MAX only
+ * when memory ran out. */
 uint32_t funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);
+
+/* The overflow entry for the service: its own while FUNCMOND_OVERFLOW_ENTRIES allow,
+ * otherwise the global one; created if new. Returns UINT32_MAX only when memory ran out. */
+uint32_t funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service);
 
 /* Looks up without creating: the id, or UINT32_MAX. */
 uint32_t funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);

@@ -213,7 +213,24 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
         add_stack(x->d, p, r, fn - 1);
 }
 
-/* Adds what the client's spill counters gained since we last looked. */
+/* What to count of a spilled-error counter now: errors are credited only up to the calls
+ * already counted, never beyond (a client's lie), and what waits for its calls stays
+ * uncredited rather than dropped. The client adds a call before its error, so a read in
+ * between, or with the two loads the other way round, sees an error without its call or
+ * a call without its error; either way the next read settles it. */
+static uint64_t
+credit_errors(uint64_t seen_calls, uint64_t errors, uint64_t *seen_errors)
+{
+    uint64_t creditable = errors < seen_calls ? errors : seen_calls;
+    if (creditable <= *seen_errors)
+        return 0;
+    uint64_t d = creditable - *seen_errors;
+    *seen_errors = creditable;
+    return d;
+}
+
+/* Adds what the client's spill counters gained since we last looked. The seen values only
+ * grow: a counter that goes back is a client's lie, and climbing back adds nothing. */
 static void
 drain_spills(struct funcmond *d, struct funcmond_process *p)
 {
@@ -224,23 +241,23 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
         uint64_t calls, errors, client_errors;
         funcmon_consumer_spill(&p->c, site, &calls, &errors);
         funcmon_consumer_spill_client_errors(&p->c, site, &client_errors);
-        if (calls == p->spill_calls_seen[site] && errors == p->spill_errors_seen[site] &&
-            client_errors == p->spill_client_errors_seen[site])
+        if (calls <= p->spill_calls_seen[site] && errors <= p->spill_errors_seen[site] &&
+            client_errors <= p->spill_client_errors_seen[site])
             continue;
         uint32_t fn = p->site_fn[site];
         if (fn == 0)
             fn = funcmond_resolve_site(d, p, site);
         if (fn == 0)
             continue; /* not published yet: next cycle */
-        /* Counters only grow; a smaller value is a client's lie and adds nothing. */
-        uint64_t dc = calls > p->spill_calls_seen[site] ? calls - p->spill_calls_seen[site] : 0;
-        uint64_t de = errors > p->spill_errors_seen[site] ? errors - p->spill_errors_seen[site] : 0;
-        uint64_t dce = client_errors > p->spill_client_errors_seen[site] ? client_errors - p->spill_client_errors_seen[site] : 0;
-        p->spill_calls_seen[site] = calls;
-        p->spill_errors_seen[site] = errors;
-        p->spill_client_errors_seen[site] = client_errors;
+        uint64_t dc = 0;
+        if (calls > p->spill_calls_seen[site]) {
+            dc = calls - p->spill_calls_seen[site];
+            p->spill_calls_seen[site] = calls;
+        }
+        uint64_t de = credit_errors(p->spill_calls_seen[site], errors, &p->spill_errors_seen[site]);
+        uint64_t dce = credit_errors(p->spill_calls_seen[site], client_errors, &p->spill_client_errors_seen[site]);
         if (fn != UINT32_MAX)
-            funcmond_agg_spill(&d->agg, fn - 1, dc, de > dc ? dc : de, dce > dc ? dc : dce);
+            funcmond_agg_spill(&d->agg, fn - 1, dc, de, dce);
     }
 }
 

@@ -305,27 +305,6 @@ parse_query(h2o_req_t *req, struct query *q)
 
 /* ---- profiles ---- */
 
-/* The key of a function in "profiles": its name, or package:name when the name is used by
- * more than one package, or service/package:name when by more than one service. */
-static int
-key_of(const struct funcmond_view *v, const uint32_t *by_name, uint32_t n, uint32_t pos, char *key, size_t keylen)
-{
-    const struct funcmond_fn_view *f = &v->fns[by_name[pos]];
-    uint32_t lo = pos, hi = pos;
-    while (lo > 0 && strcmp(v->fns[by_name[lo - 1]].name, f->name) == 0)
-        lo--;
-    while (hi + 1 < n && strcmp(v->fns[by_name[hi + 1]].name, f->name) == 0)
-        hi++;
-    int services = 0;
-    for (uint32_t i = lo; i <= hi; i++)
-        services |= strcmp(v->fns[by_name[i]].service, f->service) != 0;
-    if (lo == hi)
-        return snprintf(key, keylen, "%s", f->name);
-    if (!services)
-        return snprintf(key, keylen, "%s:%s", f->package, f->name);
-    return snprintf(key, keylen, "%s/%s:%s", f->service, f->package, f->name);
-}
-
 static const struct funcmond_view *sort_view; /* qsort has no context argument; HTTP thread only */
 
 static int
@@ -441,12 +420,21 @@ get_profiles(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
     }
     if (q->limit >= 0 && (uint32_t)q->limit < n)
         n = (uint32_t)q->limit;
-    struct fval *root = fdoc_object(doc), *profiles = fdoc_object(doc);
-    char key[FUNCMON_SERVICE_MAX + FUNCMON_PACKAGE_MAX + FUNCMON_NAME_MAX + 8];
-    for (uint32_t i = 0; i < n; i++) {
-        int kl = key_of(v, by_name, n_sel, order[i], key, sizeof(key));
-        fobj_putn(doc, profiles, key, (size_t)kl, profile_obj(doc, &v->fns[by_name[order[i]]]));
+    /* Keys are unique among the functions asked for (view.h), whatever the limit. */
+    char **keys = calloc(n_sel ? n_sel : 1, sizeof(*keys));
+    if (keys == NULL || funcmond_view_profile_keys(v, by_name, n_sel, keys) != 0) {
+        funcmond_view_end(h->reader);
+        free(keys);
+        free(by_name);
+        free(order);
+        fdoc_free(doc);
+        return send_error(req, 500, "out of memory", NULL, NULL);
     }
+    struct fval *root = fdoc_object(doc), *profiles = fdoc_object(doc);
+    for (uint32_t i = 0; i < n; i++)
+        fobj_put(doc, profiles, keys[order[i]], profile_obj(doc, &v->fns[by_name[order[i]]]));
+    funcmond_view_profile_keys_free(keys, n_sel);
+    free(keys);
     fobj_put(doc, root, "profiles", profiles);
     fobj_u64(doc, root, "count", n);
     funcmond_view_end(h->reader);

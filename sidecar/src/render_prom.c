@@ -748,8 +748,8 @@ render(struct render *r)
     own_u64(r, "funcmon_records_dropped_total", "counter", "Records clients dropped because their ring was full.",
             v->counters.dropped);
     own_u64(r, "funcmon_clients", "gauge", "Client processes attached and running.", v->clients);
-    own_u64(r, "funcmon_functions_overflow_total", "counter",
-            "Functions folded into their service's overflow entry past SIDECAR.MAX_FUNCTIONS.", v->functions_overflow);
+    own_u64(r, "funcmon_functions_overflow_total", "counter", "Functions folded into an overflow entry past SIDECAR.MAX_FUNCTIONS.",
+            v->functions_overflow);
     own_u64(r, "funcmon_segments_rejected_total", "counter", "Shared-memory segments funcmond rejected.",
             v->counters.segments_rejected);
     family(&r->out, "funcmon_drain_lag_seconds", "gauge", "Age of the oldest record at the last drain cycle in seconds.");

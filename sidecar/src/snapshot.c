@@ -6,7 +6,8 @@
  * counts, sums, extremes, histograms as (bucket, count) pairs, Prometheus buckets with
  * their bounds) and, per attached segment, what was already counted from it (ring
  * positions, spill counters, drops), so a restarted sidecar neither counts twice nor
- * silently loses: records consumed after the last write are counted as lost. The write
+ * silently loses: records consumed after the last write are counted as lost, also those
+ * of a client that came after it and is in no state file. The write
  * goes to <file>.tmp, is fsync'd and renamed over the file, through io_uring, so a crash
  * leaves the old file or the new one, never half of one.
  *
@@ -68,7 +69,6 @@ struct restore_segment {
     uint64_t dropped;
     uint32_t n_spill;
     uint64_t (*spill)[4]; /* site, calls, errors, client errors (absent in older files: 0) */
-    int used;
 };
 
 struct funcmond_restore {
@@ -407,9 +407,9 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     for (int i = 0; i < 12; i++)
         if (get_u64(o, keys[i], &v[i]))
             return -1;
-    uint32_t id = v[0] ? funcmond_agg_find(agg, service, "funcmon", "<overflow>") : UINT32_MAX;
-    if (id == UINT32_MAX)
-        id = funcmond_agg_function(agg, service, package, name);
+    /* Restored under today's bounds: an overflow entry stays one (its service's, or the
+     * global one past FUNCMOND_OVERFLOW_ENTRIES). */
+    uint32_t id = v[0] ? funcmond_agg_overflow(agg, service) : funcmond_agg_function(agg, service, package, name);
     if (id == UINT32_MAX)
         return -1;
     struct funcmond_function *f = agg->fns[id];
@@ -923,17 +923,49 @@ funcmond_snapshot_load(struct funcmond *d)
     return 0;
 }
 
+/* Remembers where p's rings stand now, as if the state file had said so: a segment
+ * attached again in this run (after a refusal) then counts nothing twice. Only segments
+ * that had a reader before this run are remembered, so the list stays as long as the set
+ * of segments found at start. */
+static void
+remember_positions(struct funcmond *d, struct funcmond_process *p, struct restore_segment *s)
+{
+    uint32_t n = p->c.geo.max_threads;
+    if (s == NULL) {
+        struct funcmond_restore *r = d->restore;
+        if (r == NULL && (r = d->restore = calloc(1, sizeof(*r))) == NULL)
+            return;
+        struct restore_segment *segs = realloc(r->segs, (r->n + 1) * sizeof(*segs));
+        if (segs == NULL)
+            return;
+        r->segs = segs;
+        s = memset(&segs[r->n], 0, sizeof(*s));
+        if ((s->tails = calloc(n ? n : 1, sizeof(*s->tails))) == NULL)
+            return;
+        snprintf(s->name, sizeof(s->name), "%s", p->shm_name);
+        s->pid = p->pid;
+        s->start_time = p->proc_start_time;
+        s->n_tails = n;
+        r->n++;
+    }
+    for (uint32_t k = 0; k < s->n_tails && k < n; k++)
+        if (p->c.rings[k].tail > s->tails[k])
+            s->tails[k] = p->c.rings[k].tail;
+}
+
 void
 funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p)
 {
-    struct funcmond_restore *r = d->restore;
-    if (r == NULL)
+    /* Without a state file nothing continues across a restart: nothing to restore, and
+     * nothing to call lost. */
+    if (d->cfg.state_file[0] == '\0')
         return;
-    for (uint32_t i = 0; i < r->n; i++) {
-        struct restore_segment *s = &r->segs[i];
-        if (s->used || s->pid != p->pid || s->start_time != p->proc_start_time || strcmp(s->name, p->shm_name) != 0)
-            continue;
-        s->used = 1;
+    struct funcmond_restore *r = d->restore;
+    struct restore_segment *s = NULL;
+    for (uint32_t i = 0; r != NULL && i < r->n && s == NULL; i++)
+        if (r->segs[i].pid == p->pid && r->segs[i].start_time == p->proc_start_time && strcmp(r->segs[i].name, p->shm_name) == 0)
+            s = &r->segs[i];
+    if (s != NULL) {
         p->dropped_seen = s->dropped;
         for (uint32_t k = 0; k < s->n_spill; k++) {
             uint64_t site = s->spill[k][0];
@@ -943,21 +975,25 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
                 p->spill_client_errors_seen[site] = s->spill[k][3];
             }
         }
-        /* Records between the saved position and where the last reader stopped were
-         * consumed but never saved: their detail is gone; count them. */
-        uint64_t lost = 0;
-        for (uint32_t k = 0; k < s->n_tails && k < p->c.geo.max_threads; k++) {
-            uint64_t now_tail = p->c.rings[k].tail;
-            if (now_tail > s->tails[k])
-                lost += now_tail - s->tails[k];
-        }
-        if (lost != 0) {
-            d->counters.lost += lost;
-            LOG_WARN("%s: %llu records were consumed after the last state file write and are lost", p->shm_name,
-                     (unsigned long long)lost);
-        }
-        return;
     }
+    /* Records between the saved position (0 for a segment in no state file: a client that
+     * came after the last write) and where the last reader stopped were consumed but never
+     * saved: their detail is gone; count them. The spill counters and drops of such a
+     * client were never saved either, and are counted from zero again. A ring whose
+     * positions are out of range is never read, and its claims count nothing. */
+    uint64_t lost = 0;
+    for (uint32_t k = 0; k < p->c.geo.max_threads; k++) {
+        uint64_t saved = s != NULL && k < s->n_tails ? s->tails[k] : 0, now_tail = p->c.rings[k].tail;
+        if (!p->c.rings[k].bad && now_tail > saved)
+            lost += now_tail - saved;
+    }
+    if (lost != 0) {
+        d->counters.lost += lost;
+        LOG_WARN("%s: %llu records were consumed after the last state file write and are lost", p->shm_name,
+                 (unsigned long long)lost);
+    }
+    if (s != NULL || lost != 0)
+        remember_positions(d, p, s);
 }
 
 void

@@ -20,9 +20,11 @@ void funcmond_snapshot_write(struct funcmond *d, int wait);
 /* A completion of one of the snapshot's io_uring steps. */
 void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
 
-/* At attach: if the state file knew this segment (same name, pid and start time), takes
- * over what was already counted from it (spill counters, drops), and counts as lost the
- * records consumed after the last write that the totals do not hold. */
+/* At attach, with a state file configured: if the file knew this segment (same name, pid
+ * and start time), takes over what was already counted from it (spill counters, drops);
+ * either way counts as lost the records an earlier reader consumed after the last write
+ * (for a segment the file does not know: all it consumed), which the totals do not hold.
+ * A segment attached again in the same run counts nothing twice. */
 void funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p);
 
 void funcmond_snapshot_free(struct funcmond *d);

@@ -1,5 +1,6 @@
 /*
- * view.c - publishing read-only views of the aggregate under ck_epoch (see view.h).
+ * view.c - publishing read-only views of the aggregate under ck_epoch, and the keys of the
+ * functions in /debug/profiles (see view.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -387,4 +388,122 @@ funcmond_view_end(struct funcmond_reader *r)
 {
     EPOCH_READ_DONE(&epoch_sync);
     ck_epoch_end(&r->record, &r->section);
+}
+
+/* ---- profile keys ---- */
+
+enum key_form { KEY_NAME, KEY_PACKAGE, KEY_SERVICE };
+
+/* Appends s to dst at *len, with every byte of `special` as %XX. */
+static void
+put_escaped(char *dst, size_t *len, const char *s, const char *special)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s != '\0'; s++) {
+        if (strchr(special, *s) != NULL) {
+            dst[(*len)++] = '%';
+            dst[(*len)++] = hex[(unsigned char)*s >> 4];
+            dst[(*len)++] = hex[(unsigned char)*s & 15];
+        } else {
+            dst[(*len)++] = *s;
+        }
+    }
+}
+
+static char *
+make_key(const struct funcmond_fn_view *f, enum key_form form)
+{
+    /* Each escaped byte takes three. */
+    char *k = malloc(3 * sizeof(f->service) + 3 * sizeof(f->package) + sizeof(f->name) + 2);
+    size_t len = 0;
+    if (k == NULL)
+        return NULL;
+    /* The service holds no raw '/' or ':', the package no raw ':': the first '/' ends the
+     * service, the first ':' after it ends the package, and the rest is the name. */
+    if (form == KEY_SERVICE) {
+        put_escaped(k, &len, f->service, "%/:");
+        k[len++] = '/';
+    }
+    if (form != KEY_NAME) {
+        put_escaped(k, &len, f->package, "%:");
+        k[len++] = ':';
+    }
+    memcpy(k + len, f->name, strlen(f->name) + 1);
+    return k;
+}
+
+struct key_ref {
+    const char *key;
+    uint32_t pos;
+};
+
+static int
+key_ref_cmp(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c != 0 ? c : x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+void
+funcmond_view_profile_keys_free(char **keys, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        free(keys[i]);
+}
+
+int
+funcmond_view_profile_keys(const struct funcmond_view *v, const uint32_t *by_name, uint32_t n, char **keys)
+{
+    unsigned char *form = malloc(n ? n : 1);
+    struct key_ref *refs = malloc((n ? n : 1) * sizeof(*refs));
+    int ret = -ENOMEM;
+    memset(keys, 0, n * sizeof(*keys));
+    if (form == NULL || refs == NULL)
+        goto out;
+    /* The form each group of one name takes. */
+    for (uint32_t lo = 0, hi; lo < n; lo = hi + 1) {
+        const struct funcmond_fn_view *f = &v->fns[by_name[lo]];
+        int services = 0;
+        for (hi = lo; hi + 1 < n && strcmp(v->fns[by_name[hi + 1]].name, f->name) == 0; hi++)
+            services |= strcmp(v->fns[by_name[hi + 1]].service, f->service) != 0;
+        for (uint32_t i = lo; i <= hi; i++)
+            form[i] = lo == hi ? KEY_NAME : services ? KEY_SERVICE : KEY_PACKAGE;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((keys[i] = make_key(&v->fns[by_name[i]], (enum key_form)form[i])) == NULL)
+            goto out;
+    /* Keys of the two qualified forms never meet (the name follows the first ':' in both,
+     * and names differ between groups), nor do bare names; a bare name can equal a
+     * qualified key. Such a name takes the service form, which may meet another bare name:
+     * again until none meets. Each round qualifies at least one, so this ends. */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (uint32_t i = 0; i < n; i++)
+            refs[i] = (struct key_ref){keys[i], i};
+        qsort(refs, n, sizeof(*refs), key_ref_cmp);
+        for (uint32_t i = 0; i + 1 < n; i++) {
+            if (strcmp(refs[i].key, refs[i + 1].key) != 0)
+                continue;
+            for (uint32_t k = i; k <= i + 1; k++) {
+                uint32_t pos = refs[k].pos;
+                if (form[pos] != KEY_NAME)
+                    continue;
+                char *key = make_key(&v->fns[by_name[pos]], KEY_SERVICE);
+                if (key == NULL)
+                    goto out;
+                free(keys[pos]);
+                keys[pos] = key;
+                form[pos] = KEY_SERVICE;
+                changed = 1;
+            }
+        }
+    }
+    ret = 0;
+out:
+    if (ret != 0)
+        funcmond_view_profile_keys_free(keys, n);
+    free(form);
+    free(refs);
+    return ret;
 }

@@ -124,6 +124,16 @@ void funcmond_view_reader_free(struct funcmond_reader *r);
 const struct funcmond_view *funcmond_view_begin(struct funcmond_reader *r);
 void funcmond_view_end(struct funcmond_reader *r);
 
+/* The keys of functions by_name[0..n) of v (positions sorted by name, then service, then
+ * package) in /debug/profiles: the name; where a name is shared, "<package>:<name>" (within
+ * one service) or "<service>/<package>:<name>" (across services), with '%', '/' and ':' of
+ * the service and '%' and ':' of the package percent-encoded, so that the parts can be
+ * told apart; a name that equals another function's key gets the service form too. No
+ * two keys are equal. keys[i] (for by_name[i]) is allocated; free them with
+ * funcmond_view_profile_keys_free. Returns 0 or -ENOMEM (nothing to free). */
+int funcmond_view_profile_keys(const struct funcmond_view *v, const uint32_t *by_name, uint32_t n, char **keys);
+void funcmond_view_profile_keys_free(char **keys, uint32_t n);
+
 /* True for an HTTP request profile (package "http_handler", name "<METHOD>_<path>") whose
  * path matches METRICS.SKIP_PATHS: it is left out of everything funcmond serves. */
 int funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name);

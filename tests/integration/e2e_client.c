@@ -8,6 +8,7 @@
  *   of "fast"; then prints "done <calls> <errors>" and exits.
  * CALLS = 0: calls until SIGTERM (one call every SLEEP_US), then prints the same line.
  * E2E_ALLOC_BYTES=N: each call of FN also allocates and frees N bytes.
+ * E2E_PACKAGE=P: FN's package is P instead of "e2e".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,7 +22,7 @@
 #include "funcmon.h"
 
 static long threads, calls, sleep_us, fail_every;
-static const char *fn_name = "work";
+static const char *fn_name = "work", *fn_package = "e2e";
 static int stop; /* set by SIGTERM's handler, read by every thread: atomic */
 static uint64_t made[64], failed[64];
 
@@ -54,7 +55,7 @@ run(void *arg)
 {
     long t = (long)(intptr_t)arg;
     for (long i = 0; calls == 0 ? !__atomic_load_n(&stop, __ATOMIC_RELAXED) : i < calls; i++) {
-        failed[t] += funcmon_profile(fn_name, "e2e", work, (void *)(intptr_t)i) != 0;
+        failed[t] += funcmon_profile(fn_name, fn_package, work, (void *)(intptr_t)i) != 0;
         made[t]++;
         if (calls != 0)
             funcmon_profile("fast", "e2e", fast, NULL);
@@ -82,6 +83,8 @@ main(int argc, char **argv)
         fn_name = argv[5];
     if (threads < 1 || threads > 64)
         return 2;
+    if (getenv("E2E_PACKAGE") != NULL)
+        fn_package = getenv("E2E_PACKAGE");
     if (getenv("E2E_ALLOC_BYTES") != NULL)
         alloc_bytes = strtol(getenv("E2E_ALLOC_BYTES"), NULL, 10);
     signal(SIGTERM, on_term);

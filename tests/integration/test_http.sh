@@ -31,6 +31,11 @@ for name in 'GET_/v1/users/:id' 'a%2Fb' '..' 'with space' 'ünïcödé'; do
     FUNCMON_SERVICE=odd "$client" 1 3 0 0 "$name" > /dev/null || fail "client $name"
 done
 FUNCMON_SERVICE=svc2 "$client" 1 7 0 0 work > /dev/null || fail "client svc2"
+# Keys that used to collide: service a + package b/c and service a/b + package c, both
+# naming "n"; and a name spelled like another function's qualified key.
+FUNCMON_SERVICE=a E2E_PACKAGE=b/c "$client" 1 4 0 0 n > /dev/null || fail "client a"
+FUNCMON_SERVICE=a/b E2E_PACKAGE=c "$client" 1 6 0 0 n > /dev/null || fail "client a/b"
+FUNCMON_SERVICE=odd "$client" 1 5 0 0 'svc/e2e:work' > /dev/null || fail "client odd svc/e2e:work"
 FUNCMON_SERVICE=slow "$client" 1 0 30000000 0 slow > /dev/null &
 slow=$!
 pids+=($slow)
@@ -58,6 +63,29 @@ last=$(jq -r '.last_call_time | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601' "$dir
 now=$(date +%s)
 [ $((now - last)) -lt 30 ] || fail "last_call_time $last is not recent ($now)"
 
+# Every function its own key: '/' and '%' in a service, ':' and '%' in a package are
+# percent-encoded in the qualified forms, and a name that equals another's qualified key
+# is qualified itself.
+for i in $(seq 100); do
+    get "/debug/profiles/n?service=a" | jq -e '.call_count == 4' >/dev/null &&
+        get "/debug/profiles/n?service=a%2Fb" | jq -e '.call_count == 6' >/dev/null &&
+        get "/debug/profiles/svc/e2e:work" | jq -e '.call_count == 5' >/dev/null && break
+    sleep 0.1
+done
+get "/debug/profiles" > "$dir/all.json"
+jq -e '.count == (.profiles | length) and
+       .profiles["a/b/c:n"].service == "a" and .profiles["a/b/c:n"].package == "b/c" and .profiles["a/b/c:n"].call_count == 4 and
+       .profiles["a%2Fb/c:n"].service == "a/b" and .profiles["a%2Fb/c:n"].package == "c" and .profiles["a%2Fb/c:n"].call_count == 6 and
+       .profiles["svc/e2e:work"].service == "svc" and .profiles["svc/e2e:work"].call_count == 100 and
+       .profiles["odd/e2e:svc/e2e:work"].name == "svc/e2e:work" and .profiles["odd/e2e:svc/e2e:work"].call_count == 5' \
+    "$dir/all.json" >/dev/null || fail "distinct keys: $(jq -c '[.count, (.profiles | to_entries[] | [.key, .value.service, .value.package, .value.call_count])]' "$dir/all.json")"
+get "/debug/profiles/n?service=a&package=b%2Fc" | jq -e '.service == "a" and .call_count == 4' >/dev/null || fail "n in a: $(cat "$dir/body")"
+get "/debug/profiles/n?service=a%2Fb" | jq -e '.service == "a/b" and .call_count == 6' >/dev/null || fail "n in a/b: $(cat "$dir/body")"
+get "/debug/profiles?service=a%2Fb" | jq -e '.count == 2 and .profiles.n.call_count == 6' >/dev/null || fail "?service=a/b: $(cat "$dir/body")"
+get "/debug/profiles?package=b%2Fc" | jq -e '.count == 1 and .profiles.n.service == "a"' >/dev/null || fail "?package=b/c: $(cat "$dir/body")"
+get "/debug/profiles/n" > /dev/null
+expect_status 409 "n in two services"
+get "/debug/profiles/svc/e2e:work" | jq -e '.service == "odd" and .call_count == 5' >/dev/null || fail "name svc/e2e:work: $(cat "$dir/body")"
 # The list: the shared name is keyed by service/package:name, the others by name.
 get "/debug/profiles" > "$dir/all.json"
 jq -e '.profiles["svc/e2e:work"].call_count == 100 and .profiles["svc2/e2e:work"].call_count == 7 and

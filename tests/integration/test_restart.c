@@ -2,7 +2,8 @@
  * test_restart.c - the real funcmond stopped and started again while a client keeps
  * calling: the client never blocks, what it recorded meanwhile is counted after the
  * restart, and with a state file the totals continue: exactly after SIGTERM, and after
- * SIGKILL exactly up to the records counted as lost.
+ * SIGKILL exactly up to the records counted as lost, also for a client that appeared after
+ * the last state file write (in no state file, its consumed records are counted as lost).
  *
  * Truth is the client's own count of its calls. The totals are read back from the state
  * file the last funcmond wrote when it stopped. Once client and funcmond have both stopped
@@ -25,13 +26,15 @@
 static const char *prefix;
 static char state[256];
 
+/* A funcmond writing the state file at start and every `interval` seconds, serving HTTP on
+ * an ephemeral loopback port (never the default one, which anything else may hold). */
 static pid_t
-start_funcmond(void)
+start_funcmond(const char *interval)
 {
     char *argv[] = {"funcmond", NULL};
-    /* An ephemeral port: another funcmond on this machine must not make this one exit. */
-    const char *env[] = {"SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", "1", "HTTP_LISTEN",
-                         "127.0.0.1:0",        NULL};
+    const char *env[] = {
+        "SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", interval, "HTTP_LISTEN",
+        "127.0.0.1:0",        NULL};
     return spawn(FUNCMOND, argv, env, NULL);
 }
 
@@ -86,8 +89,11 @@ check_no_segment(void)
     CHECK_EQ(left, 0);
 }
 
+/* stop_signal stops the first funcmond. late: the first funcmond writes the state file
+ * once, at its start, before the client exists, so the client is in no state file when
+ * that funcmond is killed. */
 static void
-run(int stop_signal)
+run(int stop_signal, int late)
 {
     unsigned long long made, failed;
     uint64_t calls, errors, lost;
@@ -95,13 +101,21 @@ run(int stop_signal)
     char *argv[] = {"e2e_client", "2", "0", "200", "7", NULL};
     const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", "FUNCMON_RING_RECORDS", "65536", NULL};
 
+    /* A fresh start: no state file, and no segment of an earlier run's client (whose
+     * records, consumed and in no state file now, would count as lost). */
     unlink(state);
-    pid_t sidecar = start_funcmond();
+    harness_remove_segments(prefix);
+    pid_t sidecar = start_funcmond(late ? "3600" : "1");
+    if (late) {
+        for (int i = 0; i < 1000 && access(state, F_OK) != 0; i++)
+            usleep(10000);
+        CHECK_EQ(access(state, F_OK), 0);
+    }
     pid_t c = spawn(E2E_CLIENT, argv, env, &out);
     sleep(2); /* a state file write (every second) and a few thousand calls */
     stop_funcmond(sidecar, stop_signal);
     usleep(700000); /* the client goes on alone: its rings hold the calls */
-    sidecar = start_funcmond();
+    sidecar = start_funcmond("1");
     sleep(2);
     kill(c, SIGTERM);
     read_done(out, &made, &failed);
@@ -110,9 +124,9 @@ run(int stop_signal)
     stop_funcmond(sidecar, SIGTERM); /* within the client's retention time */
     check_no_segment();
     read_state(&calls, &errors, &lost);
-    printf("%s: client made %llu calls (%llu failed); totals %llu (%llu failed), %llu lost\n",
-           stop_signal == SIGTERM ? "SIGTERM" : "SIGKILL", made, failed, (unsigned long long)calls, (unsigned long long)errors,
-           (unsigned long long)lost);
+    printf("%s%s: client made %llu calls (%llu failed); totals %llu (%llu failed), %llu lost\n",
+           stop_signal == SIGTERM ? "SIGTERM" : "SIGKILL", late ? " after the last state write" : "", made, failed,
+           (unsigned long long)calls, (unsigned long long)errors, (unsigned long long)lost);
     if (stop_signal == SIGTERM) {
         CHECK_EQ(lost, 0);
         CHECK_EQ(calls, made);
@@ -120,6 +134,8 @@ run(int stop_signal)
     } else {
         CHECK_EQ(calls + lost, made); /* lost records are exactly those missing */
         CHECK_LE(errors, failed);
+        if (late)
+            CHECK_GT(lost, 0); /* the first funcmond consumed records that no state file holds */
     }
     CHECK_GT(made, 1000);
 }
@@ -133,7 +149,7 @@ vanish(void)
     char *argv[] = {"e2e_client", "1", "0", "1000", "0", NULL};
     const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", NULL};
 
-    pid_t sidecar = start_funcmond();
+    pid_t sidecar = start_funcmond("1");
     pid_t c = spawn(E2E_CLIENT, argv, env, &out);
     sleep(1); /* attached */
     stop_funcmond(sidecar, SIGKILL);
@@ -149,13 +165,13 @@ int
 main(void)
 {
     prefix = harness_private_prefix();
-    setenv("HTTP_LISTEN", "127.0.0.1:0", 1); /* every funcmond started: an ephemeral port, 10000 may be taken */
     char dir[] = "/tmp/funcmond-restart-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     snprintf(state, sizeof(state), "%s/state.msgpack", dir);
     alarm(120);
-    run(SIGTERM);
-    run(SIGKILL);
+    run(SIGTERM, 0);
+    run(SIGKILL, 0);
+    run(SIGKILL, 1);
     vanish();
     unlink(state);
     rmdir(dir);

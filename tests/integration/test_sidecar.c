@@ -30,7 +30,11 @@
  *             however many rescans;
  *   leftover  no segment left once client and funcmond have both stopped, whichever
  *             stops first;
- *   special   a FIFO under the prefix is rejected without being opened.
+ *   special   a FIFO under the prefix is rejected without being opened;
+ *   spills    a client's spill counters written in the client's order (the call, then its
+ *             error) with funcmond reading in between: every error is counted once the
+ *             call it belongs to is, errors never run ahead of calls, and a counter that
+ *             goes back adds nothing when it climbs again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +45,7 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -982,6 +987,133 @@ case_special(void)
     return 0;
 }
 
+/* The child of case_spills: a real client with two sites, "spilled" and "marker", whose
+ * ids it writes to `ids`; it stays until `quit` reaches end of file, then shuts down. */
+static void
+spiller(int ids, int quit)
+{
+    struct funcmon_options o = {0};
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    o.shm_prefix = prefix;
+    o.service = "spiller";
+    if (funcmon_init(&o) != 0)
+        _exit(3);
+    uint32_t id[2] = {funcmon_site("spilled", "e2e"), funcmon_site("marker", "e2e")};
+    if (write(ids, id, sizeof(id)) != (ssize_t)sizeof(id))
+        _exit(4);
+    char c;
+    while (read(quit, &c, 1) > 0)
+        ;
+    funcmon_shutdown();
+    _exit(0);
+}
+
+/* Waits until the sidecar has looked at the spill counters since they last changed: the
+ * marker site's calls, bumped after them, reach `marker`. */
+static void
+spills_seen(struct sidecar *s, struct funcmon_site_entry *marker_site, uint64_t *marker)
+{
+    __atomic_fetch_add(&marker_site->spill_calls, 1, __ATOMIC_SEQ_CST);
+    CHECK_EQ(sidecar_wait_calls(s, "spiller", "e2e", "marker", ++*marker, 10), 0);
+}
+
+/* Expects (calls, errors, client errors) of "spilled", waiting up to 2 s for them. */
+static void
+spills_expect(struct sidecar *s, uint64_t calls, uint64_t errors, uint64_t client_errors)
+{
+    struct funcmond_fn_view f = {0};
+    for (int i = 0; i < 200; i++) {
+        if (sidecar_function(s, "spiller", "e2e", "spilled", &f) == 0 && f.calls == calls && f.errors == errors &&
+            f.client_errors == client_errors)
+            return;
+        usleep(10000);
+    }
+    fprintf(stderr, "spilled: calls %llu errors %llu client errors %llu; expected %llu %llu %llu\n", (unsigned long long)f.calls,
+            (unsigned long long)f.errors, (unsigned long long)f.client_errors, (unsigned long long)calls,
+            (unsigned long long)errors, (unsigned long long)client_errors);
+    CHECK(0);
+}
+
+static int
+case_spills(void)
+{
+    struct sidecar s;
+    int ids[2], quit[2];
+    uint32_t id[2];
+    uint64_t marker = 0;
+
+    /* Forked before the sidecar's threads exist, so the child is a plain process. */
+    CHECK_EQ(pipe(ids), 0);
+    CHECK_EQ(pipe(quit), 0);
+    pid_t c = fork();
+    CHECK_GE(c, 0);
+    if (c == 0) {
+        close(quit[1]);
+        spiller(ids[1], quit[0]);
+    }
+    close(quit[0]);
+    CHECK_EQ(read(ids[0], id, sizeof(id)), (ssize_t)sizeof(id));
+    CHECK(id[0] >= 2 && id[1] >= 2 && id[0] != id[1]);
+    char path[300];
+    snprintf(path, sizeof(path), "/dev/shm/%s.spiller.%d", prefix, (int)c);
+    int fd = open(path, O_RDWR);
+    CHECK_GE(fd, 0);
+    struct stat st;
+    CHECK_EQ(fstat(fd, &st), 0);
+    unsigned char *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(map != MAP_FAILED);
+    close(fd);
+    struct funcmon_site_entry *sites = (struct funcmon_site_entry *)(map + ((struct funcmon_shm_header *)map)->sites_offset);
+    struct funcmon_site_entry *sp = &sites[id[0]], *mk = &sites[id[1]];
+
+    sidecar_start(&s, NULL);
+    /* The client's order: the call first; funcmond reads it before the error comes. */
+    __atomic_fetch_add(&sp->spill_calls, 1, __ATOMIC_SEQ_CST);
+    CHECK_EQ(sidecar_wait_calls(&s, "spiller", "e2e", "spilled", 1, 10), 0);
+    spills_expect(&s, 1, 0, 0);
+    __atomic_fetch_add(&sp->spill_errors, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_client_errors, 1, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 1, 1, 1); /* the error of the call already counted */
+
+    /* Errors ahead of calls (a read between the two adds the other way round, or a client
+     * that lies): never more errors than calls; the rest waits for its calls. */
+    __atomic_fetch_add(&sp->spill_errors, 5, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_client_errors, 2, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 1, 1, 1);
+    __atomic_fetch_add(&sp->spill_calls, 3, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 4, 4, 3);
+    __atomic_fetch_add(&sp->spill_calls, 10, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 14, 6, 3);
+
+    /* A counter that goes back (a lie: they only grow) adds nothing, also when it climbs
+     * back to where it was. */
+    __atomic_store_n(&sp->spill_calls, 2, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 14, 6, 3);
+    __atomic_store_n(&sp->spill_calls, 15, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spills_expect(&s, 15, 6, 3);
+
+    /* The client's end: its last counts are all there after its shutdown. */
+    __atomic_fetch_add(&sp->spill_calls, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_errors, 1, __ATOMIC_SEQ_CST);
+    munmap(map, (size_t)st.st_size);
+    close(quit[1]);
+    int status;
+    CHECK_EQ(waitpid(c, &status, 0), c);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    spills_expect(&s, 16, 7, 3);
+    sidecar_stop(&s);
+    close(ids[0]);
+    close(ids[1]);
+    printf("test_sidecar spills: every spilled error counted with its call\n");
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1013,5 +1145,7 @@ main(int argc, char **argv)
         return case_leftover();
     if (strcmp(argv[1], "special") == 0)
         return case_special();
+    if (strcmp(argv[1], "spills") == 0)
+        return case_spills();
     return 2;
 }

@@ -2,7 +2,9 @@
  * test_aggregate.c - the aggregate and its published view against brute force: exact
  * Prometheus bucket counts for the configured bounds, quantiles within 1% of the exact
  * ones on log-normal and bimodal samples, exact counts, sums and extremes, window rates,
- * and the overflow entry past MAX_FUNCTIONS.
+ * the overflow entry past MAX_FUNCTIONS, and that entries stay bounded by MAX_FUNCTIONS
+ * however many services create functions, with room left for a quiet service that comes
+ * late.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -79,6 +81,65 @@ check_function(struct funcmond *d, uint32_t id, uint64_t *samples, size_t n, uin
     CHECK_GT(f->rate_1m, 0);
     funcmond_view_end(r);
     funcmond_view_reader_free(r);
+}
+
+/* Many services creating many functions against MAX_FUNCTIONS = 1000: the entries stay
+ * within the cap plus the overflow entries' own bound, one noisy service does not take
+ * the room of those that come after it, and every call lands in exactly one entry. */
+static void
+check_bounded(void)
+{
+    struct funcmond_config cfg;
+    struct funcmond_aggregate agg;
+    char err[256], service[32], name[32];
+    char *const env[] = {"SIDECAR_MAX_FUNCTIONS=1000", NULL};
+    const uint32_t cap = 1000;
+    uint64_t calls = 0;
+
+    CHECK_EQ(funcmond_config_load(&cfg, NULL, env, err, sizeof(err)), 0);
+    CHECK_EQ(funcmond_agg_init(&agg, &cfg), 0);
+    /* A noisy service first: it keeps creating new functions. */
+    uint32_t noisy = 0;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(name, sizeof(name), "fn%d", i);
+        uint32_t id = funcmond_agg_function(&agg, "noisy", "pkg", name);
+        CHECK_NE(id, UINT32_MAX);
+        funcmond_agg_spill(&agg, id, 1, 0, 0);
+        calls++;
+        noisy += !agg.fns[id]->overflow;
+    }
+    /* A quiet service arriving late still gets each of its functions. */
+    for (int i = 0; i < 10; i++) {
+        snprintf(name, sizeof(name), "quiet%d", i);
+        uint32_t id = funcmond_agg_function(&agg, "quiet", "pkg", name);
+        CHECK_NE(id, UINT32_MAX);
+        CHECK_STREQ(agg.fns[id]->name, name);
+        CHECK_STREQ(agg.fns[id]->service, "quiet");
+        funcmond_agg_spill(&agg, id, 1, 0, 0);
+        calls++;
+    }
+    /* Then a flood of services, each with many functions. */
+    for (int s = 0; s < 2000; s++) {
+        snprintf(service, sizeof(service), "svc%d", s);
+        for (int i = 0; i < 20; i++) {
+            snprintf(name, sizeof(name), "fn%d", i);
+            uint32_t id = funcmond_agg_function(&agg, service, "pkg", name);
+            CHECK_NE(id, UINT32_MAX);
+            funcmond_agg_spill(&agg, id, 1, 0, 0);
+            calls++;
+        }
+    }
+    uint64_t total = 0;
+    uint32_t overflow = 0;
+    for (uint32_t i = 0; i < agg.n_fns; i++) {
+        total += agg.fns[i]->calls;
+        overflow += agg.fns[i]->overflow != 0;
+    }
+    printf("bounded: %u entries (%u overflow) for cap %u; the noisy service holds %u\n", agg.n_fns, overflow, cap, noisy);
+    CHECK_EQ(total, calls);
+    CHECK_LE(agg.n_fns, cap + FUNCMOND_OVERFLOW_ENTRIES + 1);
+    CHECK_LE(noisy, cap - cap / 4);
+    funcmond_agg_free(&agg);
 }
 
 int
@@ -159,6 +220,7 @@ main(void)
     funcmond_view_close(d);
     funcmond_agg_free(&d->agg);
     free(d);
+    check_bounded();
     printf("test_aggregate: ok\n");
     return 0;
 }
