@@ -367,16 +367,19 @@ record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
  * make (a call takes two clock reads and a record write). A counter that falls, or grows
  * faster, is a lie: the believable part is kept and the ring is no longer read. */
 static void
-check_dropped(struct funcmon_consumer *c, uint32_t i, uint64_t now)
+check_dropped(struct funcmon_consumer *c, uint32_t i)
 {
     struct funcmon_consumer_ring *ring = &c->rings[i];
     if (ring->bad)
         return;
     uint64_t v = __atomic_load_n(&slot_at(c, i)->dropped, __ATOMIC_RELAXED);
+    if (v == ring->dropped)
+        return; /* the window stays open from the last change: a longer one bounds as well */
+    /* The time of this read, taken after it: a time taken before a long pass over other
+     * rings would make the window look shorter than the one the counter really grew in. */
+    uint64_t now = boot_ns();
     uint64_t bound = now > ring->dropped_ns ? now - ring->dropped_ns : 0;
     ring->dropped_ns = now;
-    if (v == ring->dropped)
-        return;
     if (v < ring->dropped || v - ring->dropped > bound) {
         if (v > ring->dropped) {
             ring->dropped += bound;
@@ -463,12 +466,11 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     /* Read before the pass: a claim made during it changes the counter again. */
     uint64_t claims = __atomic_load_n(&c->hdr->threads_claimed, __ATOMIC_ACQUIRE);
     int full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || claims != c->claims_seen;
-    uint64_t now = boot_ns();
 
     if (!full) {
         for (uint32_t k = 0; k < c->n_live; k++) {
             delivered += drain_ring(c, c->live[k], fn, arg, max_per_ring, 0);
-            check_dropped(c, c->live[k], now);
+            check_dropped(c, c->live[k]);
         }
         c->records += delivered;
         return delivered;
@@ -476,7 +478,7 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     uint32_t n_live = 0;
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
         delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
-        check_dropped(c, i, now);
+        check_dropped(c, i);
         struct funcmon_thread_slot *slot = slot_at(c, i);
         if (!c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
                                  __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail))
@@ -515,13 +517,12 @@ funcmon_consumer_dropped(struct funcmon_consumer *c)
 {
     /* Rings in use are read now (a reader asks after producers dropped, before draining);
      * the others count as of the last full pass, or are all read before the first pass. */
-    uint64_t now = boot_ns();
     if (c->passes == 0) {
         for (uint32_t i = 0; i < c->geo.max_threads; i++)
-            check_dropped(c, i, now);
+            check_dropped(c, i);
     } else {
         for (uint32_t k = 0; k < c->n_live; k++)
-            check_dropped(c, c->live[k], now);
+            check_dropped(c, c->live[k]);
     }
     return c->dropped_total;
 }
