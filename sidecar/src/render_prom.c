@@ -752,6 +752,9 @@ render(struct render *r)
             v->functions_overflow);
     own_u64(r, "funcmon_segments_rejected_total", "counter", "Shared-memory segments funcmond rejected.",
             v->counters.segments_rejected);
+    own_u64(r, "funcmon_segments_deferred_total", "counter",
+            "Segments that waited before being attached: every guarded mapping or file descriptor was taken.",
+            v->counters.segments_deferred);
     family(&r->out, "funcmon_drain_lag_seconds", "gauge", "Age of the oldest record at the last drain cycle in seconds.");
     if (sample(r, "funcmon_drain_lag_seconds", NULL, NULL, 0, 0, NULL) == 0)
         end_ns_seconds(&r->out, v->counters.drain_lag_ns);

@@ -239,6 +239,7 @@ static const char *const families[] = {
     "funcmon_clients",
     "funcmon_functions_overflow_total",
     "funcmon_segments_rejected_total",
+    "funcmon_segments_deferred_total",
     "funcmon_drain_lag_seconds",
     "funcmon_records_lost_total",
     "funcmon_bad_records_total",
@@ -406,6 +407,7 @@ main(void)
     d->counters.dropped = 17;
     d->counters.bad_records = 2;
     d->counters.segments_rejected = 3;
+    d->counters.segments_deferred = 4;
     d->counters.lost = 5;
     d->counters.drain_lag_ns = 2500000;
     d->clients = 2;
@@ -571,6 +573,7 @@ main(void)
     check_line(page, "funcmon_clients 2");
     check_line(page, "funcmon_functions_overflow_total 7");
     check_line(page, "funcmon_segments_rejected_total 3");
+    check_line(page, "funcmon_segments_deferred_total 4");
     check_line(page, "funcmon_drain_lag_seconds 0.0025");
 
     /* bounds in the shortest form that reads back, the way Go writes them */
