@@ -127,3 +127,11 @@ harness_duration_ns(struct funcmon_consumer *c, const struct funcmon_record *rec
     CHECK_EQ(funcmon_consumer_clock(c, &clk), 0);
     return (uint64_t)(funcmon_clock_since_ref_ns(&clk, rec->end) - funcmon_clock_since_ref_ns(&clk, rec->start));
 }
+
+uint64_t
+harness_clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

@@ -6,6 +6,7 @@
 #define FUNCMON_TEST_HARNESS_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "funcmon/consumer.h"
 
@@ -36,6 +37,9 @@ struct harness_tally {
 
 /* funcmon_record_fn that adds a record to a struct harness_tally. */
 void harness_tally_record(void *arg, uint32_t ring, const struct funcmon_record *rec);
+
+/* The clock `id` (CLOCK_REALTIME, CLOCK_BOOTTIME, ...) in nanoseconds. */
+uint64_t harness_clock_ns(clockid_t id);
 
 /* Opens the segment of this process (funcmon_segment_name()) as a consumer. */
 void harness_open_self(struct funcmon_consumer *c);

@@ -16,14 +16,6 @@
 #include "funcmon.h"
 #include "harness.h"
 
-static uint64_t
-now_real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Voluntary context switches of the thread named funcmon-ctl, or -1 if there is none. */
 static long
 control_thread_switches(void)
@@ -75,9 +67,9 @@ main(void)
     struct funcmon_shm_header *h = c.hdr;
 
     /* Sample: figures from this process, taken now. */
-    uint64_t before = now_real_ns();
+    uint64_t before = harness_clock_ns(CLOCK_REALTIME);
     CHECK_EQ(funcmon_consumer_control(&c, FUNCMON_CTL_SAMPLE, 5000), 0);
-    uint64_t after = now_real_ns();
+    uint64_t after = harness_clock_ns(CLOCK_REALTIME);
     CHECK_EQ(h->ctl_served, 1);
     CHECK_GE(h->alloc_stats.sampled_real_ns, before);
     CHECK_LE(h->alloc_stats.sampled_real_ns, after);
@@ -127,9 +119,9 @@ main(void)
     CHECK_EQ(funcmon_consumer_clock(&c, &clk), 0);
     uint64_t t0 = funcmon__ticks();
     struct timespec ms100 = {0, 100000000};
-    uint64_t m0 = now_real_ns();
+    uint64_t m0 = harness_clock_ns(CLOCK_REALTIME);
     nanosleep(&ms100, NULL);
-    uint64_t t1 = funcmon__ticks(), m1 = now_real_ns();
+    uint64_t t1 = funcmon__ticks(), m1 = harness_clock_ns(CLOCK_REALTIME);
     int64_t measured = funcmon_clock_since_ref_ns(&clk, t1) - funcmon_clock_since_ref_ns(&clk, t0);
     int64_t truth = (int64_t)(m1 - m0);
     CHECK_LT(llabs(measured - truth), truth / 100 + 200000);

@@ -789,14 +789,6 @@ liar(int cmd)
     _exit(0);
 }
 
-static uint64_t
-boottime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int
 case_dropped(void)
 {
@@ -849,9 +841,9 @@ case_dropped(void)
     for (int k = 0; k < n; k++)
         sum += procs[k].dropped;
     fprintf(stderr, "dropped: %llu counted, %llu ns since boot\n", (unsigned long long)counters.dropped,
-            (unsigned long long)boottime_ns());
+            (unsigned long long)harness_clock_ns(CLOCK_BOOTTIME));
     CHECK_EQ(sum, counters.dropped);
-    CHECK_LE(counters.dropped - 500, boottime_ns());
+    CHECK_LE(counters.dropped - 500, harness_clock_ns(CLOCK_BOOTTIME));
     close(cmd[1]);
     wait_ok(c);
     sidecar_stop(&s);

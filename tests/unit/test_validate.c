@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "harness.h"
 #include "funcmon/consumer.h"
 #include "funcmon/validate.h"
 
@@ -350,14 +351,6 @@ guard_full(void)
     free(b2);
 }
 
-static uint64_t
-boottime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Drop counters: believed while they grow at most one per nanosecond; a counter that
  * falls or jumps further marks its ring bad and adds no more than the bound. */
 static void
@@ -372,7 +365,7 @@ drops_bounded(void)
     CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
     memset(&s, 0, sizeof(s));
     funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX);
-    uint64_t up = boottime_ns();
+    uint64_t up = harness_clock_ns(CLOCK_BOOTTIME);
     CHECK_EQ(c.bad_rings, 1);
     CHECK_GT(funcmon_consumer_dropped(&c), 1000);
     CHECK_LE(funcmon_consumer_dropped(&c), 1000 + up);
