@@ -57,15 +57,14 @@ is_stale_segment(const char *name, int32_t pid, uint64_t start_time)
 
     if (fd < 0)
         return 0;
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(struct funcmon_shm_header)) {
-        void *map = mmap(NULL, sizeof(struct funcmon_shm_header), PROT_READ, MAP_SHARED, fd, 0);
-        if (map != MAP_FAILED) {
-            const struct funcmon_shm_header *h = map;
-            if (funcmon_validate_segment(map, (size_t)st.st_size, &geo) == FUNCMON_VALID && geo.pid == pid &&
-                (geo.proc_start_time != start_time || __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == FUNCMON_STATE_SHUTDOWN))
-                stale = 1;
-            munmap(map, sizeof(struct funcmon_shm_header));
-        }
+    /* Read, not mapped: a file that shrinks under a mapping would raise SIGBUS in the
+     * service; a read of a shrunk file is only short. */
+    struct funcmon_shm_header h;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(h) &&
+        pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h)) {
+        if (funcmon_validate_segment(&h, (size_t)st.st_size, &geo) == FUNCMON_VALID && geo.pid == pid &&
+            (geo.proc_start_time != start_time || h.state == FUNCMON_STATE_SHUTDOWN))
+            stale = 1;
     }
     close(fd);
     return stale;
