@@ -87,7 +87,8 @@ guard(const void *base, size_t len)
     int limit = (int)__atomic_load_n(&guard_limit, __ATOMIC_RELAXED);
     for (int i = 0; i < limit; i++) {
         uintptr_t expected = 0;
-        __atomic_store_n(&guarded[i].hi, 0, __ATOMIC_RELAXED);
+        /* Claimed with a sentinel lo the handler matches nothing with; hi is written only
+         * once the entry is ours (never on an entry in use: that would unguard it). */
         if (__atomic_load_n(&guarded[i].lo, __ATOMIC_RELAXED) == 0 &&
             __atomic_compare_exchange_n(&guarded[i].lo, &expected, UINTPTR_MAX, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
             __atomic_store_n(&guarded[i].faulted, 0, __ATOMIC_RELAXED);

@@ -303,6 +303,44 @@ truncated_under_us(void)
     shm_unlink(name);
 }
 
+/* Several readers at once: each mapping stays guarded when others are guarded after it (a
+ * later attach once unset the guard of every earlier one), whichever shrinks first. */
+static void
+truncated_among_many(void)
+{
+    enum { N = 3 };
+    char name[N][64];
+    int fd[N];
+    struct funcmon_consumer c[N];
+    enum funcmon_invalid why;
+    struct seen s;
+    unsigned char *b = make_segment();
+    put(b, 0, 2, 0, 1, 2);
+    slot(b, 0)->head = 1;
+    for (int i = 0; i < N; i++) {
+        snprintf(name[i], sizeof(name[i]), "/fmtest-many-%d-%d", (int)getpid(), i);
+        fd[i] = shm_open(name[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+        CHECK_GE(fd[i], 0);
+        CHECK_EQ(write(fd[i], b, seg_size()), (ssize_t)seg_size());
+        CHECK_EQ(funcmon_consumer_open(&c[i], name[i], &why), 0);
+    }
+    free(b);
+    for (int i = 0; i < N; i++) { /* the oldest first */
+        CHECK_EQ(ftruncate(fd[i], 4096), 0);
+        memset(&s, 0, sizeof(s));
+        funcmon_consumer_drain(&c[i], on_record, &s, SIZE_MAX);
+        CHECK_EQ(funcmon_consumer_faulted(&c[i]), 1);
+        CHECK_EQ(s.n, 0);
+        for (int k = i + 1; k < N; k++)
+            CHECK_EQ(funcmon_consumer_faulted(&c[k]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        funcmon_consumer_close(&c[i]);
+        close(fd[i]);
+        shm_unlink(name[i]);
+    }
+}
+
 /* A file that shrinks between the reader's fstat and its first read: the header itself is
  * read under the guard, and the segment looks not ready instead of killing the reader. */
 static void
@@ -404,6 +442,7 @@ main(void)
     validator_cases();
     consumer_cases();
     truncated_under_us();
+    truncated_among_many();
     shrunk_before_attach();
     guard_full();
     drops_bounded();
