@@ -31,6 +31,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,36 @@ funcmond_discovery_unlock(struct funcmond *d)
     close(d->lock_fd);
     d->lock_fd = -1;
     d->lock_held = 0;
+}
+
+/* Whether p's process has exited: its pidfd is readable from its exit on (before it is
+ * reaped, when /proc still shows it); without one, its /proc start time. */
+static int
+has_exited(const struct funcmond_process *p)
+{
+    if (p->pidfd >= 0) {
+        struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+        return poll(&pfd, 1, 0) == 1;
+    }
+    return funcmond_process_gone(p->pid, p->proc_start_time);
+}
+
+void
+funcmond_discovery_withdraw(struct funcmond *d)
+{
+    if (d->lock_held && ftruncate(d->lock_fd, 0) != 0)
+        LOG_WARN("cannot empty the announcement: %s", strerror(errno));
+    int32_t self = (int32_t)getpid();
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
+        if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+            continue;
+        int32_t expected = self;
+        __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+        /* Exited before it could see that (it left its segment to us), or after (it removed
+         * the name itself; our mapping still reads it): either way drained here, to the end. */
+        if (has_exited(p))
+            funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+    }
 }
 
 /* Announces this sidecar to clients: a client that shuts down before we attached leaves

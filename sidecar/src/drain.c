@@ -835,6 +835,9 @@ funcmond_drain_run(struct funcmond *d)
                 job->results[i].status = -ESHUTDOWN;
         job->done(job);
     }
+    /* Clients that stop from here on must not leave their segments to us (a pod deleted
+     * stops the service and funcmond together); then everyone is drained to the end. */
+    funcmond_discovery_withdraw(d);
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         funcmond_drain_process(d, p);
     funcmond_view_maybe_publish(d, funcmond_mono_ns(), 1);

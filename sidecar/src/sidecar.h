@@ -212,6 +212,11 @@ struct funcmond {
 int funcmond_discovery_lock(struct funcmond *d, int *holder);
 /* Removes the announcement and lets the lock go; nothing if it is not held. */
 void funcmond_discovery_unlock(struct funcmond *d);
+/* Stopping: from now on clients remove their own segments. Empties the announcement (the
+ * lock stays held, so no second funcmond starts before this one is done), tells every live
+ * client it has no consumer, and marks ended those that exited meanwhile (drained to their
+ * last record, their segments removed with the others'). */
+void funcmond_discovery_withdraw(struct funcmond *d);
 int funcmond_discovery_init(struct funcmond *d);
 void funcmond_discovery_scan(struct funcmond *d);
 void funcmond_discovery_inotify(struct funcmond *d, size_t len);

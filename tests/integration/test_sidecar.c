@@ -912,6 +912,21 @@ case_rejectlog(void)
     return 0;
 }
 
+/* Stops the clients of case_leftover one by one, 4 ms apart, while funcmond stops. */
+#define TOGETHER 10
+static pid_t together[TOGETHER];
+
+static void *
+stop_clients(void *arg)
+{
+    (void)arg;
+    for (int k = 0; k < TOGETHER; k++) {
+        kill(together[k], SIGTERM);
+        usleep(4000);
+    }
+    return NULL;
+}
+
 static int
 case_leftover(void)
 {
@@ -940,6 +955,27 @@ case_leftover(void)
     read_done(out, &calls, &errors);
     wait_ok(b);
     CHECK(!segment_file_exists(b, "right"));
+
+    /* Both at once, as when a pod goes: clients exit before, while and after funcmond
+     * stops; none may leave its segment to a funcmond that no longer reads it. */
+    int outs[TOGETHER];
+    sidecar_start(&s, env);
+    for (int k = 0; k < TOGETHER; k++)
+        together[k] = client("both", "1", "0", "1000", "0", &outs[k]);
+    CHECK_EQ(wait_procs(&s, TOGETHER, TOGETHER, 10), 0);
+    pthread_t stopper;
+    CHECK_EQ(pthread_create(&stopper, NULL, stop_clients, NULL), 0);
+    usleep(12000);
+    sidecar_stop(&s);
+    CHECK_EQ(pthread_join(stopper, NULL), 0);
+    for (int k = 0; k < TOGETHER; k++) {
+        read_done(outs[k], &calls, &errors);
+        wait_ok(together[k]);
+    }
+    int left = 0;
+    for (int k = 0; k < TOGETHER; k++)
+        left += segment_file_exists(together[k], "both");
+    CHECK_EQ(left, 0);
     CHECK_EQ(harness_remove_segments(prefix), 0);
     printf("test_sidecar leftover: no segment left behind\n");
     return 0;
