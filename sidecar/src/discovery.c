@@ -435,6 +435,16 @@ free_process(struct funcmond_process *p)
     free(p);
 }
 
+/* Gives up a process attach has just mapped and claimed: the segment stops naming us as
+ * its consumer (its client removes it then), and p is freed. */
+static void
+abandon(struct funcmond_process *p)
+{
+    int32_t self = (int32_t)getpid();
+    __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &self, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    free_process(p);
+}
+
 /* Unlinks the segment file if it is still the one we mapped. */
 static void
 unlink_segment(const struct funcmond *d, const struct funcmond_process *p)
@@ -601,7 +611,7 @@ try_attach(struct funcmond *d, const char *name)
     char *end;
     long name_pid = dot != NULL ? strtol(dot + 1, &end, 10) : -1;
     if (dot == NULL || *end != '\0' || name_pid != p->c.geo.pid) {
-        free_process(p);
+        abandon(p);
         reject(d, name, &st, "its name and its header's pid disagree");
         return;
     }
@@ -610,7 +620,7 @@ try_attach(struct funcmond *d, const char *name)
     p->spill_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_client_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL) {
-        free_process(p);
+        abandon(p);
         defer(d, name, "out of memory");
         return;
     }
@@ -627,7 +637,7 @@ try_attach(struct funcmond *d, const char *name)
     struct stat pst;
     snprintf(proc_dir, sizeof(proc_dir), "/proc/%d", (int)p->pid);
     if (stat(proc_dir, &pst) == 0 && pst.st_uid != st.st_uid) {
-        free_process(p);
+        abandon(p);
         reject(d, name, &st, "its pid belongs to another user than the segment file");
         return;
     }

@@ -277,6 +277,7 @@ case_hostile(void)
     VARIANT(h->max_threads = 0x7fffffff, 1);                 /* huge counts */
     VARIANT(memset(h->service, 'S', sizeof(h->service)), 1); /* unterminated service */
     VARIANT(h->pid = 1, 1);                                  /* name and header disagree */
+    int disagree = pid_base;
     /* Valid headers with hostile contents: skipped record by record, counted. */
     VARIANT(
         {
@@ -314,6 +315,16 @@ case_hostile(void)
     }
     CHECK_EQ(counters.segments_rejected, rejected_expected + 2);
     CHECK_GT(counters.bad_records, 0);
+    /* Rejected after it was mapped: it must not claim a consumer, or its client (were it
+     * one) would leave it to funcmond, and nobody would ever remove it. */
+    char evil[300];
+    struct funcmon_shm_header eh;
+    snprintf(evil, sizeof(evil), "/dev/shm/%s.evil.%d", prefix, disagree);
+    fd = open(evil, O_RDONLY);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(pread(fd, &eh, sizeof(eh), 0), (ssize_t)sizeof(eh));
+    close(fd);
+    CHECK_EQ(eh.consumer_pid, 0);
     /* The good client's figures did not move; the loop still serves. */
     struct funcmond_fn_view f;
     CHECK_EQ(sidecar_function(&s, "good", "e2e", "work", &f), 0);
