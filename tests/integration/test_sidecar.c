@@ -632,6 +632,20 @@ count_fds(void)
     return n - 1; /* the directory's own */
 }
 
+/* The fewest of a few looks at count_fds: funcmond's own short-lived fds (a /proc file
+ * being read, a rescan) are not what is counted. */
+static int
+fewest_fds(void)
+{
+    int fewest = count_fds();
+    for (int i = 0; i < 10; i++) {
+        usleep(20000);
+        int n = count_fds();
+        fewest = n < fewest ? n : fewest;
+    }
+    return fewest;
+}
+
 /* This process, funcmond, short of fds: a limit on fd numbers, with every free number
  * below it filled, so that exactly `spare` more can be opened. */
 struct starve {
@@ -714,12 +728,12 @@ case_fds(void)
 
     sidecar_start(&s, env);
     usleep(100000);
-    int before = count_fds();
+    int before = fewest_fds();
     for (int k = 0; k < N; k++)
         live[k] = client("idle", "1", "0", "2000", "0", &lout[k]);
     CHECK_EQ(wait_procs(&s, N, N, 10), 0);
     usleep(1500000); /* a /proc read is due every second */
-    int after = count_fds();
+    int after = fewest_fds();
     struct funcmond_counters counters;
     struct funcmond_proc_view procs[N];
     CHECK_EQ(sidecar_snapshot(&s, &counters, procs, N), N);
@@ -744,14 +758,20 @@ case_fds(void)
     int pipefd[2];
     char *argv1[] = {"e2e_client", "1", "200", "0", "0", NULL};
     CHECK_EQ(pipe(pipefd), 0);
+    sidecar_snapshot(&s, &counters, procs, N);
+    uint64_t deferred = counters.segments_deferred;
     starve_begin(&st, 0);
     pid_t c = spawn_full(argv1, "starved", &st.full, pipefd);
-    usleep(300000);
+    for (int i = 0; i < 500 && !segment_file_exists(c, "starved"); i++)
+        usleep(10000);
+    usleep(200000); /* funcmond meets it now, without fds */
     starve_end(&st);
     close(pipefd[1]);
     read_done(pipefd[0], &made, &failed);
     wait_ok(c);
     CHECK_EQ(sidecar_wait_calls(&s, "starved", "e2e", "work", 200, 10), 0);
+    sidecar_snapshot(&s, &counters, procs, N);
+    CHECK_GT(counters.segments_deferred, deferred); /* it did wait: the case was met */
     /* One fd to spare: enough to map the segment, not to read /proc while the pidfd is
      * held. The client still runs, and every call it makes is counted. */
     char *argv2[] = {"e2e_client", "1", "0", "1000", "0", NULL};
