@@ -79,6 +79,12 @@ funcmond_discovery_lock(struct funcmond *d, int *holder)
             close(fd);
             return -EINVAL;
         }
+        /* Another user's file there (SHM_DIR is writable by all) could hold the lock, or
+         * name a pid, in our place: it is refused, not trusted. */
+        if (st.st_uid != geteuid()) {
+            close(fd);
+            return -EPERM;
+        }
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int err = -errno;
             if (err == -EWOULDBLOCK) {

@@ -127,6 +127,9 @@ main(int argc, char **argv)
         if (locked == -EWOULDBLOCK)
             LOG_ERROR("another funcmond (pid %d) is running with SIDECAR.SHM_PREFIX '%s' in %s: not starting", holder,
                       d->cfg.shm_prefix, d->cfg.shm_dir);
+        else if (locked == -EPERM || locked == -EINVAL)
+            LOG_ERROR("%s/%s-sidecar is %s: not starting (remove it; one funcmond per SIDECAR.SHM_PREFIX)", d->cfg.shm_dir,
+                      d->cfg.shm_prefix, locked == -EPERM ? "owned by another user" : "not a regular file");
         else
             LOG_ERROR("cannot lock %s/%s-sidecar (one funcmond per SIDECAR.SHM_PREFIX): %s", d->cfg.shm_dir, d->cfg.shm_prefix,
                       strerror(-locked));

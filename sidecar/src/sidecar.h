@@ -207,8 +207,9 @@ struct funcmond {
 /* discovery.c */
 /* Takes the single-instance lock of SHM_PREFIX: an exclusive flock on the announcement
  * "<SHM_DIR>/<SHM_PREFIX>-sidecar", held until funcmond_discovery_unlock. Returns 0;
- * -EWOULDBLOCK when another funcmond holds it (its pid in *holder, 0 if unknown); or
- * another -errno when the file cannot be opened or locked. */
+ * -EWOULDBLOCK when another funcmond holds it (its pid in *holder, 0 if unknown); -EINVAL
+ * when the file is not a regular file; -EPERM when another user owns it; or another -errno
+ * when it cannot be opened or locked. */
 int funcmond_discovery_lock(struct funcmond *d, int *holder);
 /* Removes the announcement and lets the lock go; nothing if it is not held. */
 void funcmond_discovery_unlock(struct funcmond *d);

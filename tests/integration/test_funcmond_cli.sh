@@ -174,6 +174,17 @@ grep -q "state file $dir/h-big: larger than .*kept aside" "$dir/log" || fail "h-
 [ "$hwm" -lt "$rss_max_kb" ] || fail "h-big: peak RSS $hwm kB, over $rss_max_kb kB"
 rm -f "$dir"/h-*
 
+# The announcement is also the lock: another user's file in its place (the folder is
+# writable by all) is refused with a clear line, never locked or trusted.
+if [ "$(id -u)" -eq 0 ] && id nobody > /dev/null 2>&1; then
+    ann="/dev/shm/$SIDECAR_SHM_PREFIX-sidecar"
+    printf '1\n' > "$ann" && chown nobody "$ann"
+    out=$(HTTP_LISTEN=127.0.0.1:0 timeout 10 "$funcmond" 2>&1); rc=$?
+    rm -f "$ann"
+    [ "$rc" -eq 1 ] || fail "announcement owned by another user: exit $rc, not 1: $out"
+    case "$out" in *"-sidecar is owned by another user: not starting"*) ;; *) fail "announcement owned by another user: unclear refusal: $out" ;; esac
+fi
+
 # One funcmond per prefix. A second one, on another port or on the same one, exits 1
 # naming the first, which keeps its announcement (clients read it) and goes on serving.
 # (EXITED_RETENTION_S=0: exited clients are let go while it runs, not at the stop, which
