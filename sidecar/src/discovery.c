@@ -551,6 +551,12 @@ try_attach(struct funcmond *d, const char *name)
         reject(d, name, &lst, msg);
         return;
     }
+    /* A file still being sized (or junk of that size) gets no room made for it: that would
+     * let an ended client go before its time at every retry. */
+    if ((uint64_t)lst.st_size < sizeof(struct funcmon_shm_header)) {
+        remember(d, name, 0, now);
+        return;
+    }
     if (funcmon_consumer_guard_room() == 0 && !make_room(d)) {
         defer(d, name, "every mapping funcmond can guard is taken");
         return;
