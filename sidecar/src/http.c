@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,6 +67,8 @@ struct funcmond_http {
     uint64_t next_sweep_ms;
     uint64_t next_fd_warning_ms;
     uint64_t fd_failures; /* accepts refused for want of a descriptor, since the last warning */
+    unsigned n_conns;     /* in conns and not shut down by us */
+    unsigned max_conns;   /* half the descriptors funcmond may open: the rest are the drain's */
 };
 
 /* One accepted connection. When descriptors run out, the connections that moved no bytes
@@ -73,6 +76,7 @@ struct funcmond_http {
  * the sweep (every SWEEP_MS) from the socket's byte counters. */
 struct conn {
     h2o_linklist_t link; /* in conns */
+    struct funcmond_http *h;
     h2o_socket_t *sock;
     int fd;
     int shut; /* shut down by us: h2o closes it on its next read or write */
@@ -1302,6 +1306,8 @@ on_conn_closed(void *arg)
 {
     struct conn *c = arg;
     h2o_linklist_unlink(&c->link);
+    if (!c->shut)
+        c->h->n_conns--;
     free(c);
 }
 
@@ -1321,18 +1327,28 @@ serves_cpu_profile(struct funcmond_http *h, int fd)
  * at once would only spin), and shut down the connections idle longest so that h2o closes
  * them and the next accept succeeds. shutdown() rather than close(): h2o owns the socket
  * and closes it itself when its read or write fails. */
-static void
-out_of_fds(struct funcmond_http *h, int err)
+/* Shuts down up to `most` of the connections idle longest (never a running CPU profile's);
+ * returns how many. */
+static unsigned
+shed_idle(struct funcmond_http *h, unsigned most)
 {
     unsigned closed = 0;
-    for (h2o_linklist_t *l = h->conns.next; l != &h->conns && closed < CLOSE_PER_SHORTAGE; l = l->next) {
+    for (h2o_linklist_t *l = h->conns.next; l != &h->conns && closed < most; l = l->next) {
         struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, link, l);
         if (c->shut || serves_cpu_profile(h, c->fd))
             continue;
         shutdown(c->fd, SHUT_RDWR);
         c->shut = 1;
+        h->n_conns--; /* h2o closes it at its next read or write */
         closed++;
     }
+    return closed;
+}
+
+static void
+out_of_fds(struct funcmond_http *h, int err)
+{
+    unsigned closed = shed_idle(h, CLOSE_PER_SHORTAGE);
     uint64_t now = h2o_now(h->loop);
     h2o_socket_read_stop(h->listener);
     h->paused = 1;
@@ -1353,6 +1369,13 @@ on_accept(h2o_socket_t *listener, const char *err)
     if (err != NULL)
         return;
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+        /* Connections take at most half the descriptors, whoever opens them: the drain
+         * thread's (clients' segments and pidfds, /proc, the state file) are never all
+         * held by idle connections. At the cap the one idle longest makes way. */
+        if (h->n_conns >= h->max_conns && shed_idle(h, 1) == 0) {
+            out_of_fds(h, EMFILE);
+            return;
+        }
         int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
@@ -1367,6 +1390,8 @@ on_accept(h2o_socket_t *listener, const char *err)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->fd = fd;
+        c->h = h;
+        h->n_conns++;
         c->sock = h2o_evloop_socket_create(h->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
         c->sock->on_close.cb = on_conn_closed;
         c->sock->on_close.data = c;
@@ -1536,6 +1561,9 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     h->accept_ctx.ctx = &h->ctx;
     h->accept_ctx.hosts = h->config.hosts;
     h2o_linklist_init_anchor(&h->conns);
+    struct rlimit nofile;
+    rlim_t fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY ? nofile.rlim_cur : 1u << 20;
+    h->max_conns = fds / 2 > 16 ? (unsigned)(fds / 2) : 16;
     h2o_linklist_init_anchor(&h->cpu_jobs);
     h->listener = h2o_evloop_socket_create(h->loop, h->fd, H2O_SOCKET_FLAG_DONT_READ);
     h->listener->data = h;

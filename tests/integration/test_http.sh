@@ -267,4 +267,29 @@ code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$base/metrics")
 [ "$code" = 200 ] || fail "with its fds used up by $((${#conns[@]})) connections, funcmond answered '$code' (curl: 5 s), not 200"
 for c in "${conns[@]}"; do exec {c}>&-; done
 kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
+# Connections never hold every descriptor, even when they stop just short of the limit
+# (so that no accept fails): the drain thread still attaches a new client and counts it.
+start_funcmond prlimit --nofile=64:64 env
+used=$(ls /proc/$fpid/fd | wc -l)
+conns=()
+for i in $(seq $((64 - used))); do
+    exec {c}<>/dev/tcp/127.0.0.1/$port || fail "connection $i refused"
+    conns+=($c)
+done
+sleep 0.5
+open=$(ls /proc/$fpid/fd | wc -l)
+[ "$open" -lt 64 ] || fail "${#conns[@]} idle connections took every descriptor funcmond has ($open of 64)"
+FUNCMON_SERVICE=fdstarved "$client" 1 20 0 0 > /dev/null || fail "client fdstarved"
+sleep 1 # looked at from the log, not over HTTP (a request would make connections go)
+! grep -q "fdstarved.*waits" "$dir/log" || fail "a new client waited for a descriptor: $(grep fdstarved "$dir/log")"
+n=0
+for i in $(seq 30); do
+    n=$(jq -r '.profiles | to_entries | map(select(.value.service == "fdstarved")) | .[0].value.call_count // 0' \
+        < <(curl -s --max-time 5 "$base/debug/profiles" 2>/dev/null) 2>/dev/null)
+    [ "$n" = 20 ] && break
+    sleep 0.1
+done
+[ "$n" = 20 ] || fail "with ${#conns[@]} idle connections, a new client's 20 calls counted as '$n' ($(ls /proc/$fpid/fd | wc -l) fds open): $(tail -3 "$dir/log")"
+for c in "${conns[@]}"; do exec {c}>&-; done
+kill -TERM $fpid; wait $fpid || fail "funcmond exit status on SIGTERM"
 echo "test_http: ok"
