@@ -469,6 +469,7 @@ let_go(struct funcmond *d, struct funcmond_process *p, int remove)
 {
     if (p->detaching)
         return;
+    funcmond_snapshot_remember_process(d, p); /* no more reads: what was counted is final */
     if (p->state == FUNCMOND_PROC_LIVE) {
         d->clients--;
         /* The client no longer has a consumer: when it exits it removes its segment itself

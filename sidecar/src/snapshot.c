@@ -7,7 +7,10 @@
  * their bounds) and, per attached segment, what was already counted from it (ring
  * positions, spill counters, drops), so a restarted sidecar neither counts twice nor
  * silently loses: records consumed after the last write are counted as lost, also those
- * of a client that came after it and is in no state file. The write
+ * of a client that came after it and is in no state file. The same is kept, and written,
+ * for segments not attached now while their file exists: those the loaded file listed
+ * that wait for room, and those let go in this run (attached again, they count nothing
+ * twice). The write
  * goes to <file>.tmp, is fsync'd and renamed over the file, through io_uring, so a crash
  * leaves the old file or the new one, never half of one.
  *
@@ -196,12 +199,92 @@ pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
 }
 
 static void
+pack_restore_segment(msgpack_packer *pk, const struct restore_segment *s)
+{
+    msgpack_pack_map(pk, 6);
+    pack_str(pk, "name");
+    pack_str(pk, s->name);
+    pack_key_u64(pk, "pid", (uint64_t)s->pid);
+    pack_key_u64(pk, "start_time", s->start_time);
+    pack_key_u64(pk, "dropped", s->dropped);
+    pack_u64_array(pk, "tails", s->tails, s->n_tails);
+    pack_str(pk, "spill");
+    msgpack_pack_array(pk, s->n_spill);
+    for (uint32_t k = 0; k < s->n_spill; k++) {
+        msgpack_pack_array(pk, 4);
+        for (int i = 0; i < 4; i++)
+            msgpack_pack_uint64(pk, s->spill[k][i]);
+    }
+}
+
+static int
+same_segment(const struct restore_segment *s, const struct funcmond_process *p)
+{
+    return s->pid == p->pid && s->start_time == p->proc_start_time && strcmp(s->name, p->shm_name) == 0;
+}
+
+static void
+drop_restore(struct funcmond_restore *r, uint32_t i)
+{
+    free(r->segs[i].tails);
+    free(r->segs[i].spill);
+    r->segs[i] = r->segs[--r->n];
+}
+
+/* Drops what is kept about segments whose file is gone: no reader can attach them again. */
+static void
+prune_restore(struct funcmond *d)
+{
+    struct funcmond_restore *r = d->restore;
+    char path[FUNCMOND_PATH_MAX + 256];
+    struct stat st;
+    for (uint32_t i = 0; r != NULL && i < r->n;) {
+        snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, r->segs[i].name);
+        /* a name from the file that is no segment's (a path) is no file of SHM_DIR either */
+        if (strchr(r->segs[i].name, '/') != NULL || (lstat(path, &st) != 0 && errno == ENOENT))
+            drop_restore(r, i);
+        else
+            i++;
+    }
+}
+
+/* Whether the restore entry s goes into the file besides the attached segments: it is
+ * not one of them (waiting for room, or let go with its file still there), and it fits
+ * under the bounds the loader enforces (*n_segs, *mem: what the file holds so far), so
+ * that the next run neither counts what was already counted as lost nor sets the file
+ * aside. */
+static int
+carried(const struct funcmond *d, const struct restore_segment *s, uint32_t *n_segs, uint64_t *mem)
+{
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        if (!p->detaching && same_segment(s, p))
+            return 0;
+    uint64_t need = s->n_tails * sizeof(*s->tails) + s->n_spill * sizeof(*s->spill);
+    if (*n_segs >= MAX_SEGMENTS || *mem > MAX_RESTORE_MEM || need > MAX_RESTORE_MEM - *mem)
+        return 0;
+    (*n_segs)++;
+    *mem += need;
+    return 1;
+}
+
+static void
 pack_state(struct funcmond *d, msgpack_packer *pk)
 {
     const struct funcmond_aggregate *agg = &d->agg;
-    uint32_t n_segs = 0;
+    const struct funcmond_restore *r = d->restore;
+    uint32_t n_segs = 0, n_attached, n_carried;
+    uint64_t mem = 0, mem_attached; /* at most what the attached segments' entries make the loader allocate */
+    prune_restore(d);
     for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
-        n_segs += !p->detaching;
+        if (!p->detaching) {
+            n_segs++;
+            mem += p->c.geo.max_threads * sizeof(uint64_t) + p->c.sites_known * 4 * sizeof(uint64_t);
+        }
+    n_attached = n_segs;
+    mem_attached = mem;
+    for (uint32_t i = 0; r != NULL && i < r->n; i++)
+        carried(d, &r->segs[i], &n_segs, &mem);
+    n_carried = n_segs - n_attached;
     msgpack_pack_map(pk, 8);
     pack_str(pk, "format");
     pack_str(pk, FORMAT);
@@ -225,6 +308,12 @@ pack_state(struct funcmond *d, msgpack_packer *pk)
     for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         if (!p->detaching)
             pack_segment(pk, p);
+    /* The same choice again, on the same counts: exactly n_carried entries. */
+    n_segs = n_attached;
+    mem = mem_attached;
+    for (uint32_t i = 0, n = 0; r != NULL && i < r->n && n < n_carried; i++)
+        if (carried(d, &r->segs[i], &n_segs, &mem))
+            pack_restore_segment(pk, &r->segs[i]), n++;
 }
 
 static void
@@ -923,34 +1012,90 @@ funcmond_snapshot_load(struct funcmond *d)
     return 0;
 }
 
+/* The restore entry of p's segment, added (with n_tails 0) if there is none; NULL when
+ * memory ran out or the list is full of segments whose files still exist. */
+static struct restore_segment *
+restore_entry(struct funcmond *d, const struct funcmond_process *p)
+{
+    struct funcmond_restore *r = d->restore;
+    for (uint32_t i = 0; r != NULL && i < r->n; i++)
+        if (same_segment(&r->segs[i], p))
+            return &r->segs[i];
+    if (r == NULL && (r = d->restore = calloc(1, sizeof(*r))) == NULL)
+        return NULL;
+    if (r->n >= MAX_SEGMENTS)
+        prune_restore(d);
+    if (r->n >= MAX_SEGMENTS)
+        return NULL;
+    struct restore_segment *segs = realloc(r->segs, (r->n + 1) * sizeof(*segs));
+    if (segs == NULL)
+        return NULL;
+    r->segs = segs;
+    struct restore_segment *s = memset(&segs[r->n], 0, sizeof(*s));
+    if ((s->tails = calloc(1, sizeof(*s->tails))) == NULL || (s->spill = calloc(1, sizeof(*s->spill))) == NULL) {
+        free(s->tails);
+        return NULL;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", p->shm_name);
+    s->pid = p->pid;
+    s->start_time = p->proc_start_time;
+    r->n++;
+    return s;
+}
+
 /* Remembers where p's rings stand now, as if the state file had said so: a segment
- * attached again in this run (after a refusal) then counts nothing twice. Only segments
- * that had a reader before this run are remembered, so the list stays as long as the set
- * of segments found at start. */
-static void
-remember_positions(struct funcmond *d, struct funcmond_process *p, struct restore_segment *s)
+ * attached again in this run then counts nothing twice. Returns -1 when it could not. */
+static int
+remember_positions(struct funcmond *d, const struct funcmond_process *p, struct restore_segment *s)
 {
     uint32_t n = p->c.geo.max_threads;
-    if (s == NULL) {
-        struct funcmond_restore *r = d->restore;
-        if (r == NULL && (r = d->restore = calloc(1, sizeof(*r))) == NULL)
-            return;
-        struct restore_segment *segs = realloc(r->segs, (r->n + 1) * sizeof(*segs));
-        if (segs == NULL)
-            return;
-        r->segs = segs;
-        s = memset(&segs[r->n], 0, sizeof(*s));
-        if ((s->tails = calloc(n ? n : 1, sizeof(*s->tails))) == NULL)
-            return;
-        snprintf(s->name, sizeof(s->name), "%s", p->shm_name);
-        s->pid = p->pid;
-        s->start_time = p->proc_start_time;
+    if (s == NULL && (s = restore_entry(d, p)) == NULL)
+        return -1;
+    if (s->n_tails < n) {
+        uint64_t *tails = realloc(s->tails, n * sizeof(*tails));
+        if (tails == NULL)
+            return -1;
+        memset(tails + s->n_tails, 0, (n - s->n_tails) * sizeof(*tails));
+        s->tails = tails;
         s->n_tails = n;
-        r->n++;
     }
-    for (uint32_t k = 0; k < s->n_tails && k < n; k++)
+    for (uint32_t k = 0; k < n; k++)
         if (p->c.rings[k].tail > s->tails[k])
             s->tails[k] = p->c.rings[k].tail;
+    return 0;
+}
+
+void
+funcmond_snapshot_remember_process(struct funcmond *d, const struct funcmond_process *p)
+{
+    if (d->cfg.state_file[0] == '\0')
+        return;
+    struct restore_segment *s = restore_entry(d, p);
+    if (s == NULL || remember_positions(d, p, s) != 0) {
+        LOG_WARN("%s: out of memory to remember what was counted from it; attached again, it would count that as lost",
+                 p->shm_name);
+        return;
+    }
+    /* Drops and spill counters as counted now: attached again, they are not counted twice. */
+    uint32_t count = p->c.sites_known, n_spill = 0;
+    for (uint32_t k = 0; k < count; k++)
+        n_spill += p->spill_calls_seen[k] != 0 || p->spill_errors_seen[k] != 0 || p->spill_client_errors_seen[k] != 0;
+    uint64_t(*spill)[4] = calloc(n_spill ? n_spill : 1, sizeof(*spill));
+    if (spill == NULL)
+        return;
+    for (uint32_t k = 0, i = 0; k < count; k++) {
+        if (p->spill_calls_seen[k] == 0 && p->spill_errors_seen[k] == 0 && p->spill_client_errors_seen[k] == 0)
+            continue;
+        spill[i][0] = k;
+        spill[i][1] = p->spill_calls_seen[k];
+        spill[i][2] = p->spill_errors_seen[k];
+        spill[i][3] = p->spill_client_errors_seen[k];
+        i++;
+    }
+    free(s->spill);
+    s->spill = spill;
+    s->n_spill = n_spill;
+    s->dropped = p->dropped_seen;
 }
 
 void
@@ -963,7 +1108,7 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
     struct funcmond_restore *r = d->restore;
     struct restore_segment *s = NULL;
     for (uint32_t i = 0; r != NULL && i < r->n && s == NULL; i++)
-        if (r->segs[i].pid == p->pid && r->segs[i].start_time == p->proc_start_time && strcmp(r->segs[i].name, p->shm_name) == 0)
+        if (same_segment(&r->segs[i], p))
             s = &r->segs[i];
     if (s != NULL) {
         p->dropped_seen = s->dropped;
@@ -993,7 +1138,7 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
                  (unsigned long long)lost);
     }
     if (s != NULL || lost != 0)
-        remember_positions(d, p, s);
+        (void)remember_positions(d, p, s);
 }
 
 void

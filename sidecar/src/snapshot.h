@@ -27,6 +27,13 @@ void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, in
  * A segment attached again in the same run counts nothing twice. */
 void funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p);
 
+/* When funcmond lets go of p, with a state file configured: remembers what was counted
+ * from it (ring positions, drops, spill counters), so that attaching the same segment
+ * again in this run (its file was not removed) counts nothing twice and nothing as lost.
+ * What is remembered, and what the state file said about segments not attached now (they
+ * wait for room), is written with the state file until the segment's file is gone. */
+void funcmond_snapshot_remember_process(struct funcmond *d, const struct funcmond_process *p);
+
 void funcmond_snapshot_free(struct funcmond *d);
 
 #endif

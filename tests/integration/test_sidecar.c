@@ -34,7 +34,13 @@
  *   spills    a client's spill counters written in the client's order (the call, then its
  *             error) with funcmond reading in between: every error is counted once the
  *             call it belongs to is, errors never run ahead of calls, and a counter that
- *             goes back adds nothing when it climbs again.
+ *             goes back adds nothing when it climbs again;
+ *   reattach  with a state file, an exited client's segment let go but its file back
+ *             (as when the removal failed) and attached again in the same run: its calls
+ *             are not counted again, nor as lost;
+ *   carry     with a state file, a live client whose segment waits for room during a
+ *             whole run (the guard table lowered to 1): the state file of that run still
+ *             holds what was counted from it, so the next run counts none of it as lost.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1174,6 +1180,122 @@ case_spills(void)
     return 0;
 }
 
+/* A state file in a fresh directory; *env_out its SIDECAR_STATE_FILE setting. */
+static void
+state_file(char *dir, char *path, size_t size, char *env_out, size_t env_size)
+{
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, size, "%s/state.msgpack", dir);
+    snprintf(env_out, env_size, "SIDECAR_STATE_FILE=%s", path);
+}
+
+static int
+case_reattach(void)
+{
+    struct sidecar s;
+    unsigned long long calls, errors;
+    int out;
+    char dir[] = "/tmp/funcmond-reattach-XXXXXX", state[300], state_env[320], seg[300], keep[300];
+    state_file(dir, state, sizeof(state), state_env, sizeof(state_env));
+    const char *env[] = {"SIDECAR_EXITED_RETENTION_S=0", state_env, NULL};
+
+    sidecar_start(&s, env);
+    pid_t a = client("again", "2", "0", "1000", "0", &out);
+    CHECK_EQ(wait_procs(&s, 1, 1, 10), 0);
+    /* A second name for the segment, outside the prefix: when funcmond removes the file,
+     * it is put back, as if the removal had failed. */
+    snprintf(seg, sizeof(seg), "/dev/shm/%s.again.%d", prefix, (int)a);
+    snprintf(keep, sizeof(keep), "/dev/shm/keep-%s.again.%d", prefix, (int)a);
+    CHECK_EQ(link(seg, keep), 0);
+    kill(a, SIGTERM);
+    read_done(out, &calls, &errors);
+    wait_ok(a);
+    CHECK_GT(calls, 0);
+    CHECK_EQ(sidecar_wait_calls(&s, "again", "e2e", "work", calls, 10), 0);
+    for (int i = 0; i < 1000 && segment_file_exists(a, "again"); i++)
+        usleep(10000);
+    CHECK(!segment_file_exists(a, "again")); /* let go */
+    CHECK_EQ(wait_procs(&s, 0, 0, 10), 0);
+    CHECK_EQ(rename(keep, seg), 0);
+    CHECK_EQ(WAIT_COUNTER(&s, segments_attached, 2, 10), 2);
+    for (int i = 0; i < 1000 && segment_file_exists(a, "again"); i++)
+        usleep(10000);
+    CHECK(!segment_file_exists(a, "again")); /* let go again */
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[4];
+    sidecar_snapshot(&s, &counters, procs, 4);
+    fprintf(stderr, "reattach: client made %llu calls; counted %llu records, %llu lost\n", calls,
+            (unsigned long long)counters.records, (unsigned long long)counters.lost);
+    CHECK_EQ(counters.lost, 0);
+    CHECK_EQ(counters.records, calls); /* "work" only, in this mode */
+    CHECK_EQ(sidecar_wait_calls(&s, "again", "e2e", "work", calls, 1), 0);
+    sidecar_stop(&s);
+    unlink(state);
+    rmdir(dir);
+    printf("test_sidecar reattach: %llu calls, counted once, none lost\n", calls);
+    return 0;
+}
+
+static int
+case_carry(void)
+{
+    struct sidecar s;
+    unsigned long long calls[2], errors;
+    int out[2];
+    pid_t live[2];
+    char dir[] = "/tmp/funcmond-carry-XXXXXX", state[300], state_env[320];
+    state_file(dir, state, sizeof(state), state_env, sizeof(state_env));
+    const char *env[] = {"SIDECAR_RESCAN_INTERVAL_S=1", state_env, NULL};
+    struct funcmond_counters counters;
+    struct funcmond_proc_view procs[4];
+
+    /* Run 1: both live clients counted; stopping saves their ring positions. */
+    sidecar_start(&s, env);
+    for (int k = 0; k < 2; k++)
+        live[k] = client("carry", "1", "0", "1000", "0", &out[k]);
+    CHECK_EQ(wait_procs(&s, 2, 2, 10), 0);
+    int counted = 0; /* clients with records counted: what a later run could call lost */
+    for (int i = 0; i < 1000 && counted < 2; i++) {
+        usleep(10000);
+        int n = sidecar_snapshot(&s, &counters, procs, 4);
+        counted = 0;
+        for (int k = 0; k < n; k++)
+            counted += procs[k].records > 0;
+    }
+    CHECK_EQ(counted, 2);
+    sidecar_stop(&s);
+
+    /* Run 2: room for one segment only; the other waits the whole run. */
+    funcmon_consumer_guard_limit(1);
+    sidecar_start(&s, env);
+    CHECK_EQ(WAIT_COUNTER(&s, segments_deferred, 1, 10), 1);
+    CHECK_EQ(wait_procs(&s, 1, 1, 10), 0);
+    sidecar_stop(&s);
+    funcmon_consumer_guard_limit(0);
+
+    /* Run 3: both attached again; nothing they did before was lost. */
+    sidecar_start(&s, env);
+    CHECK_EQ(wait_procs(&s, 2, 2, 10), 0);
+    for (int k = 0; k < 2; k++) {
+        kill(live[k], SIGTERM);
+        read_done(out[k], &calls[k], &errors);
+        wait_ok(live[k]);
+    }
+    int waited = sidecar_wait_calls(&s, "carry", "e2e", "work", calls[0] + calls[1], 10);
+    sidecar_snapshot(&s, &counters, procs, 4);
+    fprintf(stderr, "carry: clients made %llu calls; counted %llu records, %llu dropped, %llu lost\n", calls[0] + calls[1],
+            (unsigned long long)counters.records, (unsigned long long)counters.dropped, (unsigned long long)counters.lost);
+    CHECK_EQ(counters.lost, 0);
+    CHECK_EQ(counters.dropped, 0);
+    CHECK_EQ(waited, 0);
+    sidecar_stop(&s);
+    CHECK_EQ(harness_remove_segments(prefix), 0);
+    unlink(state);
+    rmdir(dir);
+    printf("test_sidecar carry: %llu calls across three runs, none lost\n", calls[0] + calls[1]);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1207,5 +1329,9 @@ main(int argc, char **argv)
         return case_special();
     if (strcmp(argv[1], "spills") == 0)
         return case_spills();
+    if (strcmp(argv[1], "reattach") == 0)
+        return case_reattach();
+    if (strcmp(argv[1], "carry") == 0)
+        return case_carry();
     return 2;
 }
