@@ -309,30 +309,34 @@ parse_query(h2o_req_t *req, struct query *q)
 
 /* ---- profiles ---- */
 
-static const struct funcmond_view *sort_view; /* qsort has no context argument; HTTP thread only */
+/* What qsort_r compares by: the view the ids index, and the ?sort= key. */
+struct sort_ctx {
+    const struct funcmond_view *v;
+    const char *key;
+};
 
 static int
-by_name_cmp(const void *a, const void *b)
+by_name_cmp(const void *a, const void *b, void *arg)
 {
-    const struct funcmond_fn_view *x = &sort_view->fns[*(const uint32_t *)a], *y = &sort_view->fns[*(const uint32_t *)b];
+    const struct sort_ctx *s = arg;
+    const struct funcmond_fn_view *x = &s->v->fns[*(const uint32_t *)a], *y = &s->v->fns[*(const uint32_t *)b];
     int c = strcmp(x->name, y->name);
     if (c == 0)
         c = strcmp(x->service, y->service);
     return c != 0 ? c : strcmp(x->package, y->package);
 }
 
-static const char *sort_key;
-
 static int
-by_sort_cmp(const void *a, const void *b)
+by_sort_cmp(const void *a, const void *b, void *arg)
 {
-    const struct funcmond_fn_view *x = &sort_view->fns[*(const uint32_t *)a], *y = &sort_view->fns[*(const uint32_t *)b];
+    const struct sort_ctx *s = arg;
+    const struct funcmond_fn_view *x = &s->v->fns[*(const uint32_t *)a], *y = &s->v->fns[*(const uint32_t *)b];
     uint64_t vx, vy;
-    if (strcmp(sort_key, "avg") == 0)
+    if (strcmp(s->key, "avg") == 0)
         vx = x->avg_ns, vy = y->avg_ns;
-    else if (strcmp(sort_key, "total") == 0)
+    else if (strcmp(s->key, "total") == 0)
         vx = x->total_ns, vy = y->total_ns;
-    else if (strcmp(sort_key, "calls") == 0)
+    else if (strcmp(s->key, "calls") == 0)
         vx = x->calls, vy = y->calls;
     else
         vx = x->errors, vy = y->errors;
@@ -395,8 +399,8 @@ get_profiles(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
     for (uint32_t i = 0; i < v->n_fns; i++)
         if (matches(&v->fns[i], q))
             by_name[n_sel++] = i;
-    sort_view = v;
-    qsort(by_name, n_sel, sizeof(*by_name), by_name_cmp);
+    struct sort_ctx sort = {v, q->sort};
+    qsort_r(by_name, n_sel, sizeof(*by_name), by_name_cmp, &sort);
     /* order: positions in by_name, sorted as asked */
     uint32_t n = n_sel;
     for (uint32_t pos = 0; pos < n_sel; pos++)
@@ -405,15 +409,14 @@ get_profiles(struct funcmond_http *h, h2o_req_t *req, const struct query *q)
         uint32_t *ids = order + v->n_fns; /* sort ids, then map back to positions */
         for (uint32_t i = 0; i < n; i++)
             ids[i] = by_name[order[i]];
-        sort_key = q->sort;
-        qsort(ids, n, sizeof(*ids), by_sort_cmp);
+        qsort_r(ids, n, sizeof(*ids), by_sort_cmp, &sort);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t pos = 0;
             /* by_name is sorted by (name, service, package): binary search the id's place */
             uint32_t lo = 0, hi = n_sel;
             while (lo < hi) {
                 uint32_t mid = (lo + hi) / 2;
-                if (by_name_cmp(&by_name[mid], &ids[i]) < 0)
+                if (by_name_cmp(&by_name[mid], &ids[i], &sort) < 0)
                     lo = mid + 1;
                 else
                     hi = mid;
