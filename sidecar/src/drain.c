@@ -76,6 +76,14 @@ funcmond_sqe(struct funcmond *d)
     return sqe;
 }
 
+int
+funcmond_sqe_room(struct funcmond *d, unsigned n)
+{
+    if (io_uring_sq_space_left(&d->ring) < n)
+        io_uring_submit(&d->ring);
+    return io_uring_sq_space_left(&d->ring) >= n ? 0 : -EBUSY;
+}
+
 static void
 prep_futex(struct io_uring_sqe *sqe, int opcode, uint32_t *word, uint64_t value)
 {
@@ -460,6 +468,10 @@ static void
 arm_request(struct funcmond *d)
 {
     struct io_uring_sqe *sqe = funcmond_sqe(d);
+    if (sqe == NULL) {
+        d->unarmed |= FUNCMOND_ARM_REQUEST;
+        return;
+    }
     io_uring_prep_read(sqe, d->request_fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
     io_uring_sqe_set_data(sqe, &d->op_request);
 }
@@ -574,6 +586,10 @@ static void
 arm_timer(struct funcmond *d)
 {
     struct io_uring_sqe *sqe = funcmond_sqe(d);
+    if (sqe == NULL) {
+        d->unarmed |= FUNCMOND_ARM_TIMER;
+        return;
+    }
     /* While nothing comes, tick less often: idle clients then cost the sidecar a wake-up
      * every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
     io_uring_prep_timeout(sqe, d->quiet_ticks >= QUIET_TICKS ? &d->idle_tick : &d->tick, 0, 0);
@@ -584,6 +600,10 @@ static void
 arm_inotify(struct funcmond *d)
 {
     struct io_uring_sqe *sqe = funcmond_sqe(d);
+    if (sqe == NULL) {
+        d->unarmed |= FUNCMOND_ARM_INOTIFY;
+        return;
+    }
     io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
     io_uring_sqe_set_data(sqe, &d->op_inotify);
 }
@@ -592,6 +612,10 @@ static void
 arm_signal(struct funcmond *d)
 {
     struct io_uring_sqe *sqe = funcmond_sqe(d);
+    if (sqe == NULL) {
+        d->unarmed |= FUNCMOND_ARM_SIGNAL;
+        return;
+    }
     io_uring_prep_read(sqe, d->signal_fd, d->signal_buf, sizeof(struct signalfd_siginfo), (uint64_t)-1);
     io_uring_sqe_set_data(sqe, &d->op_signal);
 }
@@ -793,6 +817,23 @@ funcmond_drain_wait_snapshot(struct funcmond *d)
     }
 }
 
+/* Arms again what found no submission entry last time: without its timer, signal or
+ * request read the loop would stop ticking, stopping or serving. */
+static void
+rearm(struct funcmond *d)
+{
+    unsigned unarmed = d->unarmed;
+    d->unarmed = 0;
+    if (unarmed & FUNCMOND_ARM_TIMER)
+        arm_timer(d);
+    if (unarmed & FUNCMOND_ARM_INOTIFY)
+        arm_inotify(d);
+    if (unarmed & FUNCMOND_ARM_SIGNAL)
+        arm_signal(d);
+    if (unarmed & FUNCMOND_ARM_REQUEST)
+        arm_request(d);
+}
+
 int
 funcmond_drain_run(struct funcmond *d)
 {
@@ -807,6 +848,7 @@ funcmond_drain_run(struct funcmond *d)
         arm_inotify(d);
     tick(d);
     while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+        rearm(d);
         int ret = io_uring_submit_and_wait(&d->ring, 1);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
             LOG_ERROR("io_uring_submit_and_wait: %s", strerror(-ret));

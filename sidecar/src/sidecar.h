@@ -38,6 +38,13 @@ enum funcmond_op_kind {
     FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
 };
 
+/* The loop's own operations, armed again before the next wait when an arm found no
+ * submission entry (funcmond_sqe returned NULL). */
+#define FUNCMOND_ARM_TIMER 1u
+#define FUNCMOND_ARM_INOTIFY 2u
+#define FUNCMOND_ARM_SIGNAL 4u
+#define FUNCMOND_ARM_REQUEST 8u
+
 struct funcmond_op {
     enum funcmond_op_kind kind;
     struct funcmond_process *proc; /* NULL for the loop's own operations */
@@ -175,6 +182,7 @@ struct funcmond {
     int inotify_fd;
     int signal_fd;
     int stop;
+    unsigned unarmed; /* FUNCMOND_ARM_* bits: the loop's own operations that found no entry */
     char inotify_buf[4096] __attribute__((aligned(8)));
     char signal_buf[128];
     struct __kernel_timespec tick;      /* DRAIN_INTERVAL_MS */
@@ -251,7 +259,11 @@ void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
  * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
 int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
                      void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
+/* A submission entry, submitting what is queued to make room if needed; NULL when the
+ * kernel takes none (its completion queue overflowed): the caller must cope. */
 struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
+/* Makes room for n entries in a row; returns 0, or -EBUSY when there is none. */
+int funcmond_sqe_room(struct funcmond *d, unsigned n);
 /* Queues a trim of every live client; thread-safe. job->done runs later on the drain
  * thread. Returns 0, or -ESHUTDOWN when the loop is stopping. */
 int funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job);

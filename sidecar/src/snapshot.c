@@ -384,6 +384,14 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
         return;
     }
     io->op_write.kind = io->op_fsync.kind = io->op_rename.kind = FUNCMOND_OP_SNAPSHOT;
+    if (funcmond_sqe_room(d, 3) != 0) { /* the three steps go in together, or not at all */
+        LOG_WARN("state file %s: not written now, the event loop is full", io->tmp);
+        close(io->fd);
+        unlink(io->tmp);
+        msgpack_sbuffer_destroy(&io->buf);
+        free(io);
+        return;
+    }
     d->snap = io;
     /* write -> fsync -> rename, linked: a failed step cancels the ones after it. */
     struct io_uring_sqe *sqe = funcmond_sqe(d);
