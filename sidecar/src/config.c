@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -170,54 +171,6 @@ is_space(int c)
 }
 
 /*
- * Decodes one UTF-8 character of s (len > 0 bytes) into *cp. Returns its length in bytes,
- * or 0 when s does not start with a valid, shortest-form character (no surrogates, nothing
- * past U+10FFFF).
- */
-static size_t
-utf8_decode(const char *s, size_t len, uint32_t *cp)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n;
-    uint32_t v, least;
-
-    if (u[0] < 0x80) {
-        *cp = u[0];
-        return 1;
-    } else if ((u[0] & 0xe0) == 0xc0) {
-        n = 2, v = u[0] & 0x1f, least = 0x80;
-    } else if ((u[0] & 0xf0) == 0xe0) {
-        n = 3, v = u[0] & 0x0f, least = 0x800;
-    } else if ((u[0] & 0xf8) == 0xf0) {
-        n = 4, v = u[0] & 0x07, least = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((u[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (u[i] & 0x3f);
-    }
-    if (v < least || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return n;
-}
-
-static int
-utf8_valid(const char *s, size_t len)
-{
-    uint32_t cp;
-
-    for (size_t i = 0, n; i < len; i += n)
-        if ((n = utf8_decode(s + i, len - i, &cp)) == 0)
-            return 0;
-    return 1;
-}
-
-/*
  * Renders s (len bytes) for a message into buf (SHOWN_MAX bytes): in double quotes when
  * quote is set, control bytes (and every byte >= 0x80 unless s is valid UTF-8) as \xHH,
  * cut with "..." past SHOWN_BYTES. Returns buf.
@@ -225,7 +178,7 @@ utf8_valid(const char *s, size_t len)
 static const char *
 show(const char *s, size_t len, int quote, char *buf)
 {
-    int utf8 = utf8_valid(s, len);
+    int utf8 = funcmond_utf8_valid(s, len);
     size_t cut = len, o = 0;
 
     if (cut > SHOWN_BYTES) {
@@ -686,7 +639,7 @@ set_scalar(struct funcmond_config *c, const struct key *k, const char *s, size_t
             return reason(why, whylen, "contains a NUL character");
         if (len >= k->size)
             return reason(why, whylen, "is too long (%zu bytes, at most %zu)", len, k->size - 1);
-        if (!utf8_valid(s, len))
+        if (!funcmond_utf8_valid(s, len))
             return reason(why, whylen, "is not valid UTF-8");
         memcpy(dst, s, len);
         memset(dst + len, 0, k->size - len);
@@ -1216,7 +1169,7 @@ print_quoted(FILE *out, const char *s, size_t size)
 
     putc('"', out);
     for (size_t i = 0; i < len; i += n) {
-        if ((n = utf8_decode(s + i, len - i, &cp)) == 0) {
+        if ((n = funcmond_utf8_decode((const unsigned char *)s + i, len - i, &cp)) == 0) {
             fprintf(out, "\\x%02x", (unsigned char)s[i]);
             n = 1;
         } else if (cp == '"' || cp == '\\') {

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "doc.h"
+#include "utf8.h"
 
 enum ftype { F_NULL, F_BOOL, F_U64, F_I64, F_DOUBLE, F_STR, F_ARRAY, F_OBJECT };
 
@@ -366,36 +367,6 @@ fobj_time(struct fdoc *d, struct fval *obj, const char *key, uint64_t real_ns)
 
 /* ---- JSON ---- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if it is not one. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp;
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, cp = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, cp = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* overlong forms, surrogates, beyond Unicode */
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static void
 json_string(struct fbuf *b, const char *p, size_t n)
 {
@@ -404,7 +375,7 @@ json_string(struct fbuf *b, const char *p, size_t n)
     size_t run = 0; /* bytes that need no escape, appended in one go */
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
-        size_t l = c >= 0x20 && c != '"' && c != '\\' ? utf8_len(s + i, n - i) : 0;
+        size_t l = c >= 0x20 && c != '"' && c != '\\' ? funcmond_utf8_len(s + i, n - i) : 0;
         if (l != 0) {
             i += l;
             run += l;

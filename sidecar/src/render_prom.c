@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "render_prom.h"
+#include "utf8.h"
 
 #define NS_PER_S 1000000000ull
 #define BOUND_MAX 32  /* bytes of a formatted bucket bound, with its NUL */
@@ -157,43 +158,6 @@ raw_ns_seconds(struct buf *b, uint64_t ns)
     raw_fixed9(b, ns / NS_PER_S, ns % NS_PER_S);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when s[0] does not start one:
- * no overlong forms, no surrogates, nothing above U+10FFFF (Unicode table 3-7). */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    /* The second byte's range is narrower after E0, ED, F0 and F4. */
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 /* Appends the n bytes at s as a label value: valid UTF-8, escaped. The caller reserved 3 * n
  * bytes (U+FFFD is three bytes, an escape two). */
 static void
@@ -215,7 +179,7 @@ raw_label_value(struct buf *b, const char *s, size_t n)
             b->p[b->len++] = (char)c;
             i++;
         } else {
-            size_t k = utf8_len(u + i, n - i);
+            size_t k = funcmond_utf8_len(u + i, n - i);
             if (k == 0) {
                 raw(b, "\xEF\xBF\xBD", 3);
                 i++;
