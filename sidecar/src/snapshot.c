@@ -1020,15 +1020,26 @@ funcmond_snapshot_load(struct funcmond *d)
     return 0;
 }
 
+/* The restore entry of p's segment, or NULL. */
+static struct restore_segment *
+find_restore(const struct funcmond *d, const struct funcmond_process *p)
+{
+    const struct funcmond_restore *r = d->restore;
+    for (uint32_t i = 0; r != NULL && i < r->n; i++)
+        if (same_segment(&r->segs[i], p))
+            return &r->segs[i];
+    return NULL;
+}
+
 /* The restore entry of p's segment, added (with n_tails 0) if there is none; NULL when
  * memory ran out or the list is full of segments whose files still exist. */
 static struct restore_segment *
 restore_entry(struct funcmond *d, const struct funcmond_process *p)
 {
     struct funcmond_restore *r = d->restore;
-    for (uint32_t i = 0; r != NULL && i < r->n; i++)
-        if (same_segment(&r->segs[i], p))
-            return &r->segs[i];
+    struct restore_segment *found = find_restore(d, p);
+    if (found != NULL)
+        return found;
     if (r == NULL && (r = d->restore = calloc(1, sizeof(*r))) == NULL)
         return NULL;
     if (r->n >= MAX_SEGMENTS)
@@ -1113,11 +1124,7 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
      * nothing to call lost. */
     if (d->cfg.state_file[0] == '\0')
         return;
-    struct funcmond_restore *r = d->restore;
-    struct restore_segment *s = NULL;
-    for (uint32_t i = 0; r != NULL && i < r->n && s == NULL; i++)
-        if (same_segment(&r->segs[i], p))
-            s = &r->segs[i];
+    struct restore_segment *s = find_restore(d, p);
     if (s != NULL) {
         p->dropped_seen = s->dropped;
         for (uint32_t k = 0; k < s->n_spill; k++) {
