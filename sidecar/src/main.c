@@ -149,7 +149,8 @@ main(int argc, char **argv)
     if (funcmond_drain_init(d) != 0)
         goto out;
     struct funcmond_http *http = NULL;
-    if ((d->cfg.profiling_enabled || d->cfg.metrics_enabled) && funcmond_http_start(d, &http, err, sizeof(err)) != 0) {
+    if ((d->cfg.profiling_enabled || d->cfg.metrics_enabled) &&
+        funcmond_http_start(&d->cfg, d->views, &d->rq, &http, err, sizeof(err)) != 0) {
         LOG_ERROR("%s", err);
         funcmond_drain_close(d);
         goto out;

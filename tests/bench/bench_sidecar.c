@@ -32,7 +32,7 @@
 #include "funcmon.h"
 #include "render_prom.h"
 #include "sidecar.h"
-#include "view.h"
+#include "publish.h"
 
 #define THREADS 8
 #define RING 65536u

@@ -5,6 +5,7 @@
 #ifndef FUNCMON_TEST_SIDECAR_HARNESS_H
 #define FUNCMON_TEST_SIDECAR_HARNESS_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "view.h"

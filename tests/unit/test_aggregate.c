@@ -13,7 +13,7 @@
 
 #include "aggregate.h"
 #include "check.h"
-#include "view.h"
+#include "publish.h"
 
 #define N 200000
 

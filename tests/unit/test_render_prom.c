@@ -24,7 +24,7 @@
 #include "aggregate.h"
 #include "check.h"
 #include "render_prom.h"
-#include "view.h"
+#include "publish.h"
 
 #define MAX_LINES 8192
 

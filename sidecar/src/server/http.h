@@ -4,17 +4,22 @@
 #ifndef FUNCMOND_HTTP_H
 #define FUNCMOND_HTTP_H
 
-#include "sidecar.h"
+#include <stddef.h>
+
+#include "config.h"
+#include "request.h"
+#include "view.h"
 
 struct funcmond_http;
 
 /*
- * Binds HTTP.LISTEN (errors are reported here, before the loop starts) and starts the
+ * Binds cfg's HTTP.LISTEN (errors are reported here, before the loop starts) and starts the
  * server thread. Answers come from the views the drain thread publishes and from /proc;
- * the server never touches the drain thread's state. Returns 0 and *out, or -errno with a
+ * the server never touches the drain thread's state; trims go through `requests`. Returns 0 and *out, or -errno with a
  * message in err.
  */
-int funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, size_t errlen);
+int funcmond_http_start(const struct funcmond_config *cfg, struct funcmond_views *views, struct funcmond_requests *requests,
+                        struct funcmond_http **out, char *err, size_t errlen);
 /* The port the server listens on (useful with port 0). */
 int funcmond_http_port(const struct funcmond_http *h);
 /* Stops the server thread and frees it. */

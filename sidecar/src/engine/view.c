@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "view.h"
+#include "publish.h"
 
 /* ck_epoch orders its sections with ck_pr, which ThreadSanitizer does not see. Under it,
  * the end of every read section releases, and a deferred free acquires, one address: the

@@ -18,7 +18,44 @@
 
 #include <ck_epoch.h>
 
-#include "sidecar.h"
+#include "config.h"
+#include "funcmon/layout.h"
+#include "stacks_view.h"
+
+enum funcmond_proc_state {
+    FUNCMOND_PROC_LIVE,     /* attached, its process running */
+    FUNCMOND_PROC_SHUTDOWN, /* the client called funcmon_shutdown; drained, kept for the retention time */
+    FUNCMOND_PROC_EXITED    /* the process is gone; drained, kept for the retention time */
+};
+
+/* Runtime figures of a client process, from /proc and its control thread. */
+struct funcmond_runtime {
+    uint64_t rss_bytes;
+    uint64_t vm_bytes;
+    uint64_t utime_ticks;
+    uint64_t stime_ticks;
+    uint32_t threads;
+    uint32_t open_fds;
+    uint64_t start_real_ns; /* process start, wall clock */
+    char state;             /* /proc state letter */
+    int have_alloc;         /* alloc/totals hold a sample */
+    struct funcmon_alloc_stats alloc;
+    struct funcmon_alloc_totals totals;
+};
+
+/* Sidecar counters (its own metrics). */
+struct funcmond_counters {
+    uint64_t records;     /* records aggregated */
+    uint64_t dropped;     /* records clients dropped (full rings) */
+    uint64_t bad_records; /* records skipped as invalid */
+    uint64_t segments_rejected;
+    uint64_t segments_attached;
+    uint64_t segments_deferred; /* segments that had to wait for a guard entry or an fd */
+    uint64_t lost;              /* records consumed before a crash and not in the state file */
+    uint64_t drain_lag_ns;      /* age of the oldest record at the last drain cycle */
+    uint64_t drain_cycles;
+    uint64_t wakeups; /* drains started by a client's wake-up */
+};
 
 struct funcmond_fn_view {
     char service[FUNCMON_SERVICE_MAX + 1];
@@ -109,13 +146,6 @@ struct funcmond_view {
 struct funcmond_views;
 struct funcmond_reader;
 
-/* Sets up publication in d (drain thread). Returns 0 or -ENOMEM. */
-int funcmond_view_init(struct funcmond *d);
-/* Frees every view; no reader may be inside a section. */
-void funcmond_view_close(struct funcmond *d);
-/* Publishes a new view if it is time (or `force`). Drain thread only. */
-void funcmond_view_maybe_publish(struct funcmond *d, uint64_t now_mono_ns, int force);
-
 /* A reader for one thread; thread-safe. NULL when out of memory. */
 struct funcmond_reader *funcmond_view_reader(struct funcmond_views *vs);
 void funcmond_view_reader_free(struct funcmond_reader *r);
@@ -133,9 +163,5 @@ void funcmond_view_end(struct funcmond_reader *r);
  * funcmond_view_profile_keys_free. Returns 0 or -ENOMEM (nothing to free). */
 int funcmond_view_profile_keys(const struct funcmond_view *v, const uint32_t *by_name, uint32_t n, char **keys);
 void funcmond_view_profile_keys_free(char **keys, uint32_t n);
-
-/* True for an HTTP request profile (package "http_handler", name "<METHOD>_<path>") whose
- * path matches METRICS.SKIP_PATHS: it is left out of everything funcmond serves. */
-int funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name);
 
 #endif

@@ -43,12 +43,12 @@
 #include <unistd.h>
 
 #include "funcmon/process.h"
+#include "clock.h"
 #include "log.h"
 #include "sidecar.h"
 #include "snapshot.h"
 
-#define SECOND_NS 1000000000ull
-#define PENDING_GIVE_UP_NS (10 * SECOND_NS)
+#define PENDING_GIVE_UP_NS (10 * FUNCMOND_SECOND_NS)
 
 static void
 announce_path(const struct funcmond *d, char *path, size_t size)
@@ -206,7 +206,7 @@ has_prefix(const struct funcmond *d, const char *name)
 static void
 flush_suppressed(struct funcmond *d, uint64_t now)
 {
-    if (now - d->log_window_mono_ns < SECOND_NS)
+    if (now - d->log_window_mono_ns < FUNCMOND_SECOND_NS)
         return;
     if (d->log_suppressed > 0)
         LOG_WARN("%llu more segment rejections or waits not logged (at most %d lines a second)",
@@ -779,7 +779,7 @@ funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum func
 void
 funcmond_discovery_expire(struct funcmond *d, uint64_t now, int all)
 {
-    uint64_t keep = (uint64_t)d->cfg.exited_retention_s * 1000000000ull;
+    uint64_t keep = (uint64_t)d->cfg.exited_retention_s * FUNCMOND_SECOND_NS;
     for (struct funcmond_process **pp = &d->procs; *pp != NULL;) {
         struct funcmond_process *p = *pp;
         /* ended may be later than `now`, taken before this tick drained */

@@ -19,9 +19,12 @@
 #include <sys/types.h>
 
 #include "aggregate.h"
+#include "clock.h"
 #include "config.h"
 #include "funcmon/consumer.h"
+#include "request.h"
 #include "stacks.h"
+#include "view.h"
 
 struct funcmond;
 struct funcmond_process;
@@ -50,25 +53,13 @@ struct funcmond_op {
     struct funcmond_process *proc; /* NULL for the loop's own operations */
 };
 
-enum funcmond_proc_state {
-    FUNCMOND_PROC_LIVE,     /* attached, its process running */
-    FUNCMOND_PROC_SHUTDOWN, /* the client called funcmon_shutdown; drained, kept for the retention time */
-    FUNCMOND_PROC_EXITED    /* the process is gone; drained, kept for the retention time */
-};
-
-/* Runtime figures of a client process, from /proc and its control thread. */
-struct funcmond_runtime {
-    uint64_t rss_bytes;
-    uint64_t vm_bytes;
-    uint64_t utime_ticks;
-    uint64_t stime_ticks;
-    uint32_t threads;
-    uint32_t open_fds;
-    uint64_t start_real_ns; /* process start, wall clock */
-    char state;             /* /proc state letter */
-    int have_alloc;         /* alloc/totals hold a sample */
-    struct funcmon_alloc_stats alloc;
-    struct funcmon_alloc_totals totals;
+/* The queue other threads put requests in (request.h): the drain thread reads request_fd
+ * and takes the list. */
+struct funcmond_requests {
+    pthread_mutex_t lock;
+    struct funcmond_trim_job *queued; /* not yet started */
+    int fd;                           /* eventfd: requests are waiting */
+    int closed;                       /* stopping: no more requests taken */
 };
 
 /* A pending control request: answered through on_done, from the drain thread. */
@@ -117,45 +108,6 @@ struct funcmond_process {
     struct funcmond_op op_wake, op_exit, op_ctl;
 };
 
-/* Sidecar counters (its own metrics). */
-struct funcmond_counters {
-    uint64_t records;     /* records aggregated */
-    uint64_t dropped;     /* records clients dropped (full rings) */
-    uint64_t bad_records; /* records skipped as invalid */
-    uint64_t segments_rejected;
-    uint64_t segments_attached;
-    uint64_t segments_deferred; /* segments that had to wait for a guard entry or an fd */
-    uint64_t lost;              /* records consumed before a crash and not in the state file */
-    uint64_t drain_lag_ns;      /* age of the oldest record at the last drain cycle */
-    uint64_t drain_cycles;
-    uint64_t wakeups; /* drains started by a client's wake-up */
-};
-
-#define FUNCMOND_TRIM_MAX 256
-
-/* One client's answer to a trim request. */
-struct funcmond_trim_result {
-    int32_t pid;
-    char service[FUNCMON_SERVICE_MAX + 1];
-    int status; /* 0, -ETIMEDOUT, or the client's -errno */
-    int sent;
-    int answered;
-    struct funcmon_alloc_stats before;
-    struct funcmon_alloc_stats after;
-    struct funcmond_trim_job *job;
-};
-
-/* A request from another thread to trim every live client (POST /debug/gc). */
-struct funcmond_trim_job {
-    struct funcmond_trim_job *next;
-    uint32_t n; /* results */
-    uint32_t pending;
-    struct funcmond_trim_result results[FUNCMOND_TRIM_MAX];
-    /* Called from the drain thread once every client answered or timed out. */
-    void (*done)(struct funcmond_trim_job *job);
-    void *arg;
-};
-
 struct funcmond_rejected {
     struct funcmond_rejected *next;
     char name[256];
@@ -202,14 +154,11 @@ struct funcmond {
     struct funcmond_views *views;      /* view.h */
     struct funcmond_snapshot_io *snap; /* snapshot.c, in flight */
     struct funcmond_restore *restore;  /* snapshot.c: positions and spill counters from the state file */
-    int request_fd;                    /* eventfd: other threads' requests are waiting in `requests` */
+    struct funcmond_requests rq;       /* other threads' requests */
     uint64_t request_buf;
     struct funcmond_op op_request;
-    pthread_mutex_t requests_lock;
-    struct funcmond_trim_job *requests; /* queued, not yet started */
-    struct funcmond_trim_job *trims;    /* started, waiting for answers */
-    int requests_closed;                /* stopping: no more requests taken */
-    int lock_fd, lock_held;             /* discovery.c: the announcement, flock'ed while we run */
+    struct funcmond_trim_job *trims; /* started, waiting for answers */
+    int lock_fd, lock_held;          /* discovery.c: the announcement, flock'ed while we run */
 };
 
 /* discovery.c */
@@ -264,13 +213,8 @@ int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op
 struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
 /* Makes room for n entries in a row; returns 0, or -EBUSY when there is none. */
 int funcmond_sqe_room(struct funcmond *d, unsigned n);
-/* Queues a trim of every live client; thread-safe. job->done runs later on the drain
- * thread. Returns 0, or -ESHUTDOWN when the loop is stopping. */
-int funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job);
 /* Runs the loop's completions until the state file write in flight is done. */
 void funcmond_drain_wait_snapshot(struct funcmond *d);
-uint64_t funcmond_mono_ns(void);
-uint64_t funcmond_real_ns(void);
 /* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
  * when /proc cannot be read for want of an fd. */
 int funcmond_process_gone(int32_t pid, uint64_t start_time);

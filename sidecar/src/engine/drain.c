@@ -33,37 +33,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "funcmon/process.h"
 #include "log.h"
 #include "sidecar.h"
 #include "snapshot.h"
-#include "view.h"
+#include "publish.h"
 
 #define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT, kernel 6.7 */
 #define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
 #define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
-#define SECOND_NS 1000000000ull
 #define WAKES_PER_TICK 64
 /* Ticks in a row without a record after which the sidecar ticks IDLE_TICK_FACTOR times less
  * often, until a record comes. */
 #define QUIET_TICKS 10
 #define IDLE_TICK_FACTOR 4
-
-uint64_t
-funcmond_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t
-funcmond_real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * SECOND_NS + (uint64_t)ts.tv_nsec;
-}
 
 struct io_uring_sqe *
 funcmond_sqe(struct funcmond *d)
@@ -277,7 +261,7 @@ funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
 
     if (p->detaching)
         return 0;
-    if (now - p->clk_read_mono_ns >= SECOND_NS) {
+    if (now - p->clk_read_mono_ns >= FUNCMOND_SECOND_NS) {
         funcmon_consumer_clock(&p->c, &p->clk); /* keeps the last good one on failure */
         p->clk_read_mono_ns = now;
     }
@@ -380,20 +364,20 @@ on_sample_done(struct funcmond *d, struct funcmond_process *p, int status, void 
 /* --- requests from other threads --- */
 
 int
-funcmond_request_trim(struct funcmond *d, struct funcmond_trim_job *job)
+funcmond_request_trim(struct funcmond_requests *q, struct funcmond_trim_job *job)
 {
     uint64_t one = 1;
     job->n = job->pending = 0;
-    pthread_mutex_lock(&d->requests_lock);
-    if (d->requests_closed) { /* the loop has answered its last request */
-        pthread_mutex_unlock(&d->requests_lock);
+    pthread_mutex_lock(&q->lock);
+    if (q->closed) { /* the loop has answered its last request */
+        pthread_mutex_unlock(&q->lock);
         return -ESHUTDOWN;
     }
-    job->next = d->requests;
-    d->requests = job;
-    pthread_mutex_unlock(&d->requests_lock);
+    job->next = q->queued;
+    q->queued = job;
+    pthread_mutex_unlock(&q->lock);
     /* If the wake-up cannot be written the job still runs, at the next tick. */
-    if (write(d->request_fd, &one, sizeof(one)) != sizeof(one))
+    if (write(q->fd, &one, sizeof(one)) != sizeof(one))
         LOG_DEBUG("request wake-up: %s", strerror(errno));
     return 0;
 }
@@ -416,10 +400,10 @@ on_trim_done(struct funcmond *d, struct funcmond_process *p, int status, void *a
 static void
 service_trims(struct funcmond *d)
 {
-    pthread_mutex_lock(&d->requests_lock);
-    struct funcmond_trim_job *fresh = d->requests;
-    d->requests = NULL;
-    pthread_mutex_unlock(&d->requests_lock);
+    pthread_mutex_lock(&d->rq.lock);
+    struct funcmond_trim_job *fresh = d->rq.queued;
+    d->rq.queued = NULL;
+    pthread_mutex_unlock(&d->rq.lock);
     while (fresh != NULL) {
         struct funcmond_trim_job *job = fresh;
         fresh = job->next;
@@ -472,7 +456,7 @@ arm_request(struct funcmond *d)
         d->unarmed |= FUNCMOND_ARM_REQUEST;
         return;
     }
-    io_uring_prep_read(sqe, d->request_fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
+    io_uring_prep_read(sqe, d->rq.fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
     io_uring_sqe_set_data(sqe, &d->op_request);
 }
 
@@ -500,7 +484,7 @@ parse_stat(struct funcmond *d, struct funcmond_process *p, size_t len)
     p->rt.threads = (uint32_t)v[20 - 3];
     p->rt.vm_bytes = v[23 - 3];
     p->rt.rss_bytes = v[24 - 3] * (uint64_t)sysconf(_SC_PAGESIZE);
-    p->rt.start_real_ns = d->boot_real_ns + v[22 - 3] * SECOND_NS / (uint64_t)d->clock_ticks;
+    p->rt.start_real_ns = d->boot_real_ns + v[22 - 3] * FUNCMOND_SECOND_NS / (uint64_t)d->clock_ticks;
 }
 
 static void
@@ -649,7 +633,7 @@ tick(struct funcmond *d)
         funcmond_drain_process(d, p);
         if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
             funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
-            p->next_sample_mono_ns = now + (uint64_t)d->cfg.memory_profile_interval_s * SECOND_NS;
+            p->next_sample_mono_ns = now + (uint64_t)d->cfg.memory_profile_interval_s * FUNCMOND_SECOND_NS;
         arm_wake(d, p);
     }
     check_control(d, now);
@@ -658,16 +642,16 @@ tick(struct funcmond *d)
     if (now >= d->next_proc_read_mono_ns) {
         for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
             read_proc(d, p);
-        d->next_proc_read_mono_ns = now + SECOND_NS;
+        d->next_proc_read_mono_ns = now + FUNCMOND_SECOND_NS;
     }
     if (now >= d->next_rescan_mono_ns) {
         funcmond_discovery_scan(d);
-        d->next_rescan_mono_ns = now + (uint64_t)d->cfg.rescan_interval_s * SECOND_NS;
+        d->next_rescan_mono_ns = now + (uint64_t)d->cfg.rescan_interval_s * FUNCMOND_SECOND_NS;
     }
     funcmond_discovery_expire(d, now, 0);
     if (d->cfg.state_file[0] != '\0' && now >= d->next_snapshot_mono_ns) {
         funcmond_snapshot_write(d, 0);
-        d->next_snapshot_mono_ns = now + (uint64_t)d->cfg.state_interval_s * SECOND_NS;
+        d->next_snapshot_mono_ns = now + (uint64_t)d->cfg.state_interval_s * FUNCMOND_SECOND_NS;
     }
     funcmond_view_maybe_publish(d, now, 0);
     d->quiet_ticks = d->counters.records == d->records_at_tick ? d->quiet_ticks + 1 : 0;
@@ -748,14 +732,6 @@ on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
     }
 }
 
-static uint64_t
-boot_real_ns(void)
-{
-    struct timespec boot;
-    clock_gettime(CLOCK_BOOTTIME, &boot);
-    return funcmond_real_ns() - ((uint64_t)boot.tv_sec * SECOND_NS + (uint64_t)boot.tv_nsec);
-}
-
 int
 funcmond_drain_init(struct funcmond *d)
 {
@@ -764,16 +740,16 @@ funcmond_drain_init(struct funcmond *d)
 
     d->euid = geteuid();
     d->clock_ticks = sysconf(_SC_CLK_TCK);
-    d->boot_real_ns = boot_real_ns();
+    d->boot_real_ns = funcmond_boot_real_ns();
     d->start_real_ns = funcmond_real_ns();
     d->futex_wait_ok = 1;
     d->op_timer.kind = FUNCMOND_OP_TIMER;
     d->op_inotify.kind = FUNCMOND_OP_INOTIFY;
     d->op_signal.kind = FUNCMOND_OP_SIGNAL;
     d->op_request.kind = FUNCMOND_OP_REQUEST;
-    pthread_mutex_init(&d->requests_lock, NULL);
-    d->request_fd = eventfd(0, EFD_CLOEXEC);
-    if (d->request_fd < 0)
+    pthread_mutex_init(&d->rq.lock, NULL);
+    d->rq.fd = eventfd(0, EFD_CLOEXEC);
+    if (d->rq.fd < 0)
         return -errno;
     d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
     d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
@@ -840,7 +816,7 @@ funcmond_drain_run(struct funcmond *d)
     struct io_uring_cqe *cqe;
 
     funcmond_discovery_scan(d);
-    d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * SECOND_NS;
+    d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * FUNCMOND_SECOND_NS;
     arm_timer(d);
     arm_signal(d);
     arm_request(d);
@@ -864,9 +840,9 @@ funcmond_drain_run(struct funcmond *d)
     }
     /* Stopping: trims still waiting are answered as they stand (their done callbacks must
      * run), every client drained to its last record, then the state written. */
-    pthread_mutex_lock(&d->requests_lock);
-    d->requests_closed = 1; /* from here on other threads are told we are stopping */
-    pthread_mutex_unlock(&d->requests_lock);
+    pthread_mutex_lock(&d->rq.lock);
+    d->rq.closed = 1; /* from here on other threads are told we are stopping */
+    pthread_mutex_unlock(&d->rq.lock);
     check_control(d, UINT64_MAX);
     service_trims(d);
     while (d->trims != NULL) {
@@ -908,8 +884,8 @@ funcmond_drain_close(struct funcmond *d)
     funcmond_discovery_close(d);
     if (d->signal_fd >= 0)
         close(d->signal_fd);
-    if (d->request_fd >= 0)
-        close(d->request_fd);
-    pthread_mutex_destroy(&d->requests_lock);
+    if (d->rq.fd >= 0)
+        close(d->rq.fd);
+    pthread_mutex_destroy(&d->rq.lock);
     io_uring_queue_exit(&d->ring);
 }

@@ -37,14 +37,16 @@
 #include <unistd.h>
 
 #include "doc.h"
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 #include "pprof.h"
 #include "render_prom.h"
+#include "request.h"
 #include "view.h"
 
 struct funcmond_http {
-    struct funcmond *d;
+    struct funcmond_requests *requests;
     const struct funcmond_config *cfg;
     h2o_globalconf_t config;
     h2o_context_t ctx;
@@ -1030,7 +1032,7 @@ post_gc(struct funcmond_http *h, h2o_req_t *req)
         return send_error(req, 500, "out of memory", NULL, NULL);
     j->trim.done = on_trim_finished;
     j->trim.arg = j;
-    if (funcmond_request_trim(h->d, &j->trim) != 0) {
+    if (funcmond_request_trim(h->requests, &j->trim) != 0) {
         j->refs--; /* the finisher's: it will never run */
         return send_error(req, 503, "the sidecar is stopping", NULL, NULL);
     }
@@ -1527,20 +1529,21 @@ listen_on(const char *spec, int *port, int *loopback, char *err, size_t errlen)
 }
 
 int
-funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, size_t errlen)
+funcmond_http_start(const struct funcmond_config *cfg, struct funcmond_views *views, struct funcmond_requests *requests,
+                    struct funcmond_http **out, char *err, size_t errlen)
 {
     struct funcmond_http *h = calloc(1, sizeof(*h));
     if (h == NULL)
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
-    h->d = d;
-    h->cfg = &d->cfg;
-    if ((h->reader = funcmond_view_reader(d->views)) == NULL) {
+    h->requests = requests;
+    h->cfg = cfg;
+    if ((h->reader = funcmond_view_reader(views)) == NULL) {
         free(h);
         return snprintf(err, errlen, "out of memory"), -ENOMEM;
     }
     signal(SIGPIPE, SIG_IGN);
     int loopback = 0;
-    h->fd = listen_on(d->cfg.http_listen, &h->port, &loopback, err, errlen);
+    h->fd = listen_on(cfg->http_listen, &h->port, &loopback, err, errlen);
     if (h->fd < 0) {
         int ret = h->fd;
         free(h);
@@ -1552,7 +1555,7 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
     /* h2o answers cleartext HTTP/2 (the "PRI *" preface and Upgrade: h2c) only through this
      * switch. Its clients speak HTTP/1.1, and the packaged h2o's HTTP/2 code has none of the
      * later fixes (rapid reset and the like): off unless HTTP.HTTP2 asks for it. */
-    h->config.http1.upgrade_to_http2 = d->cfg.http2;
+    h->config.http1.upgrade_to_http2 = cfg->http2;
     h2o_hostconf_t *host = h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     struct handler *handler = (struct handler *)h2o_create_handler(pathconf, sizeof(*handler));
@@ -1579,15 +1582,15 @@ funcmond_http_start(struct funcmond *d, struct funcmond_http **out, char *err, s
         return -ret;
     }
     *out = h;
-    LOG_INFO("serving HTTP on %s (port %d): %s/*%s%s", d->cfg.http_listen, h->port,
-             d->cfg.profiling_enabled ? d->cfg.profiling_path : "(debug endpoints off)", d->cfg.metrics_enabled ? ", " : "",
-             d->cfg.metrics_enabled ? d->cfg.metrics_path : "");
+    LOG_INFO("serving HTTP on %s (port %d): %s/*%s%s", cfg->http_listen, h->port,
+             cfg->profiling_enabled ? cfg->profiling_path : "(debug endpoints off)", cfg->metrics_enabled ? ", " : "",
+             cfg->metrics_enabled ? cfg->metrics_path : "");
     /* The metrics are public by design; the debug endpoints show names, stacks and memory
      * of the services and start CPU profiles and trims: open to a network, say so. */
-    if (!loopback && d->cfg.profiling_enabled && d->cfg.auth_token[0] == '\0')
+    if (!loopback && cfg->profiling_enabled && cfg->auth_token[0] == '\0')
         LOG_WARN("HTTP.LISTEN %s is not a loopback address and HTTP.AUTH_TOKEN is empty: anyone who can reach it can "
                  "use %s/*; set HTTP.AUTH_TOKEN",
-                 d->cfg.http_listen, d->cfg.profiling_path);
+                 cfg->http_listen, cfg->profiling_path);
     return 0;
 }
 

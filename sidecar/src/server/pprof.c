@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "clock.h"
 #include "pprof.h"
 
 #define STRING_MAX 4096              /* longer names are cut: a hostile symbol table must not cost megabytes per frame */
@@ -99,15 +100,6 @@ sat_add(int64_t a, int64_t b)
     if (__builtin_add_overflow(a, b, &r))
         return b > 0 ? INT64_MAX : INT64_MIN;
     return r;
-}
-
-static int64_t
-now_ns(clockid_t clock)
-{
-    struct timespec ts;
-
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 /* ---- open-addressing index: maps a key to the position of the item that holds it ---- */
@@ -1622,8 +1614,8 @@ funcmond_pprof_cpu(pid_t pid, int seconds, int hz, const volatile int *cancel, u
         return -ENOMEM;
     }
 
-    start_real = now_ns(CLOCK_REALTIME);
-    start = now_ns(CLOCK_MONOTONIC);
+    start_real = (int64_t)funcmond_real_ns();
+    start = (int64_t)funcmond_mono_ns();
     deadline = start + (int64_t)seconds * 1000000000ll;
     live = scan_threads(&c);
     if (live <= 0) {
@@ -1647,7 +1639,7 @@ funcmond_pprof_cpu(pid_t pid, int seconds, int hz, const volatile int *cancel, u
             snprintf(err, errlen, "cancelled");
             goto out;
         }
-        now = now_ns(CLOCK_MONOTONIC);
+        now = (int64_t)funcmond_mono_ns();
         if (now >= deadline)
             break;
         if (now >= next_scan) {
@@ -1675,7 +1667,7 @@ funcmond_pprof_cpu(pid_t pid, int seconds, int hz, const volatile int *cancel, u
             }
         }
     }
-    now = now_ns(CLOCK_MONOTONIC);
+    now = (int64_t)funcmond_mono_ns();
     for (size_t i = 0; i < c.n_threads; i++)
         thread_close(&c, &c.threads[i]);
     read_maps(&sy); /* pick up libraries loaded during the run; keeps the old list if the process is gone */
