@@ -8,6 +8,7 @@
  * an array, so the test neither reads nor changes its own.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -79,7 +80,7 @@ expect_error(int line, const char *yaml, char *const *envp, int from_env, const 
         snprintf(prefix, sizeof(prefix), "%s: %s: ", path, what);
     else
         snprintf(prefix, sizeof(prefix), "%s: ", path);
-    if (rc != -1) {
+    if (rc != -EINVAL) {
         fprintf(stderr, "%s:%d: expected an error starting \"%s\", load returned %d\n--- file:\n%s\n", __FILE__, line, prefix, rc,
                 yaml ? yaml : "(none)");
         exit(1);
@@ -761,7 +762,7 @@ test_files(void)
     char missing[PATH_MAX + 32], under[PATH_MAX + 64], *big;
 
     snprintf(missing, sizeof(missing), "%s/missing.yaml", dir);
-    CHECK_EQ(funcmond_config_load(&c, missing, NULL, err, sizeof(err)), -1);
+    CHECK_EQ(funcmond_config_load(&c, missing, NULL, err, sizeof(err)), -ENOENT);
     CHECK(strncmp(err, missing, strlen(missing)) == 0);
     CHECK(strstr(err, ": cannot open: No such file or directory") != NULL);
     nerrors++;
@@ -771,20 +772,20 @@ test_files(void)
     snprintf(path, sizeof(path), "%s/c%03d.yaml", dir, nfiles++);
     CHECK_EQ(mkfifo(path, 0600), 0);
     alarm(10);
-    CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -1);
+    CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
     alarm(0);
     CHECK(strncmp(err, path, strlen(path)) == 0);
     CHECK(strstr(err, ": not a regular file (a FIFO)") != NULL);
     nerrors++;
 
-    CHECK_EQ(funcmond_config_load(&c, dir, NULL, err, sizeof(err)), -1);
+    CHECK_EQ(funcmond_config_load(&c, dir, NULL, err, sizeof(err)), -EINVAL);
     CHECK(strncmp(err, dir, strlen(dir)) == 0);
     CHECK(strstr(err, ": not a regular file (a directory)") != NULL);
     nerrors++;
 
     write_bytes("PROFILING: {}\n", 14);
     snprintf(under, sizeof(under), "%s/x.yaml", path);
-    CHECK_EQ(funcmond_config_load(&c, under, NULL, err, sizeof(err)), -1);
+    CHECK_EQ(funcmond_config_load(&c, under, NULL, err, sizeof(err)), -ENOTDIR);
     CHECK(strstr(err, ": cannot open: Not a directory") != NULL);
     nerrors++;
 
@@ -792,7 +793,7 @@ test_files(void)
     write_bytes("PROFILING: {}\n", 14);
     CHECK_EQ(chmod(path, 0), 0);
     if (geteuid() != 0) {
-        CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -1);
+        CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -EACCES);
         CHECK(strncmp(err, path, strlen(path)) == 0);
         CHECK(strstr(err, ": cannot open: Permission denied") != NULL);
         nerrors++;
@@ -803,17 +804,17 @@ test_files(void)
     memset(big, '#', 2 * 1024 * 1024);
     write_bytes(big, 2 * 1024 * 1024);
     free(big);
-    CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -1);
+    CHECK_EQ(funcmond_config_load(&c, path, NULL, err, sizeof(err)), -EFBIG);
     CHECK(strstr(err, "not a configuration file") != NULL);
     nerrors++;
 
-    /* The message is cut to errlen; with no buffer the result is still -1. */
+    /* The message is cut to errlen; with no buffer the result is still -EINVAL. */
     {
         char small[8];
         write_bytes("NOPE: {}\n", 9);
-        CHECK_EQ(funcmond_config_load(&c, path, NULL, small, sizeof(small)), -1);
+        CHECK_EQ(funcmond_config_load(&c, path, NULL, small, sizeof(small)), -EINVAL);
         CHECK_EQ(strlen(small), sizeof(small) - 1);
-        CHECK_EQ(funcmond_config_load(&c, path, NULL, NULL, 0), -1);
+        CHECK_EQ(funcmond_config_load(&c, path, NULL, NULL, 0), -EINVAL);
         CHECK_EQ(funcmond_config_load(&c, NULL, NULL, NULL, 0), 0);
     }
 }

@@ -131,6 +131,7 @@ struct loader {
     size_t line[NKEYS]; /* FROM_FILE: the value's line, 1-based */
     char *err;
     size_t errlen;
+    int error; /* what funcmond_config_load returns: -errno of a failed read, else -EINVAL */
 };
 
 static void *
@@ -906,7 +907,8 @@ funcmond_file_kind(mode_t mode)
     }
 }
 
-/* Reads the file at path into ld->cfg. Returns 0 or -1 (err set, with strerror for I/O). */
+/* Reads the file at path into ld->cfg. Returns 0 or -1 (err set, with strerror for I/O, and
+ * ld->error set to the -errno of a failed read). */
 static int
 read_file(struct loader *ld, const char *path)
 {
@@ -921,28 +923,31 @@ read_file(struct loader *ld, const char *path)
      * opened: opening a FIFO waits for a writer that may never come (funcmond would hang
      * at start), and opening a device node can have effects of its own. */
     if (stat(path, &st) != 0)
-        return failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
+        return ld->error = -errno, failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
     if (!S_ISREG(st.st_mode))
         return failf(ld, path, NULL, 0, "not a regular file (%s)", funcmond_file_kind(st.st_mode));
     /* O_NONBLOCK: had it become a FIFO since, open would not wait either; fstat tells. */
     if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
-        return failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
+        return ld->error = -errno, failf(ld, path, NULL, 0, "cannot open: %s", strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         e = errno;
         close(fd);
         if (!S_ISREG(st.st_mode))
             return failf(ld, path, NULL, 0, "not a regular file (%s)", funcmond_file_kind(st.st_mode));
+        ld->error = -e;
         return failf(ld, path, NULL, 0, "cannot read: %s", strerror(e));
     }
     if ((f = fdopen(fd, "rb")) == NULL) {
         e = errno;
         close(fd);
+        ld->error = -e;
         return failf(ld, path, NULL, 0, "cannot open: %s", strerror(e));
     }
     for (;;) {
         if (len == cap) {
             cap = cap == 0 ? 4096 : cap * 2;
             if ((bigger = realloc(text, cap)) == NULL) {
+                ld->error = -ENOMEM;
                 failf(ld, path, NULL, 0, "out of memory reading the file");
                 goto out;
             }
@@ -951,12 +956,14 @@ read_file(struct loader *ld, const char *path)
         got = fread(text + len, 1, cap - len, f);
         len += got;
         if (len > CONFIG_FILE_MAX) {
+            ld->error = -EFBIG;
             failf(ld, path, NULL, 0, "larger than %d bytes: not a configuration file", CONFIG_FILE_MAX);
             goto out;
         }
         if (got == 0) {
             if (ferror(f)) {
                 e = errno;
+                ld->error = -e;
                 failf(ld, path, NULL, 0, "cannot read: %s", strerror(e));
                 goto out;
             }
@@ -1145,10 +1152,8 @@ funcmond_config_load(struct funcmond_config *cfg, const char *path, char *const 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     funcmond_config_defaults(&ld.cfg);
-    if (path != NULL && path[0] != '\0' && read_file(&ld, path) != 0)
-        return -1;
-    if (read_env(&ld, envp) != 0 || check_merged(&ld) != 0)
-        return -1;
+    if ((path != NULL && path[0] != '\0' && read_file(&ld, path) != 0) || read_env(&ld, envp) != 0 || check_merged(&ld) != 0)
+        return ld.error != 0 ? ld.error : -EINVAL;
     *cfg = ld.cfg;
     return 0;
 }

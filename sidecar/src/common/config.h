@@ -51,9 +51,11 @@ void funcmond_config_defaults(struct funcmond_config *cfg);
  * then the environment `envp` (NULL-terminated "NAME=value" strings, e.g. environ): for
  * each key, the upper-case dotted path with '.' replaced by '_' (PROFILING_PATH,
  * SIDECAR_DRAIN_INTERVAL_MS, SIDECAR_DURATION_BUCKETS="0.005,0.01,1" or "[0.005, 0.01]").
- * Returns 0, or -1 with one line in err naming the key (and the file, or the environment
- * variable) and what is wrong: unknown key, wrong type, out of range, unreadable or
- * malformed file. cfg is fully valid on success.
+ * Returns 0, or a -errno with one line in err naming the key (and the file, or the
+ * environment variable) and what is wrong: the error of the failed stat, open or read
+ * (-ENOENT, -EACCES, ...), -ENOMEM, -EFBIG for a file past the size limit, and -EINVAL for
+ * everything else (not a regular file, unknown key, wrong type, out of range, malformed
+ * YAML). cfg is fully valid on success.
  */
 int funcmond_config_load(struct funcmond_config *cfg, const char *path, char *const *envp, char *err, size_t errlen);
 
