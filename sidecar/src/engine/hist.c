@@ -9,6 +9,7 @@
  * the chunk and inserts it in order. Queries walk the chunks in slot order, so they cost
  * at most 64 * 2^s counters and never allocate.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,7 +87,7 @@ add_slow(struct funcmond_hist *h, unsigned k, uint64_t idx, uint64_t n)
     uint64_t *chunk = insert_chunk(h, k);
 
     if (chunk == NULL)
-        return -1;
+        return -ENOMEM;
     chunk[idx] += n;
     return 0;
 }
@@ -155,7 +156,7 @@ funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src)
     int ret = 0;
 
     if (dst->sub_bits != src->sub_bits)
-        return -1;
+        return -EINVAL;
     width = (size_t)1 << src->sub_bits;
     for (uint64_t rest = src->present; rest != 0; rest &= rest - 1) {
         unsigned k = (unsigned)__builtin_ctzll(rest);
@@ -167,7 +168,7 @@ funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src)
         else
             to = insert_chunk(dst, k);
         if (to == NULL) {
-            ret = -1;
+            ret = -ENOMEM;
             continue;
         }
         for (size_t i = 0; i < width; i++)

@@ -29,15 +29,16 @@ struct funcmond_hist {
 void funcmond_hist_init(struct funcmond_hist *h, unsigned sub_bits);
 /* Frees its chunks; h is empty afterwards. */
 void funcmond_hist_free(struct funcmond_hist *h);
-/* Records v n times. Returns 0, or -1 if memory ran out (the value is then only counted in
+/* Records v n times. Returns 0, or -ENOMEM if memory ran out (the value is then only counted in
  * count/sum/min/max). Inline fast path for the common case in hist.c. */
 int funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n);
 /* Records one value in its bucket and the count only, for callers that keep sum, min and
  * max themselves: the fast path of the aggregate. Until the caller sets min <= max, the
- * histogram's extremes are unknown and queries do not clamp to them. Returns 0 or -1 as
- * funcmond_hist_add. */
+ * histogram's extremes are unknown and queries do not clamp to them. Returns 0 or -ENOMEM
+ * as funcmond_hist_add. */
 static inline int funcmond_hist_add_one(struct funcmond_hist *h, uint64_t v);
-/* Adds every bucket of src into dst (same sub_bits). Returns 0 or -1 on out of memory. */
+/* Adds every bucket of src into dst. Returns 0, -EINVAL when their sub_bits differ (nothing
+ * added), or -ENOMEM when memory ran out. */
 int funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src);
 /* The q-quantile (0 <= q <= 1): the midpoint of the bucket holding the value of rank
  * ceil(q * count) (at least 1), clamped to [min, max]; 0 when empty. */

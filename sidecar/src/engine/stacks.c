@@ -8,6 +8,7 @@
  */
 #include "stacks.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ grow(struct funcmond_stacks *s)
     uint32_t cap = s->cap != 0 ? s->cap * 2 : 64;
     struct funcmond_stack *slots = calloc(cap, sizeof(*slots));
     if (slots == NULL)
-        return -1;
+        return -ENOMEM;
     for (uint32_t i = 0; i < s->cap; i++) {
         if (s->slots[i].id == 0)
             continue;
@@ -99,7 +100,7 @@ funcmond_stacks_add(struct funcmond_stacks *s, uint32_t id, uint32_t parent, uin
         e->fn = FUNCMOND_STACK_FN_UNKNOWN;
     }
     add_to(e, alloc_bytes, alloc_count, free_bytes);
-    return oom ? -1 : 0;
+    return oom ? -ENOMEM : 0;
 }
 
 void
@@ -170,7 +171,7 @@ funcmond_stacks_walk(const struct funcmond_stack *e, uint32_t n, void (*fn)(void
      * clients, so they are added up without overflow (saturating) and never signed. */
     uint64_t *kids = calloc((size_t)n * 3, sizeof(*kids));
     if (kids == NULL)
-        return -1;
+        return -ENOMEM;
     uint64_t *kids_count = kids + n, *kids_free = kids + 2 * (size_t)n;
     for (uint32_t i = 0; i < n; i++) {
         int64_t p = e[i].parent != e[i].id ? find(e, n, e[i].parent) : -1;

@@ -24,7 +24,7 @@ struct funcmond_stacks {
     struct funcmond_stack other; /* calls of stacks past FUNCMOND_STACKS_MAX (fn = UNKNOWN) */
 };
 
-/* Adds one call's allocations to its stack (own id `id`, enclosing `parent`). 0, or -1 when
+/* Adds one call's allocations to its stack (own id `id`, enclosing `parent`). 0, or -ENOMEM when
  * out of memory (the call is summed under `other`). */
 int funcmond_stacks_add(struct funcmond_stacks *s, uint32_t id, uint32_t parent, uint32_t fn, uint32_t parent_fn,
                         uint64_t alloc_bytes, uint64_t alloc_count, uint64_t free_bytes);

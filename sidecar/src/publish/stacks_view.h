@@ -41,7 +41,7 @@ struct funcmond_stack_sample {
 };
 
 /* Calls fn for every stack of the n entries (as copied) that allocated anything itself.
- * Returns 0, or -1 when out of memory. */
+ * Returns 0, or -ENOMEM. */
 int funcmond_stacks_walk(const struct funcmond_stack *e, uint32_t n,
                          void (*fn)(void *arg, const struct funcmond_stack_sample *sample), void *arg);
 
