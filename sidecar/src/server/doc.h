@@ -14,16 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 struct fdoc;
 struct fval;
 
-/* A growable output buffer. */
-struct fbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed; /* an allocation failed: the content is incomplete */
-};
+/* Answers are written into funcmond's growable buffer (buf.h: data, len, and `failed` once
+ * an allocation failed); struct fbuf is that buffer under the name the handlers use. */
+#define fbuf funcmond_buf
 
 void fbuf_append(struct fbuf *b, const void *data, size_t len);
 void fbuf_printf(struct fbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
