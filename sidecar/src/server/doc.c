@@ -6,7 +6,6 @@
  * arbitrary bytes is the part that matters here.
  */
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,30 +44,6 @@ struct fdoc {
     struct block *blocks;
     int failed;
 };
-
-/* ---- buffer: the handlers' names for buf.h ---- */
-
-void
-fbuf_append(struct fbuf *b, const void *data, size_t len)
-{
-    funcmond_buf_append(b, data, len);
-}
-
-void
-fbuf_printf(struct fbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    funcmond_buf_vprintf(b, fmt, ap);
-    va_end(ap);
-}
-
-void
-fbuf_free(struct fbuf *b)
-{
-    funcmond_buf_free(b);
-}
 
 /* ---- arena ---- */
 
