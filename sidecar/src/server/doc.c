@@ -6,7 +6,6 @@
  * arbitrary bytes is the part that matters here.
  */
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,48 +44,6 @@ struct fdoc {
     struct block *blocks;
     int failed;
 };
-
-/* ---- buffer ---- */
-
-void
-fbuf_append(struct fbuf *b, const void *data, size_t len)
-{
-    if (b->failed)
-        return;
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-}
-
-void
-fbuf_printf(struct fbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        fbuf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-void
-fbuf_free(struct fbuf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
 
 /* ---- arena ---- */
 

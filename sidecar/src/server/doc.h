@@ -14,20 +14,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 struct fdoc;
 struct fval;
 
-/* A growable output buffer. */
-struct fbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed; /* an allocation failed: the content is incomplete */
-};
-
-void fbuf_append(struct fbuf *b, const void *data, size_t len);
-void fbuf_printf(struct fbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void fbuf_free(struct fbuf *b);
+/* Answers are written into funcmond's growable buffer (buf.h: data, len, and `failed`
+ * once an allocation failed, checked at the end); these are its names in the handlers. */
+#define fbuf funcmond_buf
+#define fbuf_append funcmond_buf_append
+#define fbuf_printf funcmond_buf_printf
+#define fbuf_free funcmond_buf_free
 
 /* An arena holding one answer's tree. NULL when out of memory. */
 struct fdoc *fdoc_new(void);

@@ -1,12 +1,12 @@
 /*
  * pprof.h - pprof profiles for funcmond's /debug/pprof endpoints (DESIGN §5).
  *
- * Two pieces. A builder turns stacks of frames with values into a gzip'd
+ * Two pieces. A builder (pprof_profile.c) turns stacks of frames with values into a gzip'd
  * perftools.profiles.Profile protobuf, the format `go tool pprof` reads; the heap endpoint
- * feeds it profiled-call stacks, and funcmond_pprof_cpu() feeds it the call chains it
- * samples from a client process with perf_event_open and symbolises from the process's
- * own ELF files. Nothing here keeps global state: each call stands alone and may run on
- * any thread.
+ * feeds it profiled-call stacks, and funcmond_pprof_cpu() (pprof_cpu.c) feeds it the call
+ * chains it samples from a client process with perf_event_open (pprof_sampler.h) and
+ * symbolises from the process's own ELF files (pprof_symbols.h). Nothing here keeps global
+ * state: each call stands alone and may run on any thread.
  */
 #ifndef FUNCMOND_PPROF_H
 #define FUNCMOND_PPROF_H
@@ -42,7 +42,8 @@ struct funcmond_pprof *funcmond_pprof_new(const char *const *sample_types, const
  * returns the mapping's id for frames (ids count from 1 in call order; pprof takes the
  * first mapping for the main binary, so declare it first). An identical mapping gets the
  * same id. Mappings are written with has_functions set, so pprof never tries to symbolise
- * them again. Returns 0 if memory ran out (the failure is reported by finish). */
+ * them again. Returns 0 if p is NULL or memory ran out, now or in an earlier call (the
+ * failure is reported by finish). */
 uint32_t funcmond_pprof_mapping(struct funcmond_pprof *p, uint64_t start, uint64_t limit, uint64_t offset, const char *filename);
 
 /* Adds one sample: n_frames function names, leaf first, and n_values values. Equal names

@@ -26,21 +26,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "render_prom.h"
 #include "utf8.h"
 
 #define NS_PER_S 1000000000ull
 #define BOUND_MAX 32  /* bytes of a formatted bucket bound, with its NUL */
 #define LINE_SLACK 64 /* room reserved beyond names and labels: le, punctuation, a value, the newline */
-
-/* The output, or the label sets while they are built. `oom` sticks: once an allocation
- * failed every later append is a no-op and the render reports -ENOMEM at the end. */
-struct buf {
-    char *p;
-    size_t len;
-    size_t cap;
-    int oom;
-};
 
 /* A function as rendered: its figures (NULL once merged into an earlier row) and its
  * escaped label set, `len` bytes at `off` in the label buffer. */
@@ -69,8 +61,8 @@ struct service {
 
 struct render {
     const struct funcmond_view *v;
-    struct buf out;
-    struct buf labels;
+    struct funcmond_buf out;    /* the page */
+    struct funcmond_buf labels; /* the escaped label sets */
     struct row *rows;
     uint32_t n_rows;
     struct funcmond_fn_view *merged; /* figures of merged functions */
@@ -81,47 +73,22 @@ struct render {
     char le_mem[FUNCMOND_MAX_BUCKETS][BOUND_MAX];
 };
 
-/* Makes room for n more bytes. Returns 0, or -1 (and marks b out of memory). */
-static int
-reserve(struct buf *b, size_t n)
-{
-    if (b->oom)
-        return -1;
-    if (b->cap - b->len >= n)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2)
-            goto fail;
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (p == NULL)
-        goto fail;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-fail:
-    b->oom = 1;
-    return -1;
-}
-
 /* The raw_* helpers append without checking: the caller reserved the room. */
 static void
-raw(struct buf *b, const char *s, size_t n)
+raw(struct funcmond_buf *b, const char *s, size_t n)
 {
-    memcpy(b->p + b->len, s, n);
+    memcpy(b->data + b->len, s, n);
     b->len += n;
 }
 
 static void
-raw_str(struct buf *b, const char *s)
+raw_str(struct funcmond_buf *b, const char *s)
 {
     raw(b, s, strlen(s));
 }
 
 static void
-raw_u64(struct buf *b, uint64_t v)
+raw_u64(struct funcmond_buf *b, uint64_t v)
 {
     char tmp[20];
     int n = 0;
@@ -130,12 +97,12 @@ raw_u64(struct buf *b, uint64_t v)
         v /= 10;
     } while (v != 0);
     while (n > 0)
-        b->p[b->len++] = tmp[--n];
+        b->data[b->len++] = tmp[--n];
 }
 
 /* whole + frac_ns / 1e9 as an exact decimal: "12", "0.0025", "1.000000001". */
 static void
-raw_fixed9(struct buf *b, uint64_t whole, uint64_t frac_ns)
+raw_fixed9(struct funcmond_buf *b, uint64_t whole, uint64_t frac_ns)
 {
     raw_u64(b, whole);
     if (frac_ns == 0)
@@ -148,12 +115,12 @@ raw_fixed9(struct buf *b, uint64_t whole, uint64_t frac_ns)
     }
     while (digits[n - 1] == '0')
         n--;
-    b->p[b->len++] = '.';
+    b->data[b->len++] = '.';
     raw(b, digits, (size_t)n);
 }
 
 static void
-raw_ns_seconds(struct buf *b, uint64_t ns)
+raw_ns_seconds(struct funcmond_buf *b, uint64_t ns)
 {
     raw_fixed9(b, ns / NS_PER_S, ns % NS_PER_S);
 }
@@ -161,22 +128,22 @@ raw_ns_seconds(struct buf *b, uint64_t ns)
 /* Appends the n bytes at s as a label value: valid UTF-8, escaped. The caller reserved 3 * n
  * bytes (U+FFFD is three bytes, an escape two). */
 static void
-raw_label_value(struct buf *b, const char *s, size_t n)
+raw_label_value(struct funcmond_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
         unsigned char c = u[i];
         if (c == '\\' || c == '"') {
-            b->p[b->len++] = '\\';
-            b->p[b->len++] = (char)c;
+            b->data[b->len++] = '\\';
+            b->data[b->len++] = (char)c;
             i++;
         } else if (c == '\n') {
-            b->p[b->len++] = '\\';
-            b->p[b->len++] = 'n';
+            b->data[b->len++] = '\\';
+            b->data[b->len++] = 'n';
             i++;
         } else if (c < 0x80) {
-            b->p[b->len++] = (char)c;
+            b->data[b->len++] = (char)c;
             i++;
         } else {
             size_t k = funcmond_utf8_len(u + i, n - i);
@@ -194,17 +161,17 @@ raw_label_value(struct buf *b, const char *s, size_t n)
 /* Appends `name="value"` (with a leading comma unless first) for a NUL-terminated value of
  * at most max bytes. */
 static void
-label(struct buf *b, const char *name, const char *value, size_t max, int first)
+label(struct funcmond_buf *b, const char *name, const char *value, size_t max, int first)
 {
     size_t n = strnlen(value, max);
-    if (reserve(b, strlen(name) + 4 + 3 * n) != 0)
+    if (funcmond_buf_reserve(b, strlen(name) + 4 + 3 * n) != 0)
         return;
     if (!first)
-        b->p[b->len++] = ',';
+        b->data[b->len++] = ',';
     raw_str(b, name);
     raw(b, "=\"", 2);
     raw_label_value(b, value, n);
-    b->p[b->len++] = '"';
+    b->data[b->len++] = '"';
 }
 
 /*
@@ -280,64 +247,65 @@ format_bound(double x, char out[BOUND_MAX])
 }
 
 static void
-family(struct buf *b, const char *name, const char *type, const char *help)
+family(struct funcmond_buf *b, const char *name, const char *type, const char *help)
 {
     size_t n = strlen(name);
-    if (reserve(b, 2 * n + strlen(type) + strlen(help) + 20) != 0)
+    if (funcmond_buf_reserve(b, 2 * n + strlen(type) + strlen(help) + 20) != 0)
         return;
     raw(b, "# HELP ", 7);
     raw(b, name, n);
-    b->p[b->len++] = ' ';
+    b->data[b->len++] = ' ';
     raw_str(b, help);
     raw(b, "\n# TYPE ", 8);
     raw(b, name, n);
-    b->p[b->len++] = ' ';
+    b->data[b->len++] = ' ';
     raw_str(b, type);
-    b->p[b->len++] = '\n';
+    b->data[b->len++] = '\n';
 }
 
 /* Starts a sample line up to the value: name, suffix, labels (escaped already) and le, any
  * of the last three empty or NULL. Reserves room for the value and the newline too. Returns
  * 0, or -1 when memory ran out (write nothing more on this line then). */
 static int
-sample(struct render *r, const char *name, const char *suffix, const struct buf *labels, size_t off, size_t len, const char *le)
+sample(struct render *r, const char *name, const char *suffix, const struct funcmond_buf *labels, size_t off, size_t len,
+       const char *le)
 {
-    struct buf *b = &r->out;
+    struct funcmond_buf *b = &r->out;
     size_t nn = strlen(name), ns = suffix != NULL ? strlen(suffix) : 0, nl = le != NULL ? strlen(le) : 0;
-    if (reserve(b, nn + ns + len + nl + LINE_SLACK) != 0)
+    if (funcmond_buf_reserve(b, nn + ns + len + nl + LINE_SLACK) != 0)
         return -1;
     raw(b, name, nn);
     if (ns != 0)
         raw(b, suffix, ns);
     if (len != 0 || le != NULL) {
-        b->p[b->len++] = '{';
+        b->data[b->len++] = '{';
         if (len != 0)
-            raw(b, labels->p + off, len);
+            raw(b, labels->data + off, len);
         if (le != NULL) {
             if (len != 0)
-                b->p[b->len++] = ',';
+                b->data[b->len++] = ',';
             raw(b, "le=\"", 4);
             raw(b, le, nl);
-            b->p[b->len++] = '"';
+            b->data[b->len++] = '"';
         }
-        b->p[b->len++] = '}';
+        b->data[b->len++] = '}';
     }
-    b->p[b->len++] = ' ';
+    b->data[b->len++] = ' ';
     return 0;
 }
 
 static void
-end_u64(struct buf *b, uint64_t v)
+end_u64(struct funcmond_buf *b, uint64_t v)
 {
     raw_u64(b, v);
-    b->p[b->len++] = '\n';
+    b->data[b->len++] = '\n';
 }
 
 static void
-end_ns_seconds(struct buf *b, uint64_t ns)
+end_ns_seconds(struct funcmond_buf *b, uint64_t ns)
 {
     raw_ns_seconds(b, ns);
-    b->p[b->len++] = '\n';
+    b->data[b->len++] = '\n';
 }
 
 /* ---- functions ---- */
@@ -365,7 +333,7 @@ cmp_label_sets(const void *a, const void *b, void *arg)
     const struct render *r = arg;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     const struct row *rx = &r->rows[x], *ry = &r->rows[y];
-    int c = memcmp(r->labels.p + rx->off, r->labels.p + ry->off, rx->len < ry->len ? rx->len : ry->len);
+    int c = memcmp(r->labels.data + rx->off, r->labels.data + ry->off, rx->len < ry->len ? rx->len : ry->len);
     if (c != 0)
         return c;
     if (rx->len != ry->len)
@@ -377,7 +345,7 @@ static int
 same_label_set(const struct render *r, uint32_t x, uint32_t y)
 {
     const struct row *rx = &r->rows[x], *ry = &r->rows[y];
-    return rx->len == ry->len && memcmp(r->labels.p + rx->off, r->labels.p + ry->off, rx->len) == 0;
+    return rx->len == ry->len && memcmp(r->labels.data + rx->off, r->labels.data + ry->off, rx->len) == 0;
 }
 
 /*
@@ -427,7 +395,7 @@ build_rows(struct render *r)
         return 0;
     if ((r->rows = calloc(v->n_fns, sizeof(*r->rows))) == NULL || (cand = malloc(v->n_fns * sizeof(*cand))) == NULL)
         goto out;
-    if (reserve(&r->labels, (size_t)v->n_fns * 96) != 0)
+    if (funcmond_buf_reserve(&r->labels, (size_t)v->n_fns * 96) != 0)
         goto out;
     for (uint32_t i = 0; i < v->n_fns; i++) {
         const struct funcmond_fn_view *f = &v->fns[i];
@@ -437,10 +405,10 @@ build_rows(struct render *r)
         label(&r->labels, "service", f->service, sizeof(f->service), 1);
         label(&r->labels, "package", f->package, sizeof(f->package), 0);
         label(&r->labels, "function", f->name, sizeof(f->name), 0);
-        if (r->labels.oom)
+        if (r->labels.failed)
             goto out;
         row->len = r->labels.len - row->off;
-        if (memmem(r->labels.p + row->off, row->len, "\xEF\xBF\xBD", 3) != NULL)
+        if (memmem(r->labels.data + row->off, row->len, "\xEF\xBF\xBD", 3) != NULL)
             cand[n_cand++] = i;
     }
     rc = n_cand > 1 ? merge_collisions(r, cand, n_cand) : 0;
@@ -518,11 +486,11 @@ build_services(struct render *r)
         if (p->state != FUNCMOND_PROC_LIVE)
             continue;
         label(&r->labels, "service", p->service, sizeof(p->service), 1);
-        if (r->labels.oom)
+        if (r->labels.failed)
             return -1;
         size_t len = r->labels.len - off;
         for (uint32_t k = 0; k < r->n_svcs && s == NULL; k++)
-            if (r->svcs[k].len == len && memcmp(r->labels.p + r->svcs[k].off, r->labels.p + off, len) == 0)
+            if (r->svcs[k].len == len && memcmp(r->labels.data + r->svcs[k].off, r->labels.data + off, len) == 0)
                 s = &r->svcs[k];
         if (s != NULL) {
             r->labels.len = off; /* already there */
@@ -623,7 +591,7 @@ svc_family(struct render *r, const char *name, enum svc_figure which, long hz)
                 frac = 0;
             }
             raw_fixed9(&r->out, whole, frac);
-            r->out.p[r->out.len++] = '\n';
+            r->out.data[r->out.len++] = '\n';
         } else {
             end_u64(&r->out, value);
         }
@@ -652,7 +620,7 @@ render(struct render *r)
     size_t lines = r->n_dur + r->n_mem + 7, est = 16384;
     for (uint32_t i = 0; i < r->n_rows; i++)
         est += lines * (r->rows[i].len + 56);
-    reserve(&r->out, est);
+    funcmond_buf_reserve(&r->out, est);
 
     family(&r->out, "function_duration_seconds", "histogram", "Duration of profiled function calls in seconds.");
     fn_histogram(r, "function_duration_seconds", 0);
@@ -731,6 +699,8 @@ int
 funcmond_render_prom(const struct funcmond_view *v, char **out, size_t *len)
 {
     struct render *r = calloc(1, sizeof(*r));
+    char *page;
+    size_t page_len;
     int rc = -ENOMEM;
 
     if (r == NULL)
@@ -745,16 +715,14 @@ funcmond_render_prom(const struct funcmond_view *v, char **out, size_t *len)
     if (build_rows(r) != 0 || build_services(r) != 0)
         goto out;
     render(r);
-    if (reserve(&r->out, 1) != 0)
+    if ((page = funcmond_buf_take(&r->out, &page_len)) == NULL)
         goto out;
-    r->out.p[r->out.len] = '\0';
-    *out = r->out.p;
-    *len = r->out.len;
-    r->out.p = NULL;
+    *out = page;
+    *len = page_len;
     rc = 0;
 out:
-    free(r->out.p);
-    free(r->labels.p);
+    funcmond_buf_free(&r->out);
+    funcmond_buf_free(&r->labels);
     free(r->rows);
     free(r->merged);
     free(r->svcs);
