@@ -316,6 +316,23 @@ pack_state(struct funcmond *d, msgpack_packer *pk)
             pack_restore_segment(pk, &r->segs[i]), n++;
 }
 
+int
+funcmond_snapshot_image(struct funcmond *d, char **image, size_t *len)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    pack_state(d, &pk);
+    if (buf.data == NULL) { /* the first write found no memory (a later one leaves it short) */
+        msgpack_sbuffer_destroy(&buf);
+        return -ENOMEM;
+    }
+    *len = buf.size;
+    *image = msgpack_sbuffer_release(&buf);
+    return 0;
+}
+
 static void
 finish(struct funcmond *d)
 {

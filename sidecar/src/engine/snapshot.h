@@ -25,6 +25,11 @@ int funcmond_snapshot_parse(struct funcmond *d, const void *image, size_t len, c
  * the io_uring loop. With `wait`, returns once it is on disk (used when stopping). */
 void funcmond_snapshot_write(struct funcmond *d, int wait);
 
+/* The state image funcmond_snapshot_write would write now, in a buffer of *len bytes the
+ * caller frees. Forgets, as the write does, what is kept about segments whose files are
+ * gone. Returns 0 or -ENOMEM. */
+int funcmond_snapshot_image(struct funcmond *d, char **image, size_t *len);
+
 /* A completion of one of the snapshot's io_uring steps. */
 void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
 
