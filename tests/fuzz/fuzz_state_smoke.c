@@ -22,15 +22,16 @@
 #define ITERATIONS 30000
 #define MAX_GROWTH 256 /* bytes a mutation may add */
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
+/* The generator's state: a counter that splitmix64 turns into well-mixed numbers. */
+static uint64_t counter = 0x2545f4914f6cdd1dull;
 
 static uint64_t
 next(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    uint64_t z = counter += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
 
 static int
