@@ -1,7 +1,8 @@
 # funcmon - the README's commands. A thin wrapper around CMake and ctest:
 #   make test    install what is missing (as root, with apt-get), build, run the whole
 #                suite, then run it again under ASan+UBSan and under TSan, and run the
-#                libFuzzer driver of the segment validator (clang) for FUZZ_SECONDS
+#                libFuzzer drivers of the segment validator and the state-file loader
+#                (clang) for FUZZ_SECONDS each
 #   make bench   build optimised and run the benchmarks
 #   make clean   remove the build trees
 
@@ -52,6 +53,10 @@ test-fuzz: deps
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate
 	mkdir -p build-fuzz/corpus
 	./build-fuzz/tests/fuzz_validate -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 build-fuzz/corpus
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_state test_fuzz_state
+	mkdir -p build-fuzz/corpus-state
+	./build-fuzz/tests/test_fuzz_state --write-seeds build-fuzz/corpus-state
+	./build-fuzz/tests/fuzz_state -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 build-fuzz/corpus-state
 
 test: test-plain test-asan test-tsan test-fuzz
 

@@ -345,7 +345,8 @@ funcmon__publish(struct funcmon__thread *t, const struct funcmon_call *call, uin
     t->head = head + 1;
     t->depth = depth;
     t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
-    /* Pairs with the consumer's acquire load of head before it reads the record. */
+    /* Pairs with the consumer's acquire load of head before it reads the record; depth
+     * with its acquire load before it reads inflight[] (proto/src/consumer.c). */
     __atomic_store_n(&t->slot->head, head + 1, __ATOMIC_RELEASE);
     __atomic_store_n(&t->slot->depth, depth, __ATOMIC_RELEASE);
 }

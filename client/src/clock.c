@@ -185,6 +185,7 @@ funcmon__clock_publish(struct funcmon_shm_header *hdr)
     __atomic_store_n(&hdr->ref_ticks, calib.ref_ticks, __ATOMIC_RELAXED);
     __atomic_store_n(&hdr->ref_mono_ns, calib.ref_mono_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&hdr->ref_real_ns, calib.ref_real_ns, __ATOMIC_RELAXED);
+    /* Pairs with the reader's acquire load of calib_seq (funcmon_consumer_clock). */
     __atomic_store_n(&hdr->calib_seq, seq + 2, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&calib.lock);
 }

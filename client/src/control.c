@@ -89,10 +89,14 @@ control_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     prctl(PR_SET_NAME, "funcmon-ctl", 0, 0, 0);
     pthread_mutex_lock(&busy);
+    /* Pairs with funcmon__control_start's acquire load of control_started. */
     __atomic_store_n(&control_started, 1, __ATOMIC_RELEASE);
     futex(&control_started, FUTEX_WAKE_PRIVATE, 1, NULL);
 
+    /* control_stop pairs with funcmon__control_stop's release store. */
     while (!atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire)) {
+        /* Pairs with the release half of the requester's increment of ctl_request, made
+         * after it stored ctl_op (funcmon_control_post in proto/src/control.c). */
         uint32_t req = __atomic_load_n(&hdr->ctl_request, __ATOMIC_ACQUIRE);
         if (req == served) {
             /* Shared futex: the sidecar wakes it from its own process. Until the clock is
@@ -118,9 +122,12 @@ control_main(void *arg)
         served = req;
         if (atomic_load_explicit(&funcmon__proc.control_stop, memory_order_acquire))
             break;
+        /* Pairs with funcmon_control_post's release store of ctl_op. Any value may come:
+         * serve() answers an unknown one with EINVAL. */
         hdr->ctl_status = serve(hdr, __atomic_load_n(&hdr->ctl_op, __ATOMIC_ACQUIRE));
         hdr->ctl_served++;
-        /* Pairs with the requester's acquire load of ctl_response before it reads results. */
+        /* Pairs with the requester's acquire load of ctl_response before it reads results
+         * (funcmon_control_poll in proto/src/control.c). */
         __atomic_store_n(&hdr->ctl_response, req, __ATOMIC_RELEASE);
         futex(&hdr->ctl_response, FUTEX_WAKE, INT32_MAX, NULL);
     }
@@ -173,6 +180,7 @@ funcmon__control_stop(void)
     struct funcmon__process *p = &funcmon__proc;
     if (!p->control_running)
         return;
+    /* Pairs with the control thread's acquire load of control_stop. */
     atomic_store_explicit(&p->control_stop, 1, memory_order_release);
     /* Change the word, so a thread between its check and its wait does not sleep on; and
      * keep waking it: the word is in shared memory, and a sidecar could set it back. */

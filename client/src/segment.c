@@ -215,6 +215,8 @@ funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
     if (seg->hdr == NULL)
         return;
     if (unlink_it) {
+        /* Pairs with the consumer's release store of its pid at attach
+         * (funcmon_consumer_attach in proto/src/consumer.c). */
         int32_t consumer = __atomic_load_n(&seg->hdr->consumer_pid, __ATOMIC_ACQUIRE);
         __atomic_store_n(&seg->hdr->state, FUNCMON_STATE_SHUTDOWN, __ATOMIC_RELEASE);
         /* An attached sidecar drains the last records and unlinks the segment itself; so

@@ -63,7 +63,8 @@ write_mirror(uint32_t id)
     s->name_len = e->name_len;
     s->package_len = e->package_len;
     s->state = FUNCMON_SITE_PUBLISHED;
-    /* Pairs with the consumer's acquire load of site_count before it reads the entry. */
+    /* Pairs with the consumer's acquire load of site_count before it reads the entry
+     * (refresh_sites in proto/src/consumer.c). */
     __atomic_store_n(&seg->hdr->site_count, id + 1, __ATOMIC_RELEASE);
 }
 

@@ -129,7 +129,8 @@ release_slot(struct funcmon__thread *t)
     if (slot == NULL)
         return;
     __atomic_store_n(&slot->depth, 0, __ATOMIC_RELAXED);
-    /* Pairs with the acquire CAS of the next claimer and the consumer's acquire load. */
+    /* Pairs with the acquire CAS of the next claimer and the consumer's acquire load
+     * (drain_ring, funcmon_consumer_slot in proto/src/consumer.c). */
     __atomic_store_n(&slot->state, FUNCMON_SLOT_RETIRED, __ATOMIC_RELEASE);
     forget_ring(t);
 }
@@ -141,13 +142,18 @@ claim_slot(struct funcmon__segment *seg, uint32_t *index)
     for (uint32_t i = 0; i < seg->max_threads; i++) {
         uint32_t idx = (start + i) % seg->max_threads;
         struct funcmon_thread_slot *slot = &seg->slots[idx];
+        /* The state load pairs with the release stores of the last owner (release_slot) and
+         * of the consumer's swap to FREE; the tail load with the consumer's release store
+         * of tail (drain_ring in proto/src/consumer.c). */
         uint32_t state = __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
         if (state == FUNCMON_SLOT_RETIRED &&
             __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE) != __atomic_load_n(&slot->head, __ATOMIC_RELAXED))
             continue; /* its last records are not drained yet */
         if (state != FUNCMON_SLOT_FREE && state != FUNCMON_SLOT_RETIRED)
             continue;
-        /* A RETIRED slot may turn FREE under us (the sidecar recycling it): try once more. */
+        /* A RETIRED slot may turn FREE under us (the sidecar recycling it): try once more.
+         * The acquire pairs with the consumer's release swap to FREE (drain_ring), so the
+         * tail read below is its final one. */
         for (int tries = 0; tries < 2; tries++) {
             if (__atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_ACTIVE, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
                 *index = idx;
@@ -207,6 +213,8 @@ attach(struct funcmon__thread *t)
     t->records = seg->rings + (uint64_t)index * seg->ring_records;
     t->mask = seg->ring_records - 1;
     t->head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
+    /* tail: pairs with the consumer's release store (drain_ring in proto/src/consumer.c);
+     * depth: with its acquire load before it reads inflight[] (funcmon_consumer_slot). */
     set_check_at(t, __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE));
     __atomic_store_n(&slot->depth, t->depth, __ATOMIC_RELEASE);
     if (exit_key_ok)
@@ -253,7 +261,8 @@ static int
 room_for_record(struct funcmon__thread *t, uint32_t site, uint32_t flags, uint64_t *tail)
 {
     uint64_t cap = t->mask + 1;
-    *tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE); /* pairs with the consumer's release */
+    /* Pairs with the consumer's release store of tail (drain_ring in proto/src/consumer.c). */
+    *tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE);
     uint64_t used = t->head - *tail;
     if (used >= cap) {
         /* Full: drop the detail, keep the count. Only this thread writes `dropped`. */

@@ -16,8 +16,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,11 +23,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "funcmon/consumer.h"
+#include "funcmon/control.h"
 
 /*
  * A client can shrink its segment file after we mapped it; touching the lost pages would
@@ -59,9 +57,11 @@ on_sigbus(int sig, siginfo_t *si, void *uctx)
     uintptr_t a = (uintptr_t)si->si_addr;
     (void)uctx;
     for (int i = 0; i < GUARDED_MAX; i++) {
+        /* Pairs with guard()'s release store of lo, made after hi: a range seen is whole. */
         uintptr_t lo = __atomic_load_n(&guarded[i].lo, __ATOMIC_ACQUIRE), hi = __atomic_load_n(&guarded[i].hi, __ATOMIC_RELAXED);
         if (lo != 0 && a >= lo && a < hi) {
             mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+            /* Pairs with funcmon_consumer_faulted's acquire load: the zeros are mapped first. */
             __atomic_store_n(&guarded[i].faulted, 1, __ATOMIC_RELEASE);
             return;
         }
@@ -88,11 +88,14 @@ guard(const void *base, size_t len)
     for (int i = 0; i < limit; i++) {
         uintptr_t expected = 0;
         /* Claimed with a sentinel lo the handler matches nothing with; hi is written only
-         * once the entry is ours (never on an entry in use: that would unguard it). */
+         * once the entry is ours (never on an entry in use: that would unguard it). The
+         * acquire half pairs with unguard()'s release store of 0: the entry's last user is
+         * done with it. */
         if (__atomic_load_n(&guarded[i].lo, __ATOMIC_RELAXED) == 0 &&
             __atomic_compare_exchange_n(&guarded[i].lo, &expected, UINTPTR_MAX, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
             __atomic_store_n(&guarded[i].faulted, 0, __ATOMIC_RELAXED);
             __atomic_store_n(&guarded[i].hi, (uintptr_t)base + len, __ATOMIC_RELAXED);
+            /* Pairs with on_sigbus's acquire load of lo: it sees this entry's hi. */
             __atomic_store_n(&guarded[i].lo, (uintptr_t)base, __ATOMIC_RELEASE);
             __atomic_add_fetch(&guards_used, 1, __ATOMIC_RELAXED);
             return i;
@@ -106,6 +109,7 @@ unguard(int i)
 {
     if (i < 0)
         return;
+    /* Pairs with guard()'s acquire compare-and-swap of a free entry. */
     __atomic_store_n(&guarded[i].lo, 0, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&guards_used, 1, __ATOMIC_RELAXED);
 }
@@ -128,6 +132,7 @@ funcmon_consumer_guard_limit(unsigned n)
 int
 funcmon_consumer_faulted(const struct funcmon_consumer *c)
 {
+    /* Pairs with on_sigbus's release store of faulted. */
     return c->guard >= 0 && __atomic_load_n(&guarded[c->guard].faulted, __ATOMIC_ACQUIRE);
 }
 
@@ -215,6 +220,8 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
      * not within one capacity below head is a lie; such a ring is never read. */
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
         struct funcmon_thread_slot *s = slot_at(c, i);
+        /* Pairs with the producer's release store of head (funcmon__publish in funcmon.h,
+         * publish_span in client/src/thread.c). */
         uint64_t head = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
         uint64_t tail = __atomic_load_n(&s->tail, __ATOMIC_RELAXED);
         c->rings[i].tail = tail;
@@ -225,6 +232,8 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
             c->bad_rings++;
         }
     }
+    /* Pairs with the client's acquire load of consumer_pid when it retires its segment
+     * (funcmon__segment_retire in client/src/segment.c). */
     __atomic_store_n(&c->hdr->consumer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
     return 0;
 }
@@ -303,7 +312,9 @@ funcmon_consumer_close(struct funcmon_consumer *c)
 static void
 refresh_sites(struct funcmon_consumer *c)
 {
-    uint32_t count = __atomic_load_n(&c->hdr->site_count, __ATOMIC_ACQUIRE); /* pairs with the client's release */
+    /* Pairs with the client's release store of site_count after it wrote the entry
+     * (client/src/site.c, publishing a site). */
+    uint32_t count = __atomic_load_n(&c->hdr->site_count, __ATOMIC_ACQUIRE);
     if (count > c->geo.max_sites)
         count = c->geo.max_sites;
     for (uint32_t id = c->sites_known; id < count; id++) {
@@ -412,7 +423,8 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
 
     if (ring->bad)
         return 0;
-    /* Pairs with the producer's release store of head after writing the records. */
+    /* Pairs with the producer's release store of head after writing the records
+     * (funcmon__publish in funcmon.h, publish_span in client/src/thread.c). */
     uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
     uint64_t avail = head - ring->tail;
     if (avail > c->geo.ring_records) {
@@ -434,7 +446,7 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
         memcpy(&rec, &base[pos & mask], sizeof(rec));
         /* Hand back what is copied as the pass goes, not at its end: a producer at full
          * speed fills a whole ring while one ring is processed, and would see it full. */
-        if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0)
+        if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0) /* pairs as the release of tail below */
             __atomic_store_n(&slot->tail, pos + 1, __ATOMIC_RELEASE);
         if (!record_ok(c, &rec, pos)) {
             c->bad_records++;
@@ -445,13 +457,19 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
     }
     if (avail != 0) {
         ring->tail += avail;
-        /* Pairs with the producer's acquire load of tail before it reuses a record. */
+        /* Pairs with the producer's acquire load of tail before it reuses a record
+         * (room_for_record and attach in client/src/thread.c). */
         __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
     }
     if (!full)
         return delivered;
     ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
-    /* A retired slot whose records are all read can be claimed by a new thread. */
+    /* A retired slot whose records are all read can be claimed by a new thread. The state
+     * load pairs with the owner's release store of RETIRED (release_slot in
+     * client/src/thread.c), so the head read after it is the owner's last; the head load
+     * pairs with funcmon__publish's release store. The release half of the swap to FREE
+     * pairs with the next claimer's acquire compare-and-swap (claim_slot): it starts from
+     * our final tail. */
     uint32_t state = FUNCMON_SLOT_RETIRED;
     if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RETIRED &&
         __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == ring->tail &&
@@ -464,7 +482,9 @@ size_t
 funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring)
 {
     size_t delivered = 0;
-    /* Read before the pass: a claim made during it changes the counter again. */
+    /* Read before the pass: a claim made during it changes the counter again. Pairs with
+     * no release (attach in client/src/thread.c adds to it relaxed): the counter only
+     * chooses a full pass, which reads each slot's state with its own acquire. */
     uint64_t claims = __atomic_load_n(&c->hdr->threads_claimed, __ATOMIC_ACQUIRE);
     int full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || claims != c->claims_seen;
 
@@ -481,6 +501,7 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
         delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
         check_dropped(c, i);
         struct funcmon_thread_slot *slot = slot_at(c, i);
+        /* Pair with the release stores of state (release_slot) and head (funcmon__publish). */
         if (!c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
                                  __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail))
             c->live[n_live++] = i;
@@ -498,13 +519,16 @@ funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcm
         return -EINVAL;
     const struct funcmon_thread_slot *s = slot_at(c, i);
     memset(out, 0, sizeof(*out));
+    /* Pair with the release stores of state (release_slot in client/src/thread.c) and
+     * head (funcmon__publish in funcmon.h). */
     out->state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
     out->tid = __atomic_load_n(&s->tid, __ATOMIC_RELAXED);
     out->generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
     out->head = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
     out->tail = c->rings[i].tail;
     out->dropped = __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
-    /* Pairs with the producer's release store of depth after it wrote the entry. */
+    /* Pairs with the producer's release store of depth after it wrote the entry
+     * (funcmon_begin and funcmon__publish in funcmon.h, attach in client/src/thread.c). */
     out->depth = __atomic_load_n(&s->depth, __ATOMIC_ACQUIRE);
     out->entries = out->depth < FUNCMON_INFLIGHT_MAX ? out->depth : FUNCMON_INFLIGHT_MAX;
     memcpy(out->inflight, s->inflight, out->entries * sizeof(out->inflight[0]));
@@ -534,10 +558,13 @@ funcmon_consumer_clock(const struct funcmon_consumer *c, struct funcmon_clock *o
     const struct funcmon_shm_header *h = c->hdr;
     /* Sequence lock reader, bounded: a writer that never finishes cannot hold us. */
     for (int tries = 0; tries < 1000; tries++) {
+        /* Pairs with the release store of the even sequence after the fields
+         * (funcmon__clock_publish in client/src/clock.c). */
         uint32_t seq = __atomic_load_n(&h->calib_seq, __ATOMIC_ACQUIRE);
         if (seq & 1)
             continue;
-        /* Acquire loads: the second look at the sequence cannot move before them. */
+        /* Acquire loads: the second look at the sequence cannot move before them. They
+         * pair with no release of their own (the client stores the fields relaxed). */
         out->source = __atomic_load_n(&h->clock_source, __ATOMIC_ACQUIRE);
         out->shift = __atomic_load_n(&h->tick_shift, __ATOMIC_ACQUIRE);
         out->mult = __atomic_load_n(&h->tick_mult, __ATOMIC_ACQUIRE);
@@ -576,33 +603,8 @@ funcmon_clock_real_ns(const struct funcmon_clock *clk, uint64_t ticks)
     return clk->ref_real_ns + (uint64_t)funcmon_clock_since_ref_ns(clk, ticks);
 }
 
-static uint64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int
 funcmon_consumer_control(struct funcmon_consumer *c, uint32_t op, int timeout_ms)
 {
-    struct funcmon_shm_header *h = c->hdr;
-    uint64_t deadline = mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-
-    __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
-    uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
-    syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-    for (;;) {
-        /* Pairs with the control thread's release store after it wrote the results. */
-        uint32_t resp = __atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE);
-        if ((int32_t)(resp - req) >= 0) /* ours, or a later one served after it */
-            return __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
-        uint64_t now = mono_ms();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        uint64_t left = deadline - now;
-        struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
-        syscall(SYS_futex, &h->ctl_response, FUTEX_WAIT, resp, &ts, NULL, 0);
-    }
+    return funcmon_control_call(c->hdr, op, timeout_ms);
 }

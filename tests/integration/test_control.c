@@ -1,6 +1,8 @@
 /*
  * test_control.c - the control thread: allocator samples, trim with before/after figures,
- * unknown requests, no answer after shutdown, and no cost while idle.
+ * unknown requests, no answer after shutdown, and no cost while idle; and the requester's
+ * non-blocking steps (funcmon/control.h) against it: post, wake, poll, and what does not
+ * count as an answer.
  *
  * Figures are checked against the process's own view (/proc/self/statm, the wall clock);
  * idleness against the kernel's count of the control thread's context switches.
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "funcmon/control.h"
 #include "funcmon.h"
 #include "harness.h"
 
@@ -54,6 +57,91 @@ statm_rss(void)
     CHECK_EQ(fscanf(f, "%lu %lu", &size, &rss), 2);
     fclose(f);
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Polls `request` until it is answered (5 s at most); returns its status. */
+static int32_t
+poll_answer(const struct funcmon_shm_header *h, uint32_t request)
+{
+    int32_t status = 1;
+    for (int i = 0; i < 5000; i++) {
+        if (funcmon_control_poll(h, request, &status))
+            return status;
+        struct timespec ms1 = {0, 1000000};
+        nanosleep(&ms1, NULL);
+    }
+    CHECK(!"control request answered within 5 s");
+    return status;
+}
+
+/* Stores what a client could write into the response word (atomically: the control
+ * thread reads and writes the same word). */
+static void
+fake_response(struct funcmon_shm_header *h, uint32_t response)
+{
+    __atomic_store_n(&h->ctl_response, response, __ATOMIC_RELEASE);
+}
+
+static void
+poll_steps(struct funcmon_shm_header *h)
+{
+    int32_t status = 1;
+    uint64_t served = h->ctl_served;
+    CHECK(funcmon_control_wake_word(h) == &h->ctl_request);
+
+    /* Posted, not woken: not answered, nor by a stale number, one from the future or one
+     * half the number space away. Then woken: answered, status 0. */
+    uint32_t r = funcmon_control_post(h, FUNCMON_CTL_SAMPLE);
+    CHECK_EQ(r, h->ctl_request);
+    CHECK_EQ(funcmon_control_poll(h, r, &status), 0);
+    CHECK_EQ(h->ctl_response, r - 1); /* the previous request's answer */
+    CHECK_EQ(funcmon_control_poll(h, r, &status), 0);
+    fake_response(h, r + 1);
+    CHECK_EQ(funcmon_control_poll(h, r, &status), 0);
+    fake_response(h, r + 0x80000000u);
+    CHECK_EQ(funcmon_control_poll(h, r, &status), 0);
+    fake_response(h, r - 0x7fffffffu);
+    CHECK_EQ(funcmon_control_poll(h, r, &status), 0);
+    CHECK_EQ(status, 1); /* left alone while there is no answer */
+    fake_response(h, r - 1);
+    uint64_t before = harness_clock_ns(CLOCK_REALTIME);
+    funcmon_control_wake(h);
+    CHECK_EQ(poll_answer(h, r), 0);
+    CHECK_EQ(h->ctl_served, served + 1);
+    CHECK_GE(h->alloc_stats.sampled_real_ns, before);
+
+    /* A status that is no errno reads as EPROTO. Written before the post, so that the
+     * control thread's own answer comes after it in every sense. */
+    uint32_t next = __atomic_load_n(&h->ctl_request, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&h->ctl_status, 12345, __ATOMIC_RELAXED);
+    fake_response(h, next);
+    CHECK_EQ(funcmon_control_post(h, 77), next);
+    CHECK_EQ(funcmon_control_poll(h, next, &status), 1);
+    CHECK_EQ(status, -EPROTO);
+    __atomic_store_n(&h->ctl_status, INT32_MIN, __ATOMIC_RELAXED);
+    CHECK_EQ(funcmon_control_poll(h, next, &status), 1);
+    CHECK_EQ(status, -EPROTO);
+    fake_response(h, next - 1);
+    /* Posted again, so that the thread's answer is ordered after the stores above. */
+    CHECK_EQ(funcmon_control_post(h, 77), next + 1);
+    funcmon_control_wake(h);
+    CHECK_EQ(poll_answer(h, next + 1), -EINVAL); /* the thread's own answer to op 77 */
+    CHECK_EQ(funcmon_control_poll(h, next, &status), 1);
+    CHECK_EQ(status, -EINVAL);
+    CHECK_EQ(h->ctl_served, served + 2);
+
+    /* Two posted before one wake: the thread serves the newest once, and that answer
+     * counts for both. */
+    uint32_t r1 = funcmon_control_post(h, FUNCMON_CTL_SAMPLE);
+    uint32_t r2 = funcmon_control_post(h, FUNCMON_CTL_TRIM);
+    CHECK_EQ(r2, r1 + 1);
+    CHECK_EQ(funcmon_control_poll(h, r1, &status), 0);
+    funcmon_control_wake(h);
+    CHECK_EQ(poll_answer(h, r2), 0);
+    CHECK_EQ(funcmon_control_poll(h, r1, &status), 1);
+    CHECK_EQ(status, 0);
+    CHECK_EQ(h->ctl_served, served + 3);
+    CHECK_GT(h->ctl_after.sampled_real_ns, 0);
 }
 
 int
@@ -125,6 +213,10 @@ main(void)
     int64_t measured = funcmon_clock_since_ref_ns(&clk, t1) - funcmon_clock_since_ref_ns(&clk, t0);
     int64_t truth = (int64_t)(m1 - m0);
     CHECK_LT(llabs(measured - truth), truth / 100 + 200000);
+
+    /* The non-blocking steps, against the control thread now asleep without a timeout (it
+     * did not run for a second above): a request posted and not woken stays unanswered. */
+    poll_steps(h);
 
     /* After shutdown nobody answers: the requester is told, not hung. */
     funcmon_shutdown();

@@ -150,8 +150,10 @@ uint64_t funcmon_clock_mono_ns(const struct funcmon_clock *clk, uint64_t ticks);
 uint64_t funcmon_clock_real_ns(const struct funcmon_clock *clk, uint64_t ticks);
 
 /*
- * Sends control request `op` (FUNCMON_CTL_*) and waits up to timeout_ms for the answer.
- * Returns the client's status (0 or -errno), or -ETIMEDOUT when it did not answer.
+ * Sends control request `op` (FUNCMON_CTL_*) and waits up to timeout_ms for the answer
+ * (funcmon_control_call; funcmon/control.h has the steps for a caller that must not block).
+ * Returns the client's status (0 or -errno, -EPROTO for a status that is neither), or
+ * -ETIMEDOUT when it did not answer.
  */
 int funcmon_consumer_control(struct funcmon_consumer *c, uint32_t op, int timeout_ms);
 

@@ -290,14 +290,14 @@ seen_put(struct funcmond_seen *t, uint64_t key)
     t->keys[i] = key;
 }
 
-/* Remembers key; returns 0 if it could not (full or out of memory). */
+/* Remembers key. Returns 0, -ENOSPC when SEEN_MAX files are remembered, or -ENOMEM. */
 static int
 seen_add(struct funcmond *d, uint64_t key)
 {
     struct funcmond_seen *t = d->seen;
     if (t == NULL) {
         if ((t = calloc(1, sizeof(*t))) == NULL)
-            return 0;
+            return -ENOMEM;
         d->seen = t;
     }
     if ((t->n + 1) * 2 > t->cap) {
@@ -305,12 +305,12 @@ seen_add(struct funcmond *d, uint64_t key)
             if (!t->full_logged)
                 LOG_WARN("more than %u rejected segment files: further ones are looked at again at every rescan", SEEN_MAX);
             t->full_logged = 1;
-            return 0;
+            return -ENOSPC;
         }
         size_t cap = t->cap != 0 ? 2 * t->cap : 1024;
         uint64_t *keys = calloc(cap, sizeof(*keys)), *old = t->keys;
         if (keys == NULL)
-            return 0;
+            return -ENOMEM;
         size_t oldcap = t->cap;
         t->keys = keys;
         t->cap = cap;
@@ -321,7 +321,7 @@ seen_add(struct funcmond *d, uint64_t key)
         free(old);
     }
     seen_put(t, key);
-    return 1;
+    return 0;
 }
 
 void
@@ -397,7 +397,7 @@ reject(struct funcmond *d, const char *name, const struct stat *st, const char *
     forget(d, name);
     if (seen_has(d, key))
         return;
-    seen_add(d, key);
+    (void)seen_add(d, key); /* if it cannot be remembered, it is rejected again at each look */
     d->counters.segments_rejected++;
     if (may_log(d))
         LOG_WARN("rejected segment %s: %s", name, why);
@@ -486,7 +486,8 @@ let_go(struct funcmond *d, struct funcmond_process *p, int remove)
 /*
  * Every guard entry is taken: frees one by letting go early of the process that ended
  * longest ago (read to its last record, only listed until its retention time). Live
- * clients are never let go for a newcomer. Returns 1 when an entry is free now.
+ * clients are never let go for a newcomer. Returns 0 when an entry is free now, -EBUSY
+ * when none is (yet: one on its way out comes back once the kernel is done with it).
  */
 static int
 make_room(struct funcmond *d)
@@ -495,22 +496,22 @@ make_room(struct funcmond *d)
     for (struct funcmond_process **pp = &d->procs; *pp != NULL; pp = &(*pp)->next) {
         struct funcmond_process *p = *pp;
         if (p->detaching && p->ops_inflight > 0)
-            return 0; /* one is on its way out already: its entry comes back shortly */
+            return -EBUSY; /* one is on its way out already: its entry comes back shortly */
         /* One with a control request pending is answered (as timed out) at the next tick first. */
         if (p->state != FUNCMOND_PROC_LIVE && !p->detaching && !p->ctl.active &&
             (oldest == NULL || p->ended_mono_ns < (*oldest)->ended_mono_ns))
             oldest = pp;
     }
     if (oldest == NULL)
-        return 0;
+        return -EBUSY;
     struct funcmond_process *p = *oldest;
     LOG_INFO("%s: let go before its retention time, to make room for a new segment", p->shm_name);
     let_go(d, p, 1);
     if (p->ops_inflight > 0)
-        return 0;
+        return -EBUSY;
     *oldest = p->next;
     free_process(p);
-    return funcmon_consumer_guard_room() > 0;
+    return funcmon_consumer_guard_room() > 0 ? 0 : -EBUSY;
 }
 
 static int
@@ -519,123 +520,133 @@ out_of_fds(int err)
     return err == EMFILE || err == ENFILE || err == ENOMEM;
 }
 
-/* Tries to attach the segment file `name` of SHM_DIR. */
+/* What try_attach does about a file it did not attach. */
+enum attach_outcome {
+    ATTACH_LEAVE,     /* attached, or nothing to do: the same file as before, or a swap seen afresh later */
+    ATTACH_FORGET,    /* gone: nothing to remember it for */
+    ATTACH_NOT_READY, /* still being created or sized by its client: looked at again for up to 10 s */
+    ATTACH_DEFER,     /* valid-looking, no room (guard entry, fd, memory): looked at again until attached */
+    ATTACH_REJECT     /* rejected for good, as the file of `reject_st` (NULL: by name only) */
+};
+
+/* Tries to attach the segment file `name` of SHM_DIR. Every way out goes through `out`,
+ * which gives back what was taken (in the reverse order) and records the outcome. */
 static void
 try_attach(struct funcmond *d, const char *name)
 {
-    char path[FUNCMOND_PATH_MAX + 256];
+    char path[FUNCMOND_PATH_MAX + 256], msg[96];
     struct stat lst, st;
+    const struct stat *reject_st = NULL;
     enum funcmon_invalid why;
+    enum attach_outcome outcome = ATTACH_LEAVE;
+    const char *reason = NULL;
     uint64_t now = funcmond_mono_ns();
+    int fd = -1, attached = 0; /* attached: p holds the mapping and names us as the consumer */
+    void *map = MAP_FAILED;
+    struct funcmond_process *p = NULL;
 
     if (!has_prefix(d, name) || strlen(name) >= sizeof(((struct funcmond_process *)0)->shm_name) - 1)
-        return;
+        goto out;
     snprintf(path, sizeof(path), "%s/%s", d->cfg.shm_dir, name);
     /* Its type and owner first, without opening it: a device node or a FIFO is never
      * opened, let alone for writing. */
     if (lstat(path, &lst) != 0) {
-        if (errno == ENOENT)
-            forget(d, name); /* gone: nothing to remember it for */
-        else
-            reject(d, name, NULL, strerror(errno));
-        return;
+        outcome = errno == ENOENT ? ATTACH_FORGET : ATTACH_REJECT;
+        reason = strerror(errno);
+        goto out;
     }
     if (already_attached(d, &lst) || seen_has(d, seen_key(name, &lst)))
-        return; /* attached, or rejected before: the same file */
+        goto out; /* attached, or rejected before: the same file */
+    outcome = ATTACH_REJECT;
+    reject_st = &lst;
     if (!S_ISREG(lst.st_mode)) {
-        reject(d, name, &lst, "not a regular file");
-        return;
+        reason = "not a regular file";
+        goto out;
     }
     if (lst.st_uid != d->euid && !d->cfg.allow_other_uids) {
-        char msg[96];
         snprintf(msg, sizeof(msg), "owned by uid %u, not %u (SIDECAR.ALLOW_OTHER_UIDS)", (unsigned)lst.st_uid, (unsigned)d->euid);
-        reject(d, name, &lst, msg);
-        return;
+        reason = msg;
+        goto out;
     }
     /* A file still being sized (or junk of that size) gets no room made for it: that would
      * let an ended client go before its time at every retry. */
     if ((uint64_t)lst.st_size < sizeof(struct funcmon_shm_header)) {
-        remember(d, name, 0, now);
-        return;
+        outcome = ATTACH_NOT_READY;
+        goto out;
     }
-    if (funcmon_consumer_guard_room() == 0 && !make_room(d)) {
-        defer(d, name, "every mapping funcmond can guard is taken");
-        return;
+    if (funcmon_consumer_guard_room() == 0 && make_room(d) != 0) {
+        outcome = ATTACH_DEFER;
+        reason = "every mapping funcmond can guard is taken";
+        goto out;
     }
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        if (errno == ENOENT)
-            forget(d, name);
-        else if (out_of_fds(errno))
-            defer(d, name, strerror(errno));
-        else
-            reject(d, name, &lst, strerror(errno));
-        return;
+        outcome = errno == ENOENT ? ATTACH_FORGET : out_of_fds(errno) ? ATTACH_DEFER : ATTACH_REJECT;
+        reason = strerror(errno);
+        goto out;
     }
     /* The file opened must be the one looked at: a swap in between is looked at afresh
      * when its own event or the next rescan comes. */
     if (fstat(fd, &st) != 0 || st.st_dev != lst.st_dev || st.st_ino != lst.st_ino || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return;
+        outcome = ATTACH_LEAVE;
+        goto out;
     }
-    if ((uint64_t)st.st_size < sizeof(struct funcmon_shm_header) || (uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
-        close(fd);
-        if ((uint64_t)st.st_size < sizeof(struct funcmon_shm_header))
-            remember(d, name, 0, now); /* still being sized by its client */
-        else
-            reject(d, name, &st, "larger than any valid segment");
-        return;
+    reject_st = &st;
+    if ((uint64_t)st.st_size < sizeof(struct funcmon_shm_header)) {
+        outcome = ATTACH_NOT_READY; /* still being sized by its client */
+        goto out;
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int map_errno = errno;
-    close(fd);
+    if ((uint64_t)st.st_size > FUNCMON_SEGMENT_SIZE_MAX) {
+        reason = "larger than any valid segment";
+        goto out;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
-        if (map_errno == ENOMEM || map_errno == EAGAIN)
-            defer(d, name, strerror(map_errno));
-        else
-            reject(d, name, &st, strerror(map_errno));
-        return;
+        outcome = errno == ENOMEM || errno == EAGAIN ? ATTACH_DEFER : ATTACH_REJECT;
+        reason = strerror(errno);
+        goto out;
     }
+    close(fd); /* the mapping stays */
+    fd = -1;
 
-    struct funcmond_process *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        munmap(map, (size_t)st.st_size);
-        defer(d, name, "out of memory");
-        return;
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+        outcome = ATTACH_DEFER;
+        reason = "out of memory";
+        goto out;
     }
     p->pidfd = -1;
     int ret = funcmon_consumer_attach(&p->c, map, (size_t)st.st_size, &why);
     if (ret != 0) {
-        munmap(map, (size_t)st.st_size);
-        free(p);
-        if (ret == -EBUSY)
-            defer(d, name, "every mapping funcmond can guard is taken");
-        else if (ret == -ENOMEM)
-            defer(d, name, "out of memory");
-        else if (why == FUNCMON_INVALID_NOT_READY)
-            remember(d, name, 0, now);
-        else
-            reject(d, name, &st, funcmon_invalid_reason(why));
-        return;
+        if (ret == -EBUSY || ret == -ENOMEM) {
+            outcome = ATTACH_DEFER;
+            reason = ret == -EBUSY ? "every mapping funcmond can guard is taken" : "out of memory";
+        } else if (why == FUNCMON_INVALID_NOT_READY) {
+            outcome = ATTACH_NOT_READY;
+        } else {
+            outcome = ATTACH_REJECT;
+            reason = funcmon_invalid_reason(why);
+        }
+        goto out;
     }
+    attached = 1;
     p->c.owns_mapping = 1;
     /* The name must end in the pid the header claims. */
     const char *dot = strrchr(name, '.');
     char *end;
     long name_pid = dot != NULL ? strtol(dot + 1, &end, 10) : -1;
     if (dot == NULL || *end != '\0' || name_pid != p->c.geo.pid) {
-        abandon(p);
-        reject(d, name, &st, "its name and its header's pid disagree");
-        return;
+        outcome = ATTACH_REJECT;
+        reason = "its name and its header's pid disagree";
+        goto out;
     }
     p->site_fn = calloc(p->c.geo.max_sites, sizeof(*p->site_fn));
     p->spill_calls_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_client_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL) {
-        abandon(p);
-        defer(d, name, "out of memory");
-        return;
+        outcome = ATTACH_DEFER;
+        reason = "out of memory";
+        goto out;
     }
     snprintf(p->shm_name, sizeof(p->shm_name), "%s", name);
     p->dev = st.st_dev;
@@ -650,9 +661,9 @@ try_attach(struct funcmond *d, const char *name)
     struct stat pst;
     snprintf(proc_dir, sizeof(proc_dir), "/proc/%d", (int)p->pid);
     if (stat(proc_dir, &pst) == 0 && pst.st_uid != st.st_uid) {
-        abandon(p);
-        reject(d, name, &st, "its pid belongs to another user than the segment file");
-        return;
+        outcome = ATTACH_REJECT;
+        reason = "its pid belongs to another user than the segment file";
+        goto out;
     }
     /* Is it the process that created the segment, and is it still there? Its pidfd is
      * the one fd it costs; /proc files are opened only while they are read. Without fds
@@ -689,6 +700,34 @@ try_attach(struct funcmond *d, const char *name)
     if (!alive) {
         funcmond_drain_process(d, p);
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+    }
+    return;
+
+out:
+    if (attached) {
+        abandon(p); /* unmaps too: the consumer owns the mapping */
+    } else {
+        free(p);
+        if (map != MAP_FAILED)
+            munmap(map, (size_t)st.st_size);
+    }
+    if (fd >= 0)
+        close(fd);
+    switch (outcome) {
+    case ATTACH_LEAVE:
+        break;
+    case ATTACH_FORGET:
+        forget(d, name);
+        break;
+    case ATTACH_NOT_READY:
+        remember(d, name, 0, now);
+        break;
+    case ATTACH_DEFER:
+        defer(d, name, reason);
+        break;
+    case ATTACH_REJECT:
+        reject(d, name, reject_st, reason);
+        break;
     }
 }
 

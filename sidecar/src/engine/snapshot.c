@@ -316,6 +316,23 @@ pack_state(struct funcmond *d, msgpack_packer *pk)
             pack_restore_segment(pk, &r->segs[i]), n++;
 }
 
+int
+funcmond_snapshot_image(struct funcmond *d, char **image, size_t *len)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    pack_state(d, &pk);
+    if (buf.data == NULL) { /* the first write found no memory (a later one leaves it short) */
+        msgpack_sbuffer_destroy(&buf);
+        return -ENOMEM;
+    }
+    *len = buf.size;
+    *image = msgpack_sbuffer_release(&buf);
+    return 0;
+}
+
 static void
 finish(struct funcmond *d)
 {
@@ -426,45 +443,51 @@ get(const msgpack_object *map, const char *key, msgpack_object_type type)
     return NULL;
 }
 
+/* The unsigned integer field `key` of map. Returns 0, or -EBADMSG when it is absent or
+ * of another type. */
 static int
 get_u64(const msgpack_object *map, const char *key, uint64_t *out)
 {
     const msgpack_object *o = get(map, key, MSGPACK_OBJECT_POSITIVE_INTEGER);
     if (o == NULL) {
         /* msgpack writes 0 as a positive fixint, never negative; anything else is wrong */
-        return -1;
+        return -EBADMSG;
     }
     *out = o->via.u64;
     return 0;
 }
 
-/* Copies a string field into dst (size dstlen, NUL-terminated); it must fit. */
+/* Copies a string field into dst (size dstlen, NUL-terminated); it must fit. Returns 0, or
+ * -EBADMSG when it is absent, too long or holds a NUL. */
 static int
 get_str(const msgpack_object *map, const char *key, char *dst, size_t dstlen)
 {
     const msgpack_object *o = get(map, key, MSGPACK_OBJECT_STR);
     if (o == NULL || o->via.str.size >= dstlen || memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
-        return -1;
+        return -EBADMSG;
     memcpy(dst, o->via.str.ptr, o->via.str.size);
     dst[o->via.str.size] = '\0';
     return 0;
 }
 
+/* The array of unsigned integers `key` of map into out[0..max). Returns 0 with *n set, or
+ * -EBADMSG when it is absent, longer than max or holds anything else. */
 static int
 get_u64_array(const msgpack_object *map, const char *key, uint64_t *out, uint32_t max, uint32_t *n)
 {
     const msgpack_object *o = get(map, key, MSGPACK_OBJECT_ARRAY);
     if (o == NULL || o->via.array.size > max)
-        return -1;
+        return -EBADMSG;
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         if (o->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return -1;
+            return -EBADMSG;
         out[i] = o->via.array.ptr[i].via.u64;
     }
     *n = o->via.array.size;
     return 0;
 }
 
+/* The histogram `key` of map, added into h. Returns 0, -EBADMSG, or -ENOMEM. */
 static int
 load_hist(const msgpack_object *map, const char *key, struct funcmond_hist *h)
 {
@@ -472,15 +495,15 @@ load_hist(const msgpack_object *map, const char *key, struct funcmond_hist *h)
     uint64_t sum, min, max;
     if (o == NULL || get_u64(o, "sum", &sum) || get_u64(o, "min", &min) || get_u64(o, "max", &max) ||
         (b = get(o, "buckets", MSGPACK_OBJECT_ARRAY)) == NULL)
-        return -1;
+        return -EBADMSG;
     for (uint32_t i = 0; i < b->via.array.size; i++) {
         const msgpack_object *e = &b->via.array.ptr[i];
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
             e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             e->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return -1;
+            return -EBADMSG;
         if (funcmond_hist_add(h, e->via.array.ptr[0].via.u64, e->via.array.ptr[1].via.u64) != 0)
-            return -1;
+            return -ENOMEM;
     }
     if (h->count != 0) {
         h->sum = sum;
@@ -490,6 +513,7 @@ load_hist(const msgpack_object *map, const char *key, struct funcmond_hist *h)
     return 0;
 }
 
+/* One entry of "functions", added into the aggregate. Returns 0, -EBADMSG, or -ENOMEM. */
 static int
 load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int same_mem)
 {
@@ -500,27 +524,28 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
                                          "min_ns",   "max_ns", "total_bytes", "max_bytes", "freed_bytes",       "last_real_ns"};
     if (o->type != MSGPACK_OBJECT_MAP || get_str(o, "service", service, sizeof(service)) ||
         get_str(o, "package", package, sizeof(package)) || get_str(o, "name", name, sizeof(name)) || name[0] == '\0')
-        return -1;
+        return -EBADMSG;
     for (int i = 0; i < 12; i++)
         if (get_u64(o, keys[i], &v[i]))
-            return -1;
+            return -EBADMSG;
     /* Restored under today's bounds: an overflow entry stays one (its service's, or the
      * global one past FUNCMOND_OVERFLOW_ENTRIES). */
     uint32_t id = v[0] ? funcmond_agg_overflow(agg, service) : funcmond_agg_function(agg, service, package, name);
-    if (id == UINT32_MAX)
-        return -1;
+    if (id == UINT32_MAX) /* only when memory ran out */
+        return -ENOMEM;
     struct funcmond_function *f = agg->fns[id];
     struct funcmond_hist dur, mem;
     funcmond_hist_init(&dur, FUNCMOND_DURATION_SUB_BITS);
     funcmond_hist_init(&mem, FUNCMOND_MEMORY_SUB_BITS);
     uint64_t db[FUNCMOND_MAX_BUCKETS + 1], mb[FUNCMOND_MAX_BUCKETS + 1];
     uint32_t ndb, nmb;
-    if (load_hist(o, "dur", &dur) || load_hist(o, "mem", &mem) ||
-        get_u64_array(o, "dur_buckets", db, FUNCMOND_MAX_BUCKETS + 1, &ndb) ||
-        get_u64_array(o, "mem_buckets", mb, FUNCMOND_MAX_BUCKETS + 1, &nmb)) {
+    int ret;
+    if ((ret = load_hist(o, "dur", &dur)) != 0 || (ret = load_hist(o, "mem", &mem)) != 0 ||
+        (ret = get_u64_array(o, "dur_buckets", db, FUNCMOND_MAX_BUCKETS + 1, &ndb)) != 0 ||
+        (ret = get_u64_array(o, "mem_buckets", mb, FUNCMOND_MAX_BUCKETS + 1, &nmb)) != 0) {
         funcmond_hist_free(&dur);
         funcmond_hist_free(&mem);
-        return -1;
+        return ret;
     }
     /* Add, do not overwrite: two saved names may fold into one overflow entry. */
     f->calls += v[1];
@@ -568,6 +593,8 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     return 0;
 }
 
+/* One entry of "segments" into s (its arrays allocated even on failure, for the caller to
+ * free). Returns 0, -EBADMSG, or -ENOMEM. */
 static int
 load_segment(const msgpack_object *o, struct restore_segment *s)
 {
@@ -577,30 +604,30 @@ load_segment(const msgpack_object *o, struct restore_segment *s)
         pid > INT32_MAX || get_u64(o, "start_time", &s->start_time) || get_u64(o, "dropped", &s->dropped) ||
         (tails = get(o, "tails", MSGPACK_OBJECT_ARRAY)) == NULL || tails->via.array.size > FUNCMON_MAX_THREADS_MAX ||
         (spill = get(o, "spill", MSGPACK_OBJECT_ARRAY)) == NULL || spill->via.array.size > FUNCMON_MAX_SITES_MAX)
-        return -1;
+        return -EBADMSG;
     s->pid = (int32_t)pid;
     s->n_tails = tails->via.array.size;
     s->tails = calloc(s->n_tails ? s->n_tails : 1, sizeof(*s->tails));
     s->n_spill = spill->via.array.size;
     s->spill = calloc(s->n_spill ? s->n_spill : 1, sizeof(*s->spill));
     if (s->tails == NULL || s->spill == NULL)
-        return -1;
+        return -ENOMEM;
     for (uint32_t i = 0; i < s->n_tails; i++) {
         if (tails->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return -1;
+            return -EBADMSG;
         s->tails[i] = tails->via.array.ptr[i].via.u64;
     }
     for (uint32_t i = 0; i < s->n_spill; i++) {
         const msgpack_object *e = &spill->via.array.ptr[i];
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < 3 || e->via.array.size > 4)
-            return -1;
+            return -EBADMSG;
         for (uint32_t k = 0; k < e->via.array.size; k++) {
             if (e->via.array.ptr[k].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                return -1;
+                return -EBADMSG;
             s->spill[i][k] = e->via.array.ptr[k].via.u64;
         }
         if (s->spill[i][0] >= FUNCMON_MAX_SITES_MAX)
-            return -1;
+            return -EBADMSG;
     }
     return 0;
 }
@@ -626,14 +653,12 @@ same_bounds(const uint64_t *a, uint32_t na, const uint64_t *b, uint32_t nb)
 
 /* ---- walking msgpack without building it ---- */
 
-#define TOO_LONG (-2)
-
-/* The big-endian integer of `n` bytes at p[*off], if they are there. */
+/* The big-endian integer of `n` bytes at p[*off], if they are there: 0, or -EBADMSG. */
 static int
 take_be(const unsigned char *p, size_t len, size_t *off, unsigned n, uint64_t *v)
 {
     if (len - *off < n)
-        return -1;
+        return -EBADMSG;
     *v = 0;
     for (unsigned i = 0; i < n; i++)
         *v = *v << 8 | p[(*off)++];
@@ -643,8 +668,8 @@ take_be(const unsigned char *p, size_t len, size_t *off, unsigned n, uint64_t *v
 /*
  * Walks the one msgpack object at p[0..len) without allocating: *end is the offset just
  * past it, *mem what msgpack_unpack_next would allocate for its arrays and maps. Returns
- * 0; -1 when it is not msgpack or is cut short; TOO_LONG when a length claims more than
- * the bytes left (each element takes at least one byte), which is how a 5-byte header
+ * 0; -EBADMSG when it is not msgpack or is cut short; -EOVERFLOW when a length claims more
+ * than the bytes left (each element takes at least one byte), which is how a 5-byte header
  * asking for 2^32 elements is stopped before it reaches the allocator.
  */
 static int
@@ -656,7 +681,7 @@ walk(const unsigned char *p, size_t len, size_t *end, uint64_t *mem)
     *mem = 0;
     while (pending > 0) {
         if (off >= len)
-            return -1;
+            return -EBADMSG;
         unsigned c = p[off++];
         uint64_t skip = 0, count = 0, per = 0; /* bytes to skip; elements and their objects' size */
         pending--;
@@ -678,14 +703,14 @@ walk(const unsigned char *p, size_t len, size_t *end, uint64_t *mem)
             case 0xda:
             case 0xdb:
                 if (take_be(p, len, &off, c == 0xc4 || c == 0xd9 ? 1 : c == 0xc5 || c == 0xda ? 2 : 4, &skip))
-                    return -1;
+                    return -EBADMSG;
                 break;
             /* ext 8/16/32: a length, a type byte, the bytes */
             case 0xc7:
             case 0xc8:
             case 0xc9:
                 if (take_be(p, len, &off, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &skip))
-                    return -1;
+                    return -EBADMSG;
                 skip += 1;
                 break;
             /* float 32/64 */
@@ -718,21 +743,21 @@ walk(const unsigned char *p, size_t len, size_t *end, uint64_t *mem)
             case 0xde:
             case 0xdf:
                 if (take_be(p, len, &off, c == 0xdc || c == 0xde ? 2 : 4, &n))
-                    return -1;
+                    return -EBADMSG;
                 count = n;
                 per = c <= 0xdd ? sizeof(msgpack_object) : 2 * sizeof(msgpack_object);
                 break;
             default: /* 0xc1: never used */
-                return -1;
+                return -EBADMSG;
             }
         }
         if (skip > len - off)
-            return TOO_LONG;
+            return -EOVERFLOW;
         off += skip;
         if (count != 0) {
             uint64_t objects = per == sizeof(msgpack_object) ? count : 2 * count;
             if (objects > len - off || pending + objects > len - off)
-                return TOO_LONG;
+                return -EOVERFLOW;
             pending += objects;
             *mem += count * per;
         }
@@ -741,12 +766,12 @@ walk(const unsigned char *p, size_t len, size_t *end, uint64_t *mem)
     return 0;
 }
 
-/* The count of the array whose header is at p[*off] (moved past it), or -1. */
+/* The count of the array whose header is at p[*off] (moved past it): 0, or -EBADMSG. */
 static int
 array_header(const unsigned char *p, size_t len, size_t *off, uint64_t *count)
 {
     if (*off >= len)
-        return -1;
+        return -EBADMSG;
     unsigned c = p[(*off)++];
     if (c >= 0x90 && c <= 0x9f) {
         *count = c & 0x0f;
@@ -754,7 +779,7 @@ array_header(const unsigned char *p, size_t len, size_t *off, uint64_t *count)
     }
     if (c == 0xdc || c == 0xdd)
         return take_be(p, len, off, c == 0xdc ? 2 : 4, count);
-    return -1;
+    return -EBADMSG;
 }
 
 /* Whether the str at p[0..len) (already walked) is `key`. */
@@ -772,7 +797,9 @@ str_is(const unsigned char *p, size_t len, const char *key)
     return size == n && len - off >= n && memcmp(p + off, key, n) == 0;
 }
 
-/* One entry: walked, its objects under MAX_ENTRY_MEM, unpacked into msg. */
+/* One entry: walked, its objects under MAX_ENTRY_MEM, unpacked into msg. Returns 0, or
+ * with *why set: -EBADMSG (not msgpack, cut short, or more than one object), -EOVERFLOW
+ * (a length beyond the bytes), -E2BIG (more objects than an entry funcmond writes). */
 static int
 unpack_entry(const unsigned char *p, size_t len, size_t *used, msgpack_unpacked *msg, const char **why)
 {
@@ -780,23 +807,25 @@ unpack_entry(const unsigned char *p, size_t len, size_t *used, msgpack_unpacked 
     size_t off = 0;
     int w = walk(p, len, used, &mem);
     if (w != 0) {
-        *why = w == TOO_LONG ? "a length in it exceeds the file" : "not msgpack, or truncated";
-        return -1;
+        *why = w == -EOVERFLOW ? "a length in it exceeds the file" : "not msgpack, or truncated";
+        return w;
     }
     if (mem > MAX_ENTRY_MEM) {
         *why = "an entry larger than any funcmond writes";
-        return -1;
+        return -E2BIG;
     }
     msgpack_unpacked_destroy(msg);
     msgpack_unpacked_init(msg);
     if (msgpack_unpack_next(msg, (const char *)p, *used, &off) != MSGPACK_UNPACK_SUCCESS || off != *used) {
         *why = "not msgpack, or truncated";
-        return -1;
+        return -EBADMSG;
     }
     return 0;
 }
 
-/* Parses the file's bytes into d. Returns 0, or -1 with *why set. */
+/* Parses the file's bytes into d. Returns 0, or with *why set: -EBADMSG (not msgpack, not
+ * a state file, malformed), -EOVERFLOW (a length beyond the bytes), -E2BIG (more than
+ * funcmond keeps), -ENOMEM. On failure d may hold part of the file. */
 static int
 load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
 {
@@ -804,7 +833,7 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
     msgpack_unpacked msg, entry;
     size_t off = 1, end, used, key_at = 0, key_len = 0, skel_len;
     size_t fns_at = 0, fns_end = 0, segs_at = 0, segs_end = 0; /* where the two arrays lie; 0: not found */
-    int ret = -1;
+    int ret = -EBADMSG;
     char format[32];
     uint64_t version, dbn[FUNCMOND_MAX_BUCKETS], mbn[FUNCMOND_MAX_BUCKETS], mem, n, count;
     uint32_t ndbn, nmbn;
@@ -815,10 +844,11 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
 
     msgpack_unpacked_init(&msg);
     msgpack_unpacked_init(&entry);
-    int w = walk(data, len, &end, &mem);
-    *why = w == TOO_LONG ? "a length in it exceeds the file" : "not msgpack, or truncated";
-    if (w != 0)
+    ret = walk(data, len, &end, &mem);
+    *why = ret == -EOVERFLOW ? "a length in it exceeds the file" : "not msgpack, or truncated";
+    if (ret != 0)
         goto out;
+    ret = -EBADMSG;
     *why = "not a funcmond state file";
     if (!((data[0] >= 0x80 && data[0] <= 0x8f) || data[0] == 0xde || data[0] == 0xdf))
         goto out;
@@ -826,13 +856,16 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
         n = data[0] & 0x0f;
     else if (take_be(data, end, &off, data[0] == 0xde ? 2 : 4, &n))
         goto out;
-    if ((skeleton = malloc(end)) == NULL)
+    if ((skeleton = malloc(end)) == NULL) {
+        *why = "out of memory";
+        ret = -ENOMEM;
         goto out;
+    }
     memcpy(skeleton, data, off);
     skel_len = off;
     for (uint64_t i = 0; i < 2 * n; i++, off += used) {
         size_t *at = NULL, *stop = NULL;
-        if (walk(data + off, end - off, &used, &mem) != 0) /* cannot fail: the root walked */
+        if ((ret = walk(data + off, end - off, &used, &mem)) != 0) /* cannot fail: the root walked */
             goto out;
         if (i % 2 == 1 && ((data[off] >= 0x90 && data[off] <= 0x9f) || data[off] == 0xdc || data[off] == 0xdd)) {
             if (fns_at == 0 && str_is(data + key_at, key_len, "functions"))
@@ -851,8 +884,9 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
         key_at = off;
         key_len = used;
     }
-    if (unpack_entry(skeleton, skel_len, &used, &msg, why) != 0)
+    if ((ret = unpack_entry(skeleton, skel_len, &used, &msg, why)) != 0)
         goto out;
+    ret = -EBADMSG;
     const msgpack_object *root = &msg.data;
     *why = "not a funcmond state file";
     if (get_str(root, "format", format, sizeof(format)) || strcmp(format, FORMAT) != 0)
@@ -880,19 +914,22 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
     if (array_header(data, fns_end, &off, &count))
         goto out;
     for (uint64_t i = 0; i < count; i++, off += used) {
-        if (unpack_entry(data + off, fns_end - off, &used, &entry, why) != 0)
+        if ((ret = unpack_entry(data + off, fns_end - off, &used, &entry, why)) != 0)
             goto out;
         *why = "malformed";
-        if (load_function(d, &entry.data, same_dur, same_mem) != 0)
+        if ((ret = load_function(d, &entry.data, same_dur, same_mem)) != 0)
             goto out;
     }
+    ret = -EBADMSG;
     off = segs_at;
     if (array_header(data, segs_end, &off, &count))
         goto out;
     *why = "more segments than funcmond keeps";
+    ret = -E2BIG;
     if (count > MAX_SEGMENTS)
         goto out;
     *why = "malformed";
+    ret = -ENOMEM;
     struct funcmond_restore *r = calloc(1, sizeof(*r));
     if (r == NULL || (count && (r->segs = calloc(count, sizeof(*r->segs))) == NULL)) {
         free(r);
@@ -901,7 +938,7 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
     d->restore = r;
     uint64_t restore_mem = 0;
     for (uint32_t i = 0; i < count; i++, r->n++, off += used) {
-        if (unpack_entry(data + off, segs_end - off, &used, &entry, why) != 0)
+        if ((ret = unpack_entry(data + off, segs_end - off, &used, &entry, why)) != 0)
             goto out;
         /* What load_segment will allocate, added up before it does. */
         const msgpack_object *t = get(&entry.data, "tails", MSGPACK_OBJECT_ARRAY);
@@ -909,10 +946,11 @@ load_state(struct funcmond *d, const char *bytes, size_t len, const char **why)
         restore_mem += (t != NULL ? t->via.array.size * sizeof(*r->segs[i].tails) : 0) +
                        (sp != NULL ? sp->via.array.size * sizeof(*r->segs[i].spill) : 0);
         *why = "more segment detail than funcmond keeps";
+        ret = -E2BIG;
         if (restore_mem > MAX_RESTORE_MEM)
             goto out;
         *why = "malformed";
-        if (load_segment(&entry.data, &r->segs[i]) != 0) {
+        if ((ret = load_segment(&entry.data, &r->segs[i])) != 0) {
             r->n++;
             goto out;
         }
@@ -938,6 +976,15 @@ reset_aggregate(struct funcmond *d)
     free_restore(d->restore);
     d->restore = NULL;
     memset(&d->counters, 0, sizeof(d->counters));
+}
+
+int
+funcmond_snapshot_parse(struct funcmond *d, const void *image, size_t len, const char **why)
+{
+    int ret = load_state(d, image, len, why);
+    if (ret != 0)
+        reset_aggregate(d);
+    return ret;
 }
 
 /* Refuses a state file that is not a regular file. funcmond does not start: the setting is
@@ -997,7 +1044,7 @@ funcmond_snapshot_load(struct funcmond *d)
             got += (size_t)n;
         if (got != (size_t)st.st_size)
             why = "short read";
-        else if (load_state(d, data, got, &why) == 0)
+        else if (funcmond_snapshot_parse(d, data, got, &why) == 0)
             why = NULL;
     }
     close(fd);
@@ -1006,7 +1053,6 @@ funcmond_snapshot_load(struct funcmond *d)
         LOG_INFO("state file %s: %u functions, %llu records restored", path, d->agg.n_fns, (unsigned long long)d->counters.records);
         return 0;
     }
-    reset_aggregate(d);
     char aside[FUNCMOND_PATH_MAX + 64];
     snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
     /* Only a regular file (or a symlink, itself) is moved aside, even if the name was
@@ -1063,17 +1109,19 @@ restore_entry(struct funcmond *d, const struct funcmond_process *p)
 }
 
 /* Remembers where p's rings stand now, as if the state file had said so: a segment
- * attached again in this run then counts nothing twice. Returns -1 when it could not. */
+ * attached again in this run then counts nothing twice. Returns 0, or -ENOMEM when it
+ * could not (out of memory, or no entry for p: the list is full of segments whose files
+ * still exist). */
 static int
 remember_positions(struct funcmond *d, const struct funcmond_process *p, struct restore_segment *s)
 {
     uint32_t n = p->c.geo.max_threads;
     if (s == NULL && (s = restore_entry(d, p)) == NULL)
-        return -1;
+        return -ENOMEM;
     if (s->n_tails < n) {
         uint64_t *tails = realloc(s->tails, n * sizeof(*tails));
         if (tails == NULL)
-            return -1;
+            return -ENOMEM;
         memset(tails + s->n_tails, 0, (n - s->n_tails) * sizeof(*tails));
         s->tails = tails;
         s->n_tails = n;

@@ -13,9 +13,22 @@
  * and must stop the start; -ENOMEM when memory ran out. */
 int funcmond_snapshot_load(struct funcmond *d);
 
+/* Parses a state image (the bytes of a state file, untrusted) into d's empty aggregate,
+ * counters and restore list; funcmond_snapshot_load reads the file and calls it. Returns 0;
+ * or, with *why saying what is wrong and d left as empty as it was (the aggregate made anew
+ * from d->cfg): -EBADMSG (not msgpack, not a state file, malformed), -EOVERFLOW (a length
+ * beyond the image), -E2BIG (more segments or detail than funcmond keeps, or an entry
+ * larger than any it writes), -ENOMEM. */
+int funcmond_snapshot_parse(struct funcmond *d, const void *image, size_t len, const char **why);
+
 /* Writes the state file: msgpack into <file>.tmp, fsync, rename over <file>, all through
  * the io_uring loop. With `wait`, returns once it is on disk (used when stopping). */
 void funcmond_snapshot_write(struct funcmond *d, int wait);
+
+/* The state image funcmond_snapshot_write would write now, in a buffer of *len bytes the
+ * caller frees. Forgets, as the write does, what is kept about segments whose files are
+ * gone. Returns 0 or -ENOMEM. */
+int funcmond_snapshot_image(struct funcmond *d, char **image, size_t *len);
 
 /* A completion of one of the snapshot's io_uring steps. */
 void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
