@@ -1,7 +1,8 @@
 # funcmon - the README's commands. A thin wrapper around CMake and ctest:
 #   make test    install what is missing (as root, with apt-get), build, run the whole
 #                suite, then run it again under ASan+UBSan and under TSan, and run the
-#                libFuzzer driver of the segment validator (clang) for FUZZ_SECONDS
+#                libFuzzer drivers (clang): the segment validator for FUZZ_SECONDS, then
+#                the HTTP query parser for FUZZ_QUERY_SECONDS (a small parser, covered sooner)
 #   make bench   build optimised and run the benchmarks
 #   make clean   remove the build trees
 
@@ -11,6 +12,7 @@ PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
+FUZZ_QUERY_SECONDS ?= 10
 
 .PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean demo
 
@@ -49,9 +51,11 @@ test-tsan: deps
 
 test-fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNCMON_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate
-	mkdir -p build-fuzz/corpus
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate fuzz_http_query
+	mkdir -p build-fuzz/corpus build-fuzz/corpus-http-query
 	./build-fuzz/tests/fuzz_validate -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 build-fuzz/corpus
+	./build-fuzz/tests/fuzz_http_query -max_total_time=$(FUZZ_QUERY_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build-fuzz/corpus-http-query
 
 test: test-plain test-asan test-tsan test-fuzz
 
