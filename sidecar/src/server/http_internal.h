@@ -97,6 +97,9 @@ int funcmond_http_send_error(h2o_req_t *req, int status, const char *message, vo
 struct fval *funcmond_http_process_base(struct fdoc *doc, const struct funcmond_proc_view *p);
 /* A process's allocator statistics as an object. */
 struct fval *funcmond_http_alloc_obj(struct fdoc *doc, const struct funcmond_runtime *rt);
+/* Reads a /proc file of at most size - 1 bytes (the kernel hands it out in one read) into
+ * buf, NUL-terminated. Returns its length, or -errno when it cannot be opened or read. */
+ssize_t funcmond_http_read_proc(const char *path, char *buf, size_t size);
 /* Answers {"processes": [...], "count": N}: each process's base object completed by `fill`. */
 int funcmond_http_answer_processes(const struct funcmond_http_call *c,
                                    void (*fill)(struct fdoc *doc, struct fval *o, const struct funcmond_view *v,

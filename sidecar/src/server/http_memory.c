@@ -9,7 +9,6 @@
  * job, so that no other request waits for it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +21,8 @@ proc_kb_fields(struct fdoc *doc, struct fval *o, int32_t pid, const char *file, 
 {
     char path[64], buf[8192];
     snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (funcmond_http_read_proc(path, buf, sizeof(buf)) <= 0)
         return;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
     for (int i = 0; keys[i] != NULL; i++) {
         char needle[64];
         snprintf(needle, sizeof(needle), "\n%s:", keys[i]);

@@ -4,9 +4,13 @@
  *
  * stats, memory, threads and processes all answer {"processes": [...], "count": N} with
  * each process introduced the same way (pid, service, state); that shape lives here once,
- * and each family adds its own fields through a fill callback.
+ * and each family adds its own fields through a fill callback. So does the one way the
+ * families read a small /proc file of a client.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 
@@ -87,4 +91,19 @@ int
 funcmond_http_get_processes(const struct funcmond_http_call *c)
 {
     return funcmond_http_answer_processes(c, fill_process);
+}
+
+ssize_t
+funcmond_http_read_proc(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, size - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return -err;
+    buf[n] = '\0';
+    return n;
 }

@@ -8,7 +8,6 @@
  * only the calls, those running longer than ?min_ms=.
  */
 #include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +38,8 @@ read_tasks(int32_t pid, struct task_info *out, int max)
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
         snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat", (int)pid, e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (funcmond_http_read_proc(path, buf, sizeof(buf)) <= 0)
             continue;
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
         char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
         if (open_paren == NULL || close_paren == NULL || close_paren < open_paren || close_paren[1] != ' ')
             continue;
