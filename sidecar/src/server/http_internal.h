@@ -51,8 +51,9 @@ struct funcmond_http {
 
 /* ---- routes ---- */
 
-/* One request as a route's handler sees it: authorised, its method allowed, its query
- * parsed and valid. */
+/* One request as a route's handler sees it: its method allowed and, under PROFILING.PATH,
+ * its token checked and its query parsed and valid (METRICS.PATH's handler gets an empty
+ * query). */
 struct funcmond_http_call {
     struct funcmond_http *h;
     h2o_req_t *req;
@@ -65,16 +66,16 @@ struct funcmond_http_call {
 typedef int (*funcmond_http_handler)(const struct funcmond_http_call *c);
 
 /* The endpoint families, one file each; http.c routes to them. */
-int funcmond_http_get_profiles(const struct funcmond_http_call *c);   /* http_profiles.c */
-int funcmond_http_get_profile(const struct funcmond_http_call *c);    /* http_profiles.c: profiles/<name> */
-int funcmond_http_get_processes(const struct funcmond_http_call *c);  /* http_processes.c */
-int funcmond_http_get_stats(const struct funcmond_http_call *c);      /* http_stats.c */
-int funcmond_http_get_memory(const struct funcmond_http_call *c);     /* http_memory.c */
-int funcmond_http_post_gc(const struct funcmond_http_call *c);        /* http_memory.c */
-int funcmond_http_get_threads(const struct funcmond_http_call *c);    /* http_threads.c: JSON */
-int funcmond_http_get_goroutines(const struct funcmond_http_call *c); /* http_threads.c: the same as text */
-int funcmond_http_get_inflight(const struct funcmond_http_call *c);   /* http_threads.c */
-int funcmond_http_get_pprof_index(const struct funcmond_http_call *c);
+int funcmond_http_get_profiles(const struct funcmond_http_call *c);     /* http_profiles.c */
+int funcmond_http_get_profile(const struct funcmond_http_call *c);      /* http_profiles.c: profiles/<name> */
+int funcmond_http_get_processes(const struct funcmond_http_call *c);    /* http_processes.c */
+int funcmond_http_get_stats(const struct funcmond_http_call *c);        /* http_stats.c */
+int funcmond_http_get_memory(const struct funcmond_http_call *c);       /* http_memory.c */
+int funcmond_http_post_gc(const struct funcmond_http_call *c);          /* http_memory.c */
+int funcmond_http_get_threads(const struct funcmond_http_call *c);      /* http_threads.c: JSON */
+int funcmond_http_get_goroutines(const struct funcmond_http_call *c);   /* http_threads.c: the same as text */
+int funcmond_http_get_inflight(const struct funcmond_http_call *c);     /* http_threads.c */
+int funcmond_http_get_pprof_index(const struct funcmond_http_call *c);  /* http_pprof.c: pprof and pprof/ */
 int funcmond_http_get_cpu_profile(const struct funcmond_http_call *c);  /* http_pprof.c */
 int funcmond_http_get_heap_profile(const struct funcmond_http_call *c); /* http_pprof.c */
 int funcmond_http_get_metrics(const struct funcmond_http_call *c);      /* http_metrics.c */

@@ -7,7 +7,6 @@
  * a ring per thread of its target), and it is stopped as soon as its client leaves. The
  * heap profile is built at once from the profiled-call stacks in the view.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
