@@ -1,8 +1,9 @@
 # funcmon - the README's commands. A thin wrapper around CMake and ctest:
 #   make test    install what is missing (as root, with apt-get), build, run the whole
 #                suite, then run it again under ASan+UBSan and under TSan, and run the
-#                libFuzzer drivers of the segment validator and the state-file loader
-#                (clang) for FUZZ_SECONDS each
+#                libFuzzer drivers (clang): the segment validator and the state-file
+#                loader for FUZZ_SECONDS each, the HTTP query parser for
+#                FUZZ_QUERY_SECONDS (a small parser, covered sooner)
 #   make bench   build optimised and run the benchmarks
 #   make clean   remove the build trees
 
@@ -12,6 +13,7 @@ PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
+FUZZ_QUERY_SECONDS ?= 10
 
 .PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean demo
 
@@ -50,13 +52,13 @@ test-tsan: deps
 
 test-fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUNCMON_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate
-	mkdir -p build-fuzz/corpus
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_validate fuzz_state test_fuzz_state fuzz_http_query
+	mkdir -p build-fuzz/corpus build-fuzz/corpus-state build-fuzz/corpus-http-query
 	./build-fuzz/tests/fuzz_validate -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 build-fuzz/corpus
-	cmake --build build-fuzz -j$(JOBS) --target fuzz_state test_fuzz_state
-	mkdir -p build-fuzz/corpus-state
 	./build-fuzz/tests/test_fuzz_state --write-seeds build-fuzz/corpus-state
 	./build-fuzz/tests/fuzz_state -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 build-fuzz/corpus-state
+	./build-fuzz/tests/fuzz_http_query -max_total_time=$(FUZZ_QUERY_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build-fuzz/corpus-http-query
 
 test: test-plain test-asan test-tsan test-fuzz
 

@@ -25,8 +25,4 @@ int funcmond_http_port(const struct funcmond_http *h);
 /* Stops the server thread and frees it. */
 void funcmond_http_stop(struct funcmond_http *h);
 
-/* Percent-decodes src[0..n) into dst (at least n bytes) without any path normalisation;
- * `plus_is_space` for query values. Returns the decoded length, or -1 on a bad escape. */
-long funcmond_http_unescape(const char *src, size_t n, char *dst, int plus_is_space);
-
 #endif
