@@ -325,10 +325,10 @@ fobj_time(struct fdoc *d, struct fval *obj, const char *key, uint64_t real_ns)
 /* ---- JSON ---- */
 
 static void
-json_string(struct fbuf *b, const char *p, size_t n)
+json_string(struct funcmond_buf *b, const char *p, size_t n)
 {
     const unsigned char *s = (const unsigned char *)p;
-    fbuf_append(b, "\"", 1);
+    funcmond_buf_append(b, "\"", 1);
     size_t run = 0; /* bytes that need no escape, appended in one go */
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
@@ -338,86 +338,86 @@ json_string(struct fbuf *b, const char *p, size_t n)
             run += l;
             continue;
         }
-        fbuf_append(b, s + i - run, run);
+        funcmond_buf_append(b, s + i - run, run);
         run = 0;
         if (c == '"')
-            fbuf_append(b, "\\\"", 2);
+            funcmond_buf_append(b, "\\\"", 2);
         else if (c == '\\')
-            fbuf_append(b, "\\\\", 2);
+            funcmond_buf_append(b, "\\\\", 2);
         else if (c == '\n')
-            fbuf_append(b, "\\n", 2);
+            funcmond_buf_append(b, "\\n", 2);
         else if (c == '\t')
-            fbuf_append(b, "\\t", 2);
+            funcmond_buf_append(b, "\\t", 2);
         else if (c == '\r')
-            fbuf_append(b, "\\r", 2);
+            funcmond_buf_append(b, "\\r", 2);
         else
-            fbuf_printf(b, "\\u%04x", c); /* control byte, or a byte that is not UTF-8 */
+            funcmond_buf_printf(b, "\\u%04x", c); /* control byte, or a byte that is not UTF-8 */
         i++;
     }
-    fbuf_append(b, s + n - run, run);
-    fbuf_append(b, "\"", 1);
+    funcmond_buf_append(b, s + n - run, run);
+    funcmond_buf_append(b, "\"", 1);
 }
 
 static void
-json_value(const struct fval *v, struct fbuf *b)
+json_value(const struct fval *v, struct funcmond_buf *b)
 {
     switch (v->type) {
     case F_NULL:
-        fbuf_append(b, "null", 4);
+        funcmond_buf_append(b, "null", 4);
         break;
     case F_BOOL:
-        fbuf_append(b, v->v.u ? "true" : "false", v->v.u ? 4 : 5);
+        funcmond_buf_append(b, v->v.u ? "true" : "false", v->v.u ? 4 : 5);
         break;
     case F_U64:
-        fbuf_printf(b, "%llu", (unsigned long long)v->v.u);
+        funcmond_buf_printf(b, "%llu", (unsigned long long)v->v.u);
         break;
     case F_I64:
-        fbuf_printf(b, "%lld", (long long)v->v.i);
+        funcmond_buf_printf(b, "%lld", (long long)v->v.i);
         break;
     case F_DOUBLE:
         if (v->v.d != v->v.d || v->v.d > 1e300 || v->v.d < -1e300)
-            fbuf_append(b, "null", 4); /* JSON has no NaN or infinity */
+            funcmond_buf_append(b, "null", 4); /* JSON has no NaN or infinity */
         else
-            fbuf_printf(b, "%.17g", v->v.d);
+            funcmond_buf_printf(b, "%.17g", v->v.d);
         break;
     case F_STR:
         json_string(b, v->v.s.p, v->v.s.n);
         break;
     case F_ARRAY:
     case F_OBJECT:
-        fbuf_append(b, v->type == F_ARRAY ? "[" : "{", 1);
+        funcmond_buf_append(b, v->type == F_ARRAY ? "[" : "{", 1);
         for (const struct fval *c = v->first; c != NULL; c = c->next) {
             if (c != v->first)
-                fbuf_append(b, ",", 1);
+                funcmond_buf_append(b, ",", 1);
             if (v->type == F_OBJECT) {
                 json_string(b, c->key, c->key_len);
-                fbuf_append(b, ":", 1);
+                funcmond_buf_append(b, ":", 1);
             }
             json_value(c, b);
         }
-        fbuf_append(b, v->type == F_ARRAY ? "]" : "}", 1);
+        funcmond_buf_append(b, v->type == F_ARRAY ? "]" : "}", 1);
         break;
     }
 }
 
 void
-fdoc_json(const struct fval *v, struct fbuf *out)
+fdoc_json(const struct fval *v, struct funcmond_buf *out)
 {
     if (v == NULL) {
         out->failed = 1;
         return;
     }
     json_value(v, out);
-    fbuf_append(out, "\n", 1);
+    funcmond_buf_append(out, "\n", 1);
 }
 
 /* ---- msgpack ---- */
 
 static int
-msgpack_to_fbuf(void *data, const char *buf, size_t len)
+msgpack_to_buf(void *data, const char *buf, size_t len)
 {
-    fbuf_append(data, buf, len);
-    return ((struct fbuf *)data)->failed ? -1 : 0;
+    funcmond_buf_append(data, buf, len);
+    return ((struct funcmond_buf *)data)->failed ? -1 : 0;
 }
 
 static void
@@ -463,13 +463,13 @@ mp_value(const struct fval *v, msgpack_packer *pk)
 }
 
 void
-fdoc_msgpack(const struct fval *v, struct fbuf *out)
+fdoc_msgpack(const struct fval *v, struct funcmond_buf *out)
 {
     msgpack_packer pk;
     if (v == NULL) {
         out->failed = 1;
         return;
     }
-    msgpack_packer_init(&pk, out, msgpack_to_fbuf);
+    msgpack_packer_init(&pk, out, msgpack_to_buf);
     mp_value(v, &pk);
 }

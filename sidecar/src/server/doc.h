@@ -20,11 +20,7 @@ struct fdoc;
 struct fval;
 
 /* Answers are written into funcmond's growable buffer (buf.h: data, len, and `failed`
- * once an allocation failed, checked at the end); these are its names in the handlers. */
-#define fbuf funcmond_buf
-#define fbuf_append funcmond_buf_append
-#define fbuf_printf funcmond_buf_printf
-#define fbuf_free funcmond_buf_free
+ * once an allocation failed, checked at the end). */
 
 /* An arena holding one answer's tree. NULL when out of memory. */
 struct fdoc *fdoc_new(void);
@@ -52,8 +48,8 @@ void farr_push(struct fdoc *d, struct fval *arr, struct fval *child);
 void farr_str(struct fdoc *d, struct fval *arr, const char *s);
 
 /* Writes the tree. */
-void fdoc_json(const struct fval *v, struct fbuf *out);
-void fdoc_msgpack(const struct fval *v, struct fbuf *out);
+void fdoc_json(const struct fval *v, struct funcmond_buf *out);
+void fdoc_msgpack(const struct fval *v, struct funcmond_buf *out);
 
 /* Go's time.Duration.String() of ns, into buf (at least 32 bytes). */
 void fdoc_go_duration(uint64_t ns, char *buf, size_t len);

@@ -59,20 +59,20 @@ reason_of(int status)
 int
 funcmond_http_send_doc(h2o_req_t *req, int status, const struct fval *root)
 {
-    struct fbuf b = {0};
+    struct funcmond_buf b = {0};
     int mp = wants_msgpack(req);
     if (mp)
         fdoc_msgpack(root, &b);
     else
         fdoc_json(root, &b);
     if (b.failed) {
-        fbuf_free(&b);
+        funcmond_buf_free(&b);
         static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}\n";
         funcmond_http_send_body(req, 500, "Internal Server Error", "application/json", oom, sizeof(oom) - 1);
         return 0;
     }
     funcmond_http_send_body(req, status, reason_of(status), mp ? "application/msgpack" : "application/json", b.data, b.len);
-    fbuf_free(&b);
+    funcmond_buf_free(&b);
     return 0;
 }
 

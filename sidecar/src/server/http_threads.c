@@ -97,7 +97,7 @@ get_threads(const struct funcmond_http_call *call, int as_text)
     const struct funcmond_view *v = funcmond_view_begin(h->reader);
     struct fdoc *doc = fdoc_new();
     struct fval *root = fdoc_object(doc), *arr = fdoc_array(doc);
-    struct fbuf text = {0};
+    struct funcmond_buf text = {0};
     uint64_t now = funcmond_real_ns();
     uint32_t shown = 0;
     for (uint32_t i = 0; i < v->n_procs; i++) {
@@ -107,7 +107,7 @@ get_threads(const struct funcmond_http_call *call, int as_text)
         shown++;
         int n = read_tasks(p->pid, tasks, 4096);
         struct fval *o = funcmond_http_process_base(doc, p), *ts = fdoc_array(doc);
-        fbuf_printf(&text, "process %d (%s): %d threads\n\n", (int)p->pid, p->service, n);
+        funcmond_buf_printf(&text, "process %d (%s): %d threads\n\n", (int)p->pid, p->service, n);
         for (int k = 0; k < n; k++) {
             struct fval *t = fdoc_object(doc), *calls = fdoc_array(doc);
             const struct funcmond_thread_view *rt = ring_thread(p, tasks[k].tid);
@@ -115,23 +115,23 @@ get_threads(const struct funcmond_http_call *call, int as_text)
             fobj_str(doc, t, "name", tasks[k].name);
             fobj_strn(doc, t, "state", &tasks[k].state, 1);
             fobj_double(doc, t, "cpu_seconds", tasks[k].cpu_seconds);
-            fbuf_printf(&text, "thread %d [%s] %c, %.2f s cpu%s\n", (int)tasks[k].tid, tasks[k].name, tasks[k].state,
-                        tasks[k].cpu_seconds, rt != NULL && rt->depth ? ":" : "");
+            funcmond_buf_printf(&text, "thread %d [%s] %c, %.2f s cpu%s\n", (int)tasks[k].tid, tasks[k].name, tasks[k].state,
+                                tasks[k].cpu_seconds, rt != NULL && rt->depth ? ":" : "");
             for (uint32_t c = 0; rt != NULL && c < rt->n_calls; c++) {
                 farr_push(doc, calls, call_obj(doc, v, &rt->calls[c], now));
                 const struct funcmond_call_view *cv = &rt->calls[rt->n_calls - 1 - c]; /* innermost first, like a stack */
                 char el[48];
                 fdoc_go_duration(now > cv->start_real_ns ? now - cv->start_real_ns : 0, el, sizeof(el));
-                fbuf_printf(&text, "    %s.%s (running %s)\n", cv->fn < v->n_fns ? v->fns[cv->fn].package : "",
-                            cv->fn < v->n_fns ? v->fns[cv->fn].name : "<unknown>", el);
+                funcmond_buf_printf(&text, "    %s.%s (running %s)\n", cv->fn < v->n_fns ? v->fns[cv->fn].package : "",
+                                    cv->fn < v->n_fns ? v->fns[cv->fn].name : "<unknown>", el);
             }
             if (rt != NULL && rt->depth > rt->n_calls)
-                fbuf_printf(&text, "    ... %u more outer calls\n", rt->depth - rt->n_calls);
+                funcmond_buf_printf(&text, "    ... %u more outer calls\n", rt->depth - rt->n_calls);
             fobj_u64(doc, t, "inflight_depth", rt != NULL ? rt->depth : 0);
             fobj_put(doc, t, "inflight", calls);
             farr_push(doc, ts, t);
         }
-        fbuf_printf(&text, "\n");
+        funcmond_buf_printf(&text, "\n");
         fobj_put(doc, o, "threads", ts);
         fobj_u64(doc, o, "count", (uint64_t)n);
         farr_push(doc, arr, o);
@@ -145,7 +145,7 @@ get_threads(const struct funcmond_http_call *call, int as_text)
     else
         funcmond_http_send_doc(call->req, 200, root);
     ret = 0;
-    fbuf_free(&text);
+    funcmond_buf_free(&text);
     fdoc_free(doc);
     return ret;
 }
