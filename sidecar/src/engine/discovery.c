@@ -724,6 +724,35 @@ funcmond_discovery_inotify(struct funcmond *d, size_t len)
     }
 }
 
+static void
+prep_inotify_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
+{
+    (void)op;
+    io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
+}
+
+/* Events came (new segment files), or the read failed. */
+static void
+on_inotify_read(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    if (res > 0)
+        funcmond_discovery_inotify(d, (size_t)res);
+    else if (res < 0 && res != -EINTR && res != -EAGAIN)
+        LOG_WARN("inotify read failed: %s; relying on rescans", strerror(-res));
+    if (res >= 0 || res == -EINTR || res == -EAGAIN)
+        funcmond_loop_arm(d, op);
+}
+
+void
+funcmond_discovery_watch(struct funcmond *d)
+{
+    if (d->inotify_fd < 0)
+        return;
+    d->op_inotify = (struct funcmond_op){.on_complete = on_inotify_read, .prep = prep_inotify_read};
+    funcmond_loop_arm(d, &d->op_inotify);
+}
+
 /* Whether a waiting segment could be attached now: a guard entry is free, or one can be
  * made free by letting go of a process that ended. */
 static int

@@ -13,9 +13,7 @@
  *  - reads of inotify events (new segments) and of the signalfd (SIGTERM, SIGINT);
  *  - futex wakes of the clients' control threads, and the state file's write, fsync and
  *    rename (snapshot.c).
- * liburing 2.3 has no helpers for the futex opcodes; they are prepared by hand as the
- * kernel documents them (the futex2 flags in fd, the address, the value in off, the mask
- * in addr3).
+ * Each of them is a struct funcmond_op with its own completion callback (loop.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,52 +38,14 @@
 #include "snapshot.h"
 #include "publish.h"
 
-#define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT, kernel 6.7 */
-#define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
-#define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
 #define WAKES_PER_TICK 64
 /* Ticks in a row without a record after which the sidecar ticks IDLE_TICK_FACTOR times less
  * often, until a record comes. */
 #define QUIET_TICKS 10
 #define IDLE_TICK_FACTOR 4
 
-struct io_uring_sqe *
-funcmond_sqe(struct funcmond *d)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
-    if (sqe == NULL) {
-        io_uring_submit(&d->ring);
-        sqe = io_uring_get_sqe(&d->ring);
-    }
-    return sqe;
-}
-
-int
-funcmond_sqe_room(struct funcmond *d, unsigned n)
-{
-    if (io_uring_sq_space_left(&d->ring) < n)
-        io_uring_submit(&d->ring);
-    return io_uring_sq_space_left(&d->ring) >= n ? 0 : -EBUSY;
-}
-
-static void
-prep_futex(struct io_uring_sqe *sqe, int opcode, uint32_t *word, uint64_t value)
-{
-    io_uring_prep_rw(opcode, sqe, FUTEX2_U32, word, 0, value);
-    sqe->addr3 = 0xffffffffu;
-}
-
-static struct io_uring_sqe *
-proc_sqe(struct funcmond *d, struct funcmond_process *p, struct funcmond_op *op)
-{
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL)
-        return NULL;
-    op->proc = p;
-    io_uring_sqe_set_data(sqe, op);
-    p->ops_inflight++;
-    return sqe;
-}
+/* The process an operation embedded in it belongs to. */
+#define PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
 
 /* Arms the wait for p's wake word. Setting consumer_waiting tells its producers to wake us
  * when a ring crosses high water; the value read first makes a wake that comes before the
@@ -98,21 +58,67 @@ arm_wake(struct funcmond *d, struct funcmond_process *p)
     struct funcmon_shm_header *h = p->c.hdr;
     uint32_t cur = __atomic_load_n(&h->wake_word, __ATOMIC_ACQUIRE);
     __atomic_store_n(&h->consumer_waiting, 1, __ATOMIC_SEQ_CST);
-    struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_wake);
+    struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_wake);
     if (sqe == NULL)
         return;
-    prep_futex(sqe, OP_FUTEX_WAIT, &h->wake_word, cur);
+    funcmond_loop_prep_futex_wait(sqe, &h->wake_word, cur);
     p->wake_armed = 1;
+}
+
+static int drain_busy(struct funcmond *d, struct funcmond_process *p);
+
+/* p's wake word changed: its rings crossed high water. */
+static void
+on_wake(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    struct funcmond_process *p = PROC_OF(op, op_wake);
+    (void)flags;
+    p->wake_armed = 0;
+    if (funcmond_loop_stopping(d))
+        return; /* bookkeeping only */
+    if (res == -EINVAL || res == -ENOSYS) {
+        d->futex_wait_ok = 0;
+        LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
+    } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
+        d->counters.wakeups++;
+        /* A client that changes its wake word in a loop must not keep us from the
+         * others: past a budget of wake-ups per tick that found little to drain, it
+         * waits for the timer like everyone. A producer at full speed earns every
+         * wake-up it makes, however many: limiting those would cost it records. */
+        if (p->idle_wakes_this_tick < WAKES_PER_TICK && !drain_busy(d, p))
+            p->idle_wakes_this_tick++;
+    }
+}
+
+/* p's pidfd became readable: it exited. */
+static void
+on_exit_seen(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    struct funcmond_process *p = PROC_OF(op, op_exit);
+    (void)flags;
+    if (res != -ECANCELED && !p->detaching)
+        funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
+}
+
+/* The control request's wake was sent. */
+static void
+on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    struct funcmond_process *p = PROC_OF(op, op_ctl);
+    (void)d;
+    (void)flags;
+    if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
+        syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
 void
 funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p)
 {
-    p->op_wake.kind = FUNCMOND_OP_WAKE;
-    p->op_exit.kind = FUNCMOND_OP_EXIT;
-    p->op_ctl.kind = FUNCMOND_OP_CTL;
+    p->op_wake = (struct funcmond_op){.on_complete = on_wake, .inflight = &p->ops_inflight, .while_stopping = 1};
+    p->op_exit = (struct funcmond_op){.on_complete = on_exit_seen, .inflight = &p->ops_inflight};
+    p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
     if (p->pidfd >= 0) {
-        struct io_uring_sqe *sqe = proc_sqe(d, p, &p->op_exit);
+        struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_exit);
         if (sqe != NULL)
             io_uring_prep_poll_add(sqe, p->pidfd, POLLIN);
     }
@@ -128,13 +134,9 @@ funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p)
     if (p->ops_inflight == 0)
         return;
     struct funcmond_op *ops[] = {&p->op_wake, &p->op_exit, &p->op_ctl};
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        struct io_uring_sqe *sqe = funcmond_sqe(d);
-        if (sqe == NULL)
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (funcmond_loop_cancel(d, ops[i]) != 0)
             return;
-        io_uring_prep_cancel(sqe, ops[i], IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data(sqe, NULL); /* the answer to a cancel needs no handling */
-    }
 }
 
 /* Resolves a site of p to its function, honouring METRICS.SKIP_PATHS for HTTP profiles. */
@@ -309,9 +311,9 @@ funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, in
     struct funcmon_shm_header *h = p->c.hdr;
     __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
     uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
-    struct io_uring_sqe *sqe = d->futex_wait_ok ? proc_sqe(d, p, &p->op_ctl) : NULL;
+    struct io_uring_sqe *sqe = d->futex_wait_ok ? funcmond_loop_sqe(d, &p->op_ctl) : NULL;
     if (sqe != NULL)
-        prep_futex(sqe, OP_FUTEX_WAKE, &h->ctl_request, 1);
+        funcmond_loop_prep_futex_wake(sqe, &h->ctl_request, 1);
     else
         syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
     p->ctl.op = op;
@@ -449,15 +451,20 @@ service_trims(struct funcmond *d)
 }
 
 static void
-arm_request(struct funcmond *d)
+prep_request_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
 {
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL) {
-        d->unarmed |= FUNCMOND_ARM_REQUEST;
-        return;
-    }
+    (void)op;
     io_uring_prep_read(sqe, d->rq.fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
-    io_uring_sqe_set_data(sqe, &d->op_request);
+}
+
+/* Another thread queued a request (eventfd). */
+static void
+on_request(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    service_trims(d);
+    funcmond_loop_arm(d, op);
 }
 
 /* --- /proc figures --- */
@@ -567,41 +574,33 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
 /* --- the loop --- */
 
 static void
-arm_timer(struct funcmond *d)
+prep_timer(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
 {
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL) {
-        d->unarmed |= FUNCMOND_ARM_TIMER;
-        return;
-    }
+    (void)op;
     /* While nothing comes, tick less often: idle clients then cost the sidecar a wake-up
      * every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
     io_uring_prep_timeout(sqe, d->quiet_ticks >= QUIET_TICKS ? &d->idle_tick : &d->tick, 0, 0);
-    io_uring_sqe_set_data(sqe, &d->op_timer);
 }
 
 static void
-arm_inotify(struct funcmond *d)
+prep_signal_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
 {
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL) {
-        d->unarmed |= FUNCMOND_ARM_INOTIFY;
-        return;
-    }
-    io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
-    io_uring_sqe_set_data(sqe, &d->op_inotify);
-}
-
-static void
-arm_signal(struct funcmond *d)
-{
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL) {
-        d->unarmed |= FUNCMOND_ARM_SIGNAL;
-        return;
-    }
+    (void)op;
     io_uring_prep_read(sqe, d->signal_fd, d->signal_buf, sizeof(struct signalfd_siginfo), (uint64_t)-1);
-    io_uring_sqe_set_data(sqe, &d->op_signal);
+}
+
+/* SIGTERM or SIGINT: the loop stops, see funcmond_drain_run for what follows. */
+static void
+on_signal(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    if (res == (int)sizeof(struct signalfd_siginfo)) {
+        const struct signalfd_siginfo *si = (const void *)d->signal_buf;
+        LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
+        __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
+    } else {
+        funcmond_loop_arm(d, op);
+    }
 }
 
 /* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring
@@ -659,77 +658,12 @@ tick(struct funcmond *d)
 }
 
 static void
-on_completion(struct funcmond *d, struct io_uring_cqe *cqe)
+on_timer(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
 {
-    struct funcmond_op *op = io_uring_cqe_get_data(cqe);
-    int res = cqe->res;
-
-    if (op == NULL)
-        return; /* the answer to a cancellation */
-    struct funcmond_process *p = op->proc;
-    if (p != NULL)
-        p->ops_inflight--;
-    /* Stopping: the last drain and the state file are done; nothing may be consumed after
-     * them, or the next run would count it as lost. Only bookkeeping from here on. */
-    if (__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE) && op->kind != FUNCMOND_OP_SNAPSHOT) {
-        if (op->kind == FUNCMOND_OP_WAKE)
-            p->wake_armed = 0;
-        return;
-    }
-    switch (op->kind) {
-    case FUNCMOND_OP_TIMER:
-        tick(d);
-        arm_timer(d);
-        break;
-    case FUNCMOND_OP_INOTIFY:
-        if (res > 0)
-            funcmond_discovery_inotify(d, (size_t)res);
-        else if (res < 0 && res != -EINTR && res != -EAGAIN)
-            LOG_WARN("inotify read failed: %s; relying on rescans", strerror(-res));
-        if (res >= 0 || res == -EINTR || res == -EAGAIN)
-            arm_inotify(d);
-        break;
-    case FUNCMOND_OP_SIGNAL:
-        if (res == (int)sizeof(struct signalfd_siginfo)) {
-            const struct signalfd_siginfo *si = (const void *)d->signal_buf;
-            LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
-            __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
-        } else {
-            arm_signal(d);
-        }
-        break;
-    case FUNCMOND_OP_WAKE:
-        p->wake_armed = 0;
-        if (res == -EINVAL || res == -ENOSYS) {
-            d->futex_wait_ok = 0;
-            LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
-        } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
-            d->counters.wakeups++;
-            /* A client that changes its wake word in a loop must not keep us from the
-             * others: past a budget of wake-ups per tick that found little to drain, it
-             * waits for the timer like everyone. A producer at full speed earns every
-             * wake-up it makes, however many: limiting those would cost it records. */
-            if (p->idle_wakes_this_tick < WAKES_PER_TICK && !drain_busy(d, p))
-                p->idle_wakes_this_tick++;
-        }
-        break;
-
-    case FUNCMOND_OP_EXIT:
-        if (res != -ECANCELED && !p->detaching)
-            funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
-        break;
-    case FUNCMOND_OP_CTL:
-        if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
-            syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
-        break;
-    case FUNCMOND_OP_SNAPSHOT:
-        funcmond_snapshot_completion(d, op, res);
-        break;
-    case FUNCMOND_OP_REQUEST:
-        service_trims(d);
-        arm_request(d);
-        break;
-    }
+    (void)res;
+    (void)flags;
+    tick(d);
+    funcmond_loop_arm(d, op);
 }
 
 int
@@ -743,10 +677,9 @@ funcmond_drain_init(struct funcmond *d)
     d->boot_real_ns = funcmond_boot_real_ns();
     d->start_real_ns = funcmond_real_ns();
     d->futex_wait_ok = 1;
-    d->op_timer.kind = FUNCMOND_OP_TIMER;
-    d->op_inotify.kind = FUNCMOND_OP_INOTIFY;
-    d->op_signal.kind = FUNCMOND_OP_SIGNAL;
-    d->op_request.kind = FUNCMOND_OP_REQUEST;
+    d->op_timer = (struct funcmond_op){.on_complete = on_timer, .prep = prep_timer};
+    d->op_signal = (struct funcmond_op){.on_complete = on_signal, .prep = prep_signal_read};
+    d->op_request = (struct funcmond_op){.on_complete = on_request, .prep = prep_request_read};
     pthread_mutex_init(&d->rq.lock, NULL);
     d->rq.fd = eventfd(0, EFD_CLOEXEC);
     if (d->rq.fd < 0)
@@ -757,10 +690,8 @@ funcmond_drain_init(struct funcmond *d)
     d->idle_tick.tv_sec = (long long)(idle_ms / 1000);
     d->idle_tick.tv_nsec = (long long)(idle_ms % 1000) * 1000000;
     d->signal_fd = d->inotify_fd = -1;
-    if ((ret = io_uring_queue_init(256, &d->ring, 0)) < 0) {
-        LOG_ERROR("io_uring_queue_init: %s", strerror(-ret));
+    if ((ret = funcmond_loop_init(d)) < 0)
         return ret;
-    }
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
@@ -778,66 +709,19 @@ funcmond_drain_init(struct funcmond *d)
     return 0;
 }
 
-void
-funcmond_drain_wait_snapshot(struct funcmond *d)
-{
-    while (d->snap != NULL) {
-        struct io_uring_cqe *cqe;
-        int ret = io_uring_submit_and_wait(&d->ring, 1);
-        if (ret < 0 && ret != -EINTR)
-            return;
-        if (io_uring_peek_cqe(&d->ring, &cqe) == 0) {
-            on_completion(d, cqe);
-            io_uring_cqe_seen(&d->ring, cqe);
-        }
-    }
-}
-
-/* Arms again what found no submission entry last time: without its timer, signal or
- * request read the loop would stop ticking, stopping or serving. */
-static void
-rearm(struct funcmond *d)
-{
-    unsigned unarmed = d->unarmed;
-    d->unarmed = 0;
-    if (unarmed & FUNCMOND_ARM_TIMER)
-        arm_timer(d);
-    if (unarmed & FUNCMOND_ARM_INOTIFY)
-        arm_inotify(d);
-    if (unarmed & FUNCMOND_ARM_SIGNAL)
-        arm_signal(d);
-    if (unarmed & FUNCMOND_ARM_REQUEST)
-        arm_request(d);
-}
-
 int
 funcmond_drain_run(struct funcmond *d)
 {
-    struct io_uring_cqe *cqe;
-
     funcmond_discovery_scan(d);
     d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * FUNCMOND_SECOND_NS;
-    arm_timer(d);
-    arm_signal(d);
-    arm_request(d);
-    if (d->inotify_fd >= 0)
-        arm_inotify(d);
+    funcmond_loop_arm(d, &d->op_timer);
+    funcmond_loop_arm(d, &d->op_signal);
+    funcmond_loop_arm(d, &d->op_request);
+    funcmond_discovery_watch(d);
     tick(d);
-    while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
-        rearm(d);
-        int ret = io_uring_submit_and_wait(&d->ring, 1);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-            LOG_ERROR("io_uring_submit_and_wait: %s", strerror(-ret));
-            return ret;
-        }
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&d->ring, head, cqe)
-        {
-            on_completion(d, cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&d->ring, seen);
-    }
+    int ret = funcmond_loop_run(d);
+    if (ret != 0)
+        return ret;
     /* Stopping: trims still waiting are answered as they stand (their done callbacks must
      * run), every client drained to its last record, then the state written. */
     pthread_mutex_lock(&d->rq.lock);
@@ -870,13 +754,7 @@ funcmond_drain_close(struct funcmond *d)
     funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
     /* Wait for the cancellations, so no completion refers to freed memory. */
     for (int i = 0; d->procs != NULL && i < 100; i++) {
-        struct io_uring_cqe *cqe;
-        io_uring_submit(&d->ring);
-        struct __kernel_timespec ts = {0, 10000000};
-        if (io_uring_wait_cqe_timeout(&d->ring, &cqe, &ts) == 0) {
-            on_completion(d, cqe);
-            io_uring_cqe_seen(&d->ring, cqe);
-        }
+        funcmond_loop_complete_within(d, 10000000);
         funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
     }
     funcmond_view_close(d);
@@ -887,5 +765,5 @@ funcmond_drain_close(struct funcmond *d)
     if (d->rq.fd >= 0)
         close(d->rq.fd);
     pthread_mutex_destroy(&d->rq.lock);
-    io_uring_queue_exit(&d->ring);
+    funcmond_loop_close(d);
 }

@@ -22,36 +22,13 @@
 #include "clock.h"
 #include "config.h"
 #include "funcmon/consumer.h"
+#include "loop.h"
 #include "request.h"
 #include "stacks.h"
 #include "view.h"
 
 struct funcmond;
 struct funcmond_process;
-
-/* What an io_uring completion is about: user_data points at one of these. */
-enum funcmond_op_kind {
-    FUNCMOND_OP_TIMER,
-    FUNCMOND_OP_INOTIFY,
-    FUNCMOND_OP_SIGNAL,
-    FUNCMOND_OP_WAKE,    /* a client's wake word changed: its rings crossed high water */
-    FUNCMOND_OP_EXIT,    /* a client's pidfd became readable: it exited */
-    FUNCMOND_OP_CTL,     /* control request wake sent */
-    FUNCMOND_OP_REQUEST, /* another thread queued a request (eventfd) */
-    FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
-};
-
-/* The loop's own operations, armed again before the next wait when an arm found no
- * submission entry (funcmond_sqe returned NULL). */
-#define FUNCMOND_ARM_TIMER 1u
-#define FUNCMOND_ARM_INOTIFY 2u
-#define FUNCMOND_ARM_SIGNAL 4u
-#define FUNCMOND_ARM_REQUEST 8u
-
-struct funcmond_op {
-    enum funcmond_op_kind kind;
-    struct funcmond_process *proc; /* NULL for the loop's own operations */
-};
 
 /* The queue other threads put requests in (request.h): the drain thread reads request_fd
  * and takes the list. */
@@ -134,7 +111,7 @@ struct funcmond {
     int inotify_fd;
     int signal_fd;
     int stop;
-    unsigned unarmed; /* FUNCMOND_ARM_* bits: the loop's own operations that found no entry */
+    struct funcmond_op *unarmed; /* loop.c: standing operations that found no entry */
     char inotify_buf[4096] __attribute__((aligned(8)));
     char signal_buf[128];
     struct __kernel_timespec tick;      /* DRAIN_INTERVAL_MS */
@@ -178,6 +155,8 @@ void funcmond_discovery_withdraw(struct funcmond *d);
 int funcmond_discovery_init(struct funcmond *d);
 void funcmond_discovery_scan(struct funcmond *d);
 void funcmond_discovery_inotify(struct funcmond *d, size_t len);
+/* Starts reading inotify events through the loop (nothing without an inotify fd). */
+void funcmond_discovery_watch(struct funcmond *d);
 void funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now_mono_ns);
 /* Marks p ended (exited or shut down); it is kept listed for EXITED_RETENTION_S. */
 void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why);
@@ -208,13 +187,6 @@ void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
  * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
 int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
                      void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
-/* A submission entry, submitting what is queued to make room if needed; NULL when the
- * kernel takes none (its completion queue overflowed): the caller must cope. */
-struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
-/* Makes room for n entries in a row; returns 0, or -EBUSY when there is none. */
-int funcmond_sqe_room(struct funcmond *d, unsigned n);
-/* Runs the loop's completions until the state file write in flight is done. */
-void funcmond_drain_wait_snapshot(struct funcmond *d);
 /* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
  * when /proc cannot be read for want of an fd. */
 int funcmond_process_gone(int32_t pid, uint64_t start_time);

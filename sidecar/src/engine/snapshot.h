@@ -17,9 +17,6 @@ int funcmond_snapshot_load(struct funcmond *d);
  * the io_uring loop. With `wait`, returns once it is on disk (used when stopping). */
 void funcmond_snapshot_write(struct funcmond *d, int wait);
 
-/* A completion of one of the snapshot's io_uring steps. */
-void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
-
 /* At attach, with a state file configured: if the file knew this segment (same name, pid
  * and start time), takes over what was already counted from it (spill counters, drops);
  * either way counts as lost the records an earlier reader consumed after the last write
