@@ -45,6 +45,7 @@
 #include "funcmon/process.h"
 #include "clock.h"
 #include "log.h"
+#include "ingest.h"
 #include "sidecar.h"
 #include "snapshot.h"
 
@@ -480,7 +481,7 @@ let_go(struct funcmond *d, struct funcmond_process *p, int remove)
     if (remove)
         unlink_segment(d, p);
     p->detaching = 1;
-    funcmond_drain_unwatch(d, p);
+    funcmond_ingest_unwatch(d, p);
 }
 
 /*
@@ -685,9 +686,9 @@ try_attach(struct funcmond *d, const char *name)
     d->counters.segments_attached++;
     d->clients++;
     LOG_INFO("attached %s: service '%s', pid %d%s", name, p->service, (int)p->pid, alive ? "" : " (already exited)");
-    funcmond_drain_watch(d, p);
+    funcmond_ingest_watch(d, p);
     if (!alive) {
-        funcmond_drain_process(d, p);
+        funcmond_ingest_drain(d, p);
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
     }
 }
@@ -789,20 +790,6 @@ funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now)
             try_attach(d, name); /* may free r */
         }
     }
-}
-
-void
-funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why)
-{
-    if (p->state != FUNCMOND_PROC_LIVE)
-        return;
-    p->state = why;
-    funcmond_drain_process(d, p); /* to the last record */
-    p->ended_mono_ns = funcmond_mono_ns();
-    p->ended_real_ns = funcmond_real_ns();
-    d->clients--;
-    LOG_INFO("%s: pid %d %s; %llu records", p->shm_name, (int)p->pid, why == FUNCMOND_PROC_EXITED ? "exited" : "shut funcmon down",
-             (unsigned long long)p->records);
 }
 
 void

@@ -34,270 +34,25 @@
 #include "clock.h"
 #include "funcmon/process.h"
 #include "log.h"
+#include "ingest.h"
 #include "sidecar.h"
 #include "snapshot.h"
 #include "publish.h"
 
-#define WAKES_PER_TICK 64
 /* Ticks in a row without a record after which the sidecar ticks IDLE_TICK_FACTOR times less
  * often, until a record comes. */
 #define QUIET_TICKS 10
 #define IDLE_TICK_FACTOR 4
 
-/* The process an operation embedded in it belongs to. */
-#define PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
-
-/* Arms the wait for p's wake word. Setting consumer_waiting tells its producers to wake us
- * when a ring crosses high water; the value read first makes a wake that comes before the
- * wait is registered complete it at once (-EAGAIN) instead of being lost. */
-static void
-arm_wake(struct funcmond *d, struct funcmond_process *p)
-{
-    if (!d->futex_wait_ok || p->wake_armed || p->detaching || p->state != FUNCMOND_PROC_LIVE)
-        return;
-    struct funcmon_shm_header *h = p->c.hdr;
-    uint32_t cur = __atomic_load_n(&h->wake_word, __ATOMIC_ACQUIRE);
-    __atomic_store_n(&h->consumer_waiting, 1, __ATOMIC_SEQ_CST);
-    struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_wake);
-    if (sqe == NULL)
-        return;
-    funcmond_loop_prep_futex_wait(sqe, &h->wake_word, cur);
-    p->wake_armed = 1;
-}
-
-static int drain_busy(struct funcmond *d, struct funcmond_process *p);
-
-/* p's wake word changed: its rings crossed high water. */
-static void
-on_wake(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
-{
-    struct funcmond_process *p = PROC_OF(op, op_wake);
-    (void)flags;
-    p->wake_armed = 0;
-    if (funcmond_loop_stopping(d))
-        return; /* bookkeeping only */
-    if (res == -EINVAL || res == -ENOSYS) {
-        d->futex_wait_ok = 0;
-        LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
-    } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
-        d->counters.wakeups++;
-        /* A client that changes its wake word in a loop must not keep us from the
-         * others: past a budget of wake-ups per tick that found little to drain, it
-         * waits for the timer like everyone. A producer at full speed earns every
-         * wake-up it makes, however many: limiting those would cost it records. */
-        if (p->idle_wakes_this_tick < WAKES_PER_TICK && !drain_busy(d, p))
-            p->idle_wakes_this_tick++;
-    }
-}
-
-/* p's pidfd became readable: it exited. */
-static void
-on_exit_seen(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
-{
-    struct funcmond_process *p = PROC_OF(op, op_exit);
-    (void)flags;
-    if (res != -ECANCELED && !p->detaching)
-        funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
-}
-
 /* The control request's wake was sent. */
 static void
 on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
 {
-    struct funcmond_process *p = PROC_OF(op, op_ctl);
+    struct funcmond_process *p = FUNCMOND_PROC_OF(op, op_ctl);
     (void)d;
     (void)flags;
     if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
         syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
-void
-funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p)
-{
-    p->op_wake = (struct funcmond_op){.on_complete = on_wake, .inflight = &p->ops_inflight, .while_stopping = 1};
-    p->op_exit = (struct funcmond_op){.on_complete = on_exit_seen, .inflight = &p->ops_inflight};
-    p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
-    if (p->pidfd >= 0) {
-        struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_exit);
-        if (sqe != NULL)
-            io_uring_prep_poll_add(sqe, p->pidfd, POLLIN);
-    }
-    arm_wake(d, p);
-}
-
-void
-funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p)
-{
-    /* Producers need not wake a reader that is leaving. */
-    __atomic_store_n(&p->c.hdr->consumer_waiting, 0, __ATOMIC_RELEASE);
-    /* Cancel everything that refers to p; it is freed when the last completion is in. */
-    if (p->ops_inflight == 0)
-        return;
-    struct funcmond_op *ops[] = {&p->op_wake, &p->op_exit, &p->op_ctl};
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-        if (funcmond_loop_cancel(d, ops[i]) != 0)
-            return;
-}
-
-/* Resolves a site of p to its function, honouring METRICS.SKIP_PATHS for HTTP profiles. */
-uint32_t
-funcmond_resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site)
-{
-    const struct funcmon_site_info *info = funcmon_consumer_site(&p->c, site);
-    if (info == NULL)
-        return 0;
-    if (funcmond_view_skip_http(&d->cfg, info->package, info->name)) {
-        p->site_fn[site] = UINT32_MAX; /* served nowhere */
-        return UINT32_MAX;
-    }
-    uint32_t id = funcmond_agg_function(&d->agg, p->service, info->package, info->name);
-    if (id == UINT32_MAX)
-        return 0;
-    p->site_fn[site] = id + 1;
-    return id + 1;
-}
-
-struct drain_ctx {
-    struct funcmond *d;
-    struct funcmond_process *p;
-    uint64_t oldest_end;
-};
-
-/* Adds an allocating call to its process's stacks: its own stack id follows from its
- * parent's and its site (the consumer has checked both sites are known). */
-static void
-add_stack(struct funcmond *d, struct funcmond_process *p, const struct funcmon_record *r, uint32_t fn)
-{
-    uint32_t parent_fn = FUNCMOND_STACK_FN_UNKNOWN;
-    if (r->parent_site != FUNCMON_SITE_NONE) {
-        uint32_t pf = p->site_fn[r->parent_site];
-        if (pf == 0)
-            pf = funcmond_resolve_site(d, p, r->parent_site);
-        if (pf != 0 && pf != UINT32_MAX)
-            parent_fn = pf - 1;
-    }
-    funcmond_stacks_add(&p->stacks, funcmon_stack_id(r->parent_stack, r->site), r->parent_stack, fn, parent_fn, r->alloc_bytes,
-                        r->alloc_count, r->free_bytes);
-}
-
-static void
-on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
-{
-    struct drain_ctx *x = arg;
-    struct funcmond_process *p = x->p;
-    uint32_t fn = p->site_fn[r->site];
-    (void)ring;
-    if (__builtin_expect(fn == 0, 0) && (fn = funcmond_resolve_site(x->d, p, r->site)) == 0)
-        return;
-    if (fn == UINT32_MAX)
-        return;
-    const struct funcmon_clock *clk = &p->clk;
-    uint64_t dur = (uint64_t)(((unsigned __int128)(r->end - r->start) * clk->mult) >> clk->shift);
-    /* Wall clock of the end: ends before the calibration reference (possible only for a
-     * record older than the client's init) are clamped to the reference. */
-    uint64_t since =
-        r->end > clk->ref_ticks ? (uint64_t)(((unsigned __int128)(r->end - clk->ref_ticks) * clk->mult) >> clk->shift) : 0;
-    if (x->oldest_end == 0 || r->end < x->oldest_end)
-        x->oldest_end = r->end;
-    funcmond_agg_record(&x->d->agg, fn - 1, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
-    /* A nested call without its parent's stack id (a client of minor 0) stays inside its
-     * callers' bytes rather than being counted a second time as a stack of its own. */
-    if ((r->flags & FUNCMON_RECORD_ALLOC) && (r->alloc_bytes != 0 || r->alloc_count != 0) &&
-        (r->depth == 0 || r->parent_stack != 0))
-        add_stack(x->d, p, r, fn - 1);
-}
-
-/* What to count of a spilled-error counter now: errors are credited only up to the calls
- * already counted, never beyond (a client's lie), and what waits for its calls stays
- * uncredited rather than dropped. The client adds a call before its error, so a read in
- * between, or with the two loads the other way round, sees an error without its call or
- * a call without its error; either way the next read settles it. */
-static uint64_t
-credit_errors(uint64_t seen_calls, uint64_t errors, uint64_t *seen_errors)
-{
-    uint64_t creditable = errors < seen_calls ? errors : seen_calls;
-    if (creditable <= *seen_errors)
-        return 0;
-    uint64_t d = creditable - *seen_errors;
-    *seen_errors = creditable;
-    return d;
-}
-
-/* Adds what the client's spill counters gained since we last looked. The seen values only
- * grow: a counter that goes back is a client's lie, and climbing back adds nothing. */
-static void
-drain_spills(struct funcmond *d, struct funcmond_process *p)
-{
-    uint32_t count = __atomic_load_n(&p->c.hdr->site_count, __ATOMIC_ACQUIRE);
-    if (count > p->c.geo.max_sites)
-        count = p->c.geo.max_sites;
-    for (uint32_t site = 1; site < count; site++) {
-        uint64_t calls, errors, client_errors;
-        funcmon_consumer_spill(&p->c, site, &calls, &errors);
-        funcmon_consumer_spill_client_errors(&p->c, site, &client_errors);
-        if (calls <= p->spill_calls_seen[site] && errors <= p->spill_errors_seen[site] &&
-            client_errors <= p->spill_client_errors_seen[site])
-            continue;
-        uint32_t fn = p->site_fn[site];
-        if (fn == 0)
-            fn = funcmond_resolve_site(d, p, site);
-        if (fn == 0)
-            continue; /* not published yet: next cycle */
-        uint64_t dc = 0;
-        if (calls > p->spill_calls_seen[site]) {
-            dc = calls - p->spill_calls_seen[site];
-            p->spill_calls_seen[site] = calls;
-        }
-        uint64_t de = credit_errors(p->spill_calls_seen[site], errors, &p->spill_errors_seen[site]);
-        uint64_t dce = credit_errors(p->spill_calls_seen[site], client_errors, &p->spill_client_errors_seen[site]);
-        if (fn != UINT32_MAX)
-            funcmond_agg_spill(&d->agg, fn - 1, dc, de, dce);
-    }
-}
-
-size_t
-funcmond_drain_process(struct funcmond *d, struct funcmond_process *p)
-{
-    struct drain_ctx x = {d, p, 0};
-    uint64_t now = funcmond_mono_ns();
-
-    if (p->detaching)
-        return 0;
-    if (now - p->clk_read_mono_ns >= FUNCMOND_SECOND_NS) {
-        funcmon_consumer_clock(&p->c, &p->clk); /* keeps the last good one on failure */
-        p->clk_read_mono_ns = now;
-    }
-    uint64_t bad_before = p->c.bad_records, rings_bad_before = p->c.bad_rings;
-    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, p->c.geo.ring_records);
-    p->records += n;
-    d->counters.records += n;
-    d->counters.bad_records += p->c.bad_records - bad_before;
-    if (p->c.bad_rings != rings_bad_before)
-        LOG_WARN("%s: %llu ring(s) with positions or drop counts out of range, no longer read", p->shm_name,
-                 (unsigned long long)(p->c.bad_rings - rings_bad_before));
-    drain_spills(d, p);
-    if (funcmon_consumer_faulted(&p->c) && p->state == FUNCMOND_PROC_LIVE) {
-        LOG_WARN("%s: the segment file shrank under its mapping; letting it go", p->shm_name);
-        d->counters.segments_rejected++;
-        funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
-        return n;
-    }
-    /* Believable drops only (see consumer.c): a lying counter adds at most what its ring
-     * could have dropped since it was last read. */
-    uint64_t dropped = funcmon_consumer_dropped(&p->c);
-    if (dropped > p->dropped_seen) {
-        d->counters.dropped += dropped - p->dropped_seen;
-        p->dropped_seen = dropped;
-    }
-    if (x.oldest_end != 0) {
-        uint64_t end_mono = funcmon_clock_mono_ns(&p->clk, x.oldest_end);
-        uint64_t lag = now > end_mono ? now - end_mono : 0;
-        if (lag > d->counters.drain_lag_ns)
-            d->counters.drain_lag_ns = lag;
-    }
-    if (p->state == FUNCMOND_PROC_LIVE && __atomic_load_n(&p->c.hdr->state, __ATOMIC_ACQUIRE) == FUNCMON_STATE_SHUTDOWN)
-        funcmond_process_ended(d, p, FUNCMOND_PROC_SHUTDOWN);
-    return n;
 }
 
 int
@@ -311,6 +66,8 @@ funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, in
     struct funcmon_shm_header *h = p->c.hdr;
     __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
     uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
+    if (p->op_ctl.on_complete == NULL)
+        p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
     struct io_uring_sqe *sqe = d->futex_wait_ok ? funcmond_loop_sqe(d, &p->op_ctl) : NULL;
     if (sqe != NULL)
         funcmond_loop_prep_futex_wake(sqe, &h->ctl_request, 1);
@@ -556,7 +313,7 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
             if (p->pidfd >= 0) {
                 p->pidfd_retry = 0;
                 LOG_INFO("%s: watching its exit by pidfd again", p->shm_name);
-                funcmond_drain_watch(d, p);
+                funcmond_ingest_watch(d, p);
             }
         }
     }
@@ -603,20 +360,6 @@ on_signal(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
     }
 }
 
-/* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring
- * or more) it is drained again at once instead of waiting for its next wake-up. Returns
- * whether the wake-up was earned: a ring past high water holds a quarter of a ring. */
-static int
-drain_busy(struct funcmond *d, struct funcmond_process *p)
-{
-    size_t eighth = p->c.geo.ring_records / 8, n = funcmond_drain_process(d, p);
-    int earned = n >= eighth;
-    for (int pass = 0; pass < 64 && n >= eighth; pass++)
-        n = funcmond_drain_process(d, p);
-    arm_wake(d, p);
-    return earned;
-}
-
 static void
 tick(struct funcmond *d)
 {
@@ -629,11 +372,11 @@ tick(struct funcmond *d)
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
         p->idle_wakes_this_tick = 0;
-        funcmond_drain_process(d, p);
+        funcmond_ingest_drain(d, p);
         if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
             funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
             p->next_sample_mono_ns = now + (uint64_t)d->cfg.memory_profile_interval_s * FUNCMOND_SECOND_NS;
-        arm_wake(d, p);
+        funcmond_ingest_arm_wake(d, p);
     }
     check_control(d, now);
     service_trims(d);
@@ -741,7 +484,7 @@ funcmond_drain_run(struct funcmond *d)
      * stops the service and funcmond together); then everyone is drained to the end. */
     funcmond_discovery_withdraw(d);
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
-        funcmond_drain_process(d, p);
+        funcmond_ingest_drain(d, p);
     funcmond_view_maybe_publish(d, funcmond_mono_ns(), 1);
     if (d->cfg.state_file[0] != '\0')
         funcmond_snapshot_write(d, 1);

@@ -13,8 +13,4 @@ void funcmond_view_close(struct funcmond *d);
 /* Publishes a new view if it is time (or `force`). Drain thread only. */
 void funcmond_view_maybe_publish(struct funcmond *d, uint64_t now_mono_ns, int force);
 
-/* True for an HTTP request profile (package "http_handler", name "<METHOD>_<path>") whose
- * path matches METRICS.SKIP_PATHS: it is left out of everything funcmond serves. */
-int funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name);
-
 #endif

@@ -15,6 +15,7 @@
 
 #include <liburing.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -29,6 +30,9 @@
 
 struct funcmond;
 struct funcmond_process;
+
+/* The process an operation embedded in it (op_wake, op_exit, op_ctl) belongs to. */
+#define FUNCMOND_PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
 
 /* The queue other threads put requests in (request.h): the drain thread reads request_fd
  * and takes the list. */
@@ -64,7 +68,7 @@ struct funcmond_process {
     uint64_t ended_real_ns;
     struct funcmon_clock clk;
     uint64_t clk_read_mono_ns;
-    uint32_t *site_fn;          /* site id -> function id + 1; 0 = not resolved yet */
+    uint32_t *site_fn;          /* ingest.c: site id -> its function (see ingest.h) */
     uint64_t *spill_calls_seen; /* per site: spill counters already added */
     uint64_t *spill_errors_seen;
     uint64_t *spill_client_errors_seen;
@@ -158,8 +162,6 @@ void funcmond_discovery_inotify(struct funcmond *d, size_t len);
 /* Starts reading inotify events through the loop (nothing without an inotify fd). */
 void funcmond_discovery_watch(struct funcmond *d);
 void funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now_mono_ns);
-/* Marks p ended (exited or shut down); it is kept listed for EXITED_RETENTION_S. */
-void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why);
 /* Detaches and frees processes whose retention ran out (all of them if `all`). */
 void funcmond_discovery_expire(struct funcmond *d, uint64_t now_mono_ns, int all);
 void funcmond_discovery_close(struct funcmond *d);
@@ -174,15 +176,6 @@ int funcmond_drain_init(struct funcmond *d);
 int funcmond_drain_run(struct funcmond *d);
 /* Detaches every client (segments of live ones stay for the next run) and frees it all. */
 void funcmond_drain_close(struct funcmond *d);
-/* The function id + 1 of p's site (0: not published yet, UINT32_MAX: skipped by
- * METRICS.SKIP_PATHS), resolved and remembered on first use. */
-uint32_t funcmond_resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site);
-/* Drains up to a ring's worth of records from each of p's rings; returns how many. */
-size_t funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
-/* Arms the wake-up wait and the exit watch of a newly attached process. */
-void funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p);
-/* Cancels p's operations in flight; p is freed once none refers to it. */
-void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
 /* Sends a control request; on_done runs from the drain thread with the client's status, or
  * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
 int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,

@@ -4,11 +4,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fnmatch.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h"
 #include "publish.h"
 
 /* ck_epoch orders its sections with ck_pr, which ThreadSanitizer does not see. Under it,
@@ -40,24 +40,6 @@ struct funcmond_views {
     pthread_mutex_t readers_lock;    /* registration only, never on a read */
     struct funcmond_reader *readers; /* every reader allocated, freed at close */
 };
-
-int
-funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name)
-{
-    if (strcmp(package, "http_handler") != 0 || cfg->metrics_skip_paths[0] == '\0')
-        return 0;
-    const char *path = strchr(name, '_');
-    if (path == NULL)
-        return 0;
-    path++;
-    char patterns[sizeof(cfg->metrics_skip_paths)];
-    memcpy(patterns, cfg->metrics_skip_paths, sizeof(patterns));
-    char *save = NULL;
-    for (char *pat = strtok_r(patterns, ";", &save); pat != NULL; pat = strtok_r(NULL, ";", &save))
-        if (pat[0] != '\0' && fnmatch(pat, path, 0) == 0)
-            return 1;
-    return 0;
-}
 
 static void
 free_view(struct funcmond_view *v)
@@ -94,12 +76,9 @@ count_inflight(struct funcmond *d, struct funcmond_fn_view *fns, uint32_t n_fns)
             if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
                 continue;
             for (uint32_t k = 0; k < si.entries; k++) {
-                uint32_t site = si.inflight[k].site;
-                if (site >= p->c.geo.max_sites)
-                    continue;
-                uint32_t fn = p->site_fn[site];
-                if (fn != 0 && fn != UINT32_MAX && fn - 1 < n_fns)
-                    fns[fn - 1].inflight++;
+                uint32_t fn;
+                if (funcmond_ingest_site_fn(p, si.inflight[k].site, &fn) == 0 && fn < n_fns)
+                    fns[fn].inflight++;
             }
         }
     }
@@ -211,9 +190,9 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
         memcpy(t->name, si.thread_name, sizeof(t->name));
         t->depth = si.depth;
         for (uint32_t k = 0; k < si.entries; k++) {
-            uint32_t site = si.inflight[k].site, fn = site < p->c.geo.max_sites ? p->site_fn[site] : 0;
+            uint32_t fn;
             struct funcmond_call_view *c = &t->calls[t->n_calls++];
-            c->fn = fn != 0 && fn != UINT32_MAX ? fn - 1 : UINT32_MAX;
+            c->fn = funcmond_ingest_site_fn(p, si.inflight[k].site, &fn) == 0 ? fn : UINT32_MAX;
             c->depth = k;
             c->start_real_ns = funcmon_clock_real_ns(&p->clk, si.inflight[k].start);
         }
@@ -237,13 +216,12 @@ resolve_inflight(struct funcmond *d, struct funcmond_process *p)
                 linking = 0;
                 continue;
             }
-            uint32_t fn = p->site_fn[site];
-            if (fn == 0)
-                fn = funcmond_resolve_site(d, p, site);
+            uint32_t fn;
+            int resolved = funcmond_ingest_resolve_site(d, p, site, &fn);
             /* Read while the thread runs: links are learnt only while they add up. */
             linking = linking && id == funcmon_stack_id(parent, site);
-            if (linking && fn != 0 && fn != UINT32_MAX)
-                funcmond_stacks_link(&p->stacks, id, parent, fn - 1);
+            if (linking && resolved == 0)
+                funcmond_stacks_link(&p->stacks, id, parent, fn);
             parent = id;
         }
     }
