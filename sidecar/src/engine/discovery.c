@@ -46,6 +46,7 @@
 #include "clock.h"
 #include "log.h"
 #include "ingest.h"
+#include "procfs.h"
 #include "sidecar.h"
 #include "snapshot.h"
 

@@ -180,8 +180,5 @@ void funcmond_drain_close(struct funcmond *d);
  * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
 int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
                      void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
-/* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
- * when /proc cannot be read for want of an fd. */
-int funcmond_process_gone(int32_t pid, uint64_t start_time);
 
 #endif
