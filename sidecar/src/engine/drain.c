@@ -35,6 +35,7 @@
 #include "funcmon/process.h"
 #include "log.h"
 #include "ingest.h"
+#include "control.h"
 #include "procfs.h"
 #include "sidecar.h"
 #include "snapshot.h"
@@ -44,186 +45,6 @@
  * often, until a record comes. */
 #define QUIET_TICKS 10
 #define IDLE_TICK_FACTOR 4
-
-/* The control request's wake was sent. */
-static void
-on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
-{
-    struct funcmond_process *p = FUNCMOND_PROC_OF(op, op_ctl);
-    (void)d;
-    (void)flags;
-    if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
-        syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
-int
-funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
-                 void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg)
-{
-    if (p->ctl.active)
-        return -EBUSY;
-    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
-        return -ESRCH;
-    struct funcmon_shm_header *h = p->c.hdr;
-    __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
-    uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
-    if (p->op_ctl.on_complete == NULL)
-        p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
-    struct io_uring_sqe *sqe = d->futex_wait_ok ? funcmond_loop_sqe(d, &p->op_ctl) : NULL;
-    if (sqe != NULL)
-        funcmond_loop_prep_futex_wake(sqe, &h->ctl_request, 1);
-    else
-        syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
-    p->ctl.op = op;
-    p->ctl.request = req;
-    p->ctl.deadline_ns = funcmond_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-    p->ctl.on_done = on_done;
-    p->ctl.arg = arg;
-    p->ctl.active = 1;
-    return 0;
-}
-
-/* Takes the answers the clients' control threads have written. */
-static void
-check_control(struct funcmond *d, uint64_t now)
-{
-    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
-        if (!p->ctl.active)
-            continue;
-        struct funcmon_shm_header *h = p->c.hdr;
-        int status;
-        /* Pairs with the control thread's release store after it wrote its results. */
-        if ((int32_t)(__atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE) - p->ctl.request) >= 0) {
-            status = __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
-            if (status == 0) {
-                p->rt.alloc = h->alloc_stats;
-                if (p->ctl.op == FUNCMON_CTL_SAMPLE)
-                    p->rt.totals = h->alloc_totals;
-                p->rt.have_alloc = 1;
-            }
-        } else if (now >= p->ctl.deadline_ns || p->state != FUNCMOND_PROC_LIVE) {
-            status = -ETIMEDOUT;
-        } else {
-            continue;
-        }
-        p->ctl.active = 0;
-        if (p->ctl.on_done != NULL)
-            p->ctl.on_done(d, p, status, p->ctl.arg);
-    }
-}
-
-static void
-on_sample_done(struct funcmond *d, struct funcmond_process *p, int status, void *arg)
-{
-    (void)d;
-    (void)arg;
-    if (status != 0)
-        LOG_DEBUG("%s: allocator sample failed: %s", p->shm_name, strerror(-status));
-}
-
-/* --- requests from other threads --- */
-
-int
-funcmond_request_trim(struct funcmond_requests *q, struct funcmond_trim_job *job)
-{
-    uint64_t one = 1;
-    job->n = job->pending = 0;
-    pthread_mutex_lock(&q->lock);
-    if (q->closed) { /* the loop has answered its last request */
-        pthread_mutex_unlock(&q->lock);
-        return -ESHUTDOWN;
-    }
-    job->next = q->queued;
-    q->queued = job;
-    pthread_mutex_unlock(&q->lock);
-    /* If the wake-up cannot be written the job still runs, at the next tick. */
-    if (write(q->fd, &one, sizeof(one)) != sizeof(one))
-        LOG_DEBUG("request wake-up: %s", strerror(errno));
-    return 0;
-}
-
-static void
-on_trim_done(struct funcmond *d, struct funcmond_process *p, int status, void *arg)
-{
-    struct funcmond_trim_result *r = arg;
-    (void)d;
-    r->status = status;
-    r->answered = 1;
-    if (status == 0) {
-        r->before = p->c.hdr->ctl_before;
-        r->after = p->c.hdr->ctl_after;
-    }
-    r->job->pending--;
-}
-
-/* Sends what can be sent, and hands back the jobs that are complete. */
-static void
-service_trims(struct funcmond *d)
-{
-    pthread_mutex_lock(&d->rq.lock);
-    struct funcmond_trim_job *fresh = d->rq.queued;
-    d->rq.queued = NULL;
-    pthread_mutex_unlock(&d->rq.lock);
-    while (fresh != NULL) {
-        struct funcmond_trim_job *job = fresh;
-        fresh = job->next;
-        for (struct funcmond_process *p = d->procs; p != NULL && job->n < FUNCMOND_TRIM_MAX; p = p->next) {
-            if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
-                continue;
-            struct funcmond_trim_result *r = &job->results[job->n++];
-            memset(r, 0, sizeof(*r));
-            r->pid = p->pid;
-            memcpy(r->service, p->service, sizeof(r->service));
-            r->job = job;
-        }
-        job->pending = job->n;
-        job->next = d->trims;
-        d->trims = job;
-    }
-    for (struct funcmond_trim_job **jp = &d->trims; *jp != NULL;) {
-        struct funcmond_trim_job *job = *jp;
-        for (uint32_t i = 0; i < job->n; i++) {
-            struct funcmond_trim_result *r = &job->results[i];
-            if (r->sent)
-                continue;
-            struct funcmond_process *p = d->procs;
-            while (p != NULL && !(p->pid == r->pid && p->state == FUNCMOND_PROC_LIVE && !p->detaching))
-                p = p->next;
-            int ret = p != NULL ? funcmond_control(d, p, FUNCMON_CTL_TRIM, 1000, on_trim_done, r) : -ESRCH;
-            if (ret == -EBUSY)
-                continue; /* an allocator sample is being answered: next tick */
-            r->sent = 1;
-            if (ret != 0) {
-                r->status = ret;
-                r->answered = 1;
-                job->pending--;
-            }
-        }
-        if (job->pending == 0) {
-            *jp = job->next;
-            job->done(job);
-        } else {
-            jp = &job->next;
-        }
-    }
-}
-
-static void
-prep_request_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
-{
-    (void)op;
-    io_uring_prep_read(sqe, d->rq.fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
-}
-
-/* Another thread queued a request (eventfd). */
-static void
-on_request(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
-{
-    (void)res;
-    (void)flags;
-    service_trims(d);
-    funcmond_loop_arm(d, op);
-}
 
 /* Once a second per live client: its /proc figures, each file opened only while it is
  * read (a client keeps no fd but its pidfd); without a pidfd, its exit. */
@@ -301,13 +122,10 @@ tick(struct funcmond *d)
             continue;
         p->idle_wakes_this_tick = 0;
         funcmond_ingest_drain(d, p);
-        if (p->state == FUNCMOND_PROC_LIVE && now >= p->next_sample_mono_ns &&
-            funcmond_control(d, p, FUNCMON_CTL_SAMPLE, 1000, on_sample_done, NULL) == 0)
-            p->next_sample_mono_ns = now + (uint64_t)d->cfg.memory_profile_interval_s * FUNCMOND_SECOND_NS;
+        funcmond_control_sample(d, p, now);
         funcmond_ingest_arm_wake(d, p);
     }
-    check_control(d, now);
-    service_trims(d);
+    funcmond_control_poll(d, now);
     funcmond_discovery_retry_pending(d, now);
     if (now >= d->next_proc_read_mono_ns) {
         for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
@@ -350,11 +168,8 @@ funcmond_drain_init(struct funcmond *d)
     d->futex_wait_ok = 1;
     d->op_timer = (struct funcmond_op){.on_complete = on_timer, .prep = prep_timer};
     d->op_signal = (struct funcmond_op){.on_complete = on_signal, .prep = prep_signal_read};
-    d->op_request = (struct funcmond_op){.on_complete = on_request, .prep = prep_request_read};
-    pthread_mutex_init(&d->rq.lock, NULL);
-    d->rq.fd = eventfd(0, EFD_CLOEXEC);
-    if (d->rq.fd < 0)
-        return -errno;
+    if ((ret = funcmond_control_init(d)) != 0)
+        return ret;
     d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
     d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
     uint64_t idle_ms = (uint64_t)d->cfg.drain_interval_ms * IDLE_TICK_FACTOR;
@@ -387,7 +202,7 @@ funcmond_drain_run(struct funcmond *d)
     d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * FUNCMOND_SECOND_NS;
     funcmond_loop_arm(d, &d->op_timer);
     funcmond_loop_arm(d, &d->op_signal);
-    funcmond_loop_arm(d, &d->op_request);
+    funcmond_control_start(d);
     funcmond_discovery_watch(d);
     tick(d);
     int ret = funcmond_loop_run(d);
@@ -395,19 +210,7 @@ funcmond_drain_run(struct funcmond *d)
         return ret;
     /* Stopping: trims still waiting are answered as they stand (their done callbacks must
      * run), every client drained to its last record, then the state written. */
-    pthread_mutex_lock(&d->rq.lock);
-    d->rq.closed = 1; /* from here on other threads are told we are stopping */
-    pthread_mutex_unlock(&d->rq.lock);
-    check_control(d, UINT64_MAX);
-    service_trims(d);
-    while (d->trims != NULL) {
-        struct funcmond_trim_job *job = d->trims;
-        d->trims = job->next;
-        for (uint32_t i = 0; i < job->n; i++)
-            if (!job->results[i].answered)
-                job->results[i].status = -ESHUTDOWN;
-        job->done(job);
-    }
+    funcmond_control_stop(d);
     /* Clients that stop from here on must not leave their segments to us (a pod deleted
      * stops the service and funcmond together); then everyone is drained to the end. */
     funcmond_discovery_withdraw(d);
@@ -433,8 +236,6 @@ funcmond_drain_close(struct funcmond *d)
     funcmond_discovery_close(d);
     if (d->signal_fd >= 0)
         close(d->signal_fd);
-    if (d->rq.fd >= 0)
-        close(d->rq.fd);
-    pthread_mutex_destroy(&d->rq.lock);
+    funcmond_control_close(d);
     funcmond_loop_close(d);
 }

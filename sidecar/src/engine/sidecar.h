@@ -22,6 +22,7 @@
 #include "aggregate.h"
 #include "clock.h"
 #include "config.h"
+#include "control.h"
 #include "funcmon/consumer.h"
 #include "loop.h"
 #include "request.h"
@@ -33,25 +34,6 @@ struct funcmond_process;
 
 /* The process an operation embedded in it (op_wake, op_exit, op_ctl) belongs to. */
 #define FUNCMOND_PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
-
-/* The queue other threads put requests in (request.h): the drain thread reads request_fd
- * and takes the list. */
-struct funcmond_requests {
-    pthread_mutex_t lock;
-    struct funcmond_trim_job *queued; /* not yet started */
-    int fd;                           /* eventfd: requests are waiting */
-    int closed;                       /* stopping: no more requests taken */
-};
-
-/* A pending control request: answered through on_done, from the drain thread. */
-struct funcmond_ctl_request {
-    uint32_t op;
-    uint32_t request;     /* the ctl_request value that identifies our request */
-    uint64_t deadline_ns; /* monotonic */
-    void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg);
-    void *arg;
-    int active;
-};
 
 struct funcmond_process {
     struct funcmond_process *next;
@@ -176,9 +158,5 @@ int funcmond_drain_init(struct funcmond *d);
 int funcmond_drain_run(struct funcmond *d);
 /* Detaches every client (segments of live ones stay for the next run) and frees it all. */
 void funcmond_drain_close(struct funcmond *d);
-/* Sends a control request; on_done runs from the drain thread with the client's status, or
- * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
-int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
-                     void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
 
 #endif
