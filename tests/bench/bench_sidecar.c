@@ -33,6 +33,7 @@
 #include "render_prom.h"
 #include "ingest.h"
 #include "sidecar.h"
+#include "tick.h"
 #include "publish.h"
 
 #define THREADS 8

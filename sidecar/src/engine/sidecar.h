@@ -3,12 +3,19 @@
  *
  * One drain thread owns everything here: the attached processes, the aggregate, the
  * io_uring loop. Other threads (the HTTP server) never touch it; they read the views the
- * drain thread publishes (view.h) and send it requests through view.h's request queue.
+ * drain thread publishes (publish/view.h) and send it requests through the queue of
+ * publish/request.h.
  *
- * Modules: config.c (settings), discovery.c (finding, validating, attaching and retiring
- * segments), drain.c (the io_uring loop, draining and /proc reads, control requests),
- * aggregate.c + hist.c (figures), view.c (publication to readers), snapshot.c (state
- * file), main.c (command line and signals).
+ * Modules, each calling only those before it:
+ *   common/: config.c (settings), log.c, clock.c;
+ *   loop.c: the io_uring loop, operations with their own completion callbacks;
+ *   aggregate.c + hist.c (figures), stacks.c (allocations per call stack);
+ *   ingest.c: records, spills and drops into the aggregate; a client's wake-up and exit;
+ *   discovery.c (finding, validating, attaching and retiring segments), snapshot.c (state
+ *   file), procfs.c (/proc figures), control.c (control requests, other threads' queue);
+ *   view.c: read-only views published to readers (publish.h);
+ *   tick.c: the scheduler, start and stop;
+ *   main.c: command line and signals.
  */
 #ifndef FUNCMOND_SIDECAR_H
 #define FUNCMOND_SIDECAR_H
@@ -149,14 +156,5 @@ void funcmond_discovery_expire(struct funcmond *d, uint64_t now_mono_ns, int all
 void funcmond_discovery_close(struct funcmond *d);
 /* Frees what discovery remembers of rejected files. */
 void funcmond_discovery_forget(struct funcmond *d);
-
-/* drain.c */
-int funcmond_drain_init(struct funcmond *d);
-/* Runs the loop until SIGTERM/SIGINT (or d->stop). On the way out every client is drained
- * to its last record, a last view published and the state file written. Returns 0 after a
- * clean stop. */
-int funcmond_drain_run(struct funcmond *d);
-/* Detaches every client (segments of live ones stay for the next run) and frees it all. */
-void funcmond_drain_close(struct funcmond *d);
 
 #endif

@@ -1,45 +1,35 @@
 /*
- * drain.c - funcmond's event loop on io_uring: drain every ring, watch every client.
+ * tick.c - funcmond's scheduler: what the drain thread does, and when.
  *
- * Everything the sidecar waits for is an io_uring operation, so one thread sleeps in one
- * place and costs nothing while clients are idle:
- *  - a timeout every DRAIN_INTERVAL_MS: drain all segments, poll control answers, retry
- *    pending segments, read /proc every second, rescan, expire, snapshot, publish;
- *  - a futex wait (IORING_OP_FUTEX_WAIT) on each client's wake word: a client whose ring
- *    crosses its high-water mark while we sleep wakes us, and that client is drained at
- *    once (where the kernel answers EINVAL, the timer alone drives draining);
- *  - a poll on each client's pidfd: its exit (the one fd a client costs; /proc/<pid>/stat
- *    and status are opened, read and closed once a second, on the loop's thread);
- *  - reads of inotify events (new segments) and of the signalfd (SIGTERM, SIGINT);
- *  - futex wakes of the clients' control threads, and the state file's write, fsync and
- *    rename (snapshot.c).
- * Each of them is a struct funcmond_op with its own completion callback (loop.h).
+ * Every DRAIN_INTERVAL_MS (IDLE_TICK_FACTOR times less often while no record comes) the
+ * timer's callback drains every live client, asks for allocator samples, takes control
+ * answers and trim requests, retries pending segments, reads /proc once a second, rescans
+ * SHM_DIR every RESCAN_INTERVAL_S, lets ended clients go after their retention, writes the
+ * state file every STATE_INTERVAL_S and publishes a view for the readers. Between ticks
+ * the loop (loop.c) sleeps; a client past high water wakes it (ingest.c), so does a new
+ * segment (discovery.c) or another thread's request (control.c).
+ *
+ * SIGTERM and SIGINT arrive through a signalfd read by the loop: the loop stops, then
+ * every request is answered, every client drained to its last record, a last view
+ * published and the state file written, in that order, before funcmond_drain_run returns.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <dirent.h>
-#include <linux/futex.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
-#include "funcmon/process.h"
-#include "log.h"
-#include "ingest.h"
 #include "control.h"
+#include "ingest.h"
+#include "log.h"
 #include "procfs.h"
+#include "publish.h"
 #include "sidecar.h"
 #include "snapshot.h"
-#include "publish.h"
+#include "tick.h"
 
 /* Ticks in a row without a record after which the sidecar ticks IDLE_TICK_FACTOR times less
  * often, until a record comes. */
