@@ -223,6 +223,43 @@ funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum func
              (unsigned long long)p->records);
 }
 
+/* Resolves the functions of p's calls that have not ended yet, and learns the links of
+ * their stacks (an allocation's stack is known by its id; its callers by these links). */
+static void
+resolve_inflight(struct funcmond *d, struct funcmond_process *p)
+{
+    struct funcmon_slot_info si;
+    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
+        return;
+    for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
+        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+            continue;
+        uint32_t parent = 0;
+        int linking = 1;
+        for (uint32_t k = 0; k < si.entries; k++) {
+            uint32_t site = si.inflight[k].site, id = si.inflight[k].stack;
+            if (site >= p->c.geo.max_sites) {
+                linking = 0;
+                continue;
+            }
+            uint32_t fn;
+            int resolved = funcmond_ingest_resolve_site(d, p, site, &fn);
+            /* Read while the thread runs: links are learnt only while they add up. */
+            linking = linking && id == funcmon_stack_id(parent, site);
+            if (linking && resolved == 0)
+                funcmond_stacks_link(&p->stacks, id, parent, fn);
+            parent = id;
+        }
+    }
+}
+
+void
+funcmond_ingest_inflight(struct funcmond *d)
+{
+    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+        resolve_inflight(d, p);
+}
+
 /* --- watching a client through the loop --- */
 
 /* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring

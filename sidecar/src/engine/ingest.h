@@ -44,6 +44,11 @@ funcmond_ingest_site_fn(const struct funcmond_process *p, uint32_t site, uint32_
  * client that shut funcmon down marks p ended. */
 size_t funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p);
 
+/* Resolves the functions of the calls in flight in live clients (creating them in the
+ * aggregate) and links their stacks, so that the next view shows them. Called by the tick
+ * just before it publishes: building a view changes nothing. */
+void funcmond_ingest_inflight(struct funcmond *d);
+
 /* Marks p ended (exited or shut down), drained to its last record; it is kept listed for
  * EXITED_RETENTION_S (discovery.c lets it go then). */
 void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why);

@@ -99,6 +99,15 @@ on_signal(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
     }
 }
 
+/* Publishes a view when one is due, the functions of calls in flight resolved first. */
+static void
+publish(struct funcmond *d, uint64_t now, int force)
+{
+    if (funcmond_view_due(d, now, force))
+        funcmond_ingest_inflight(d);
+    funcmond_view_maybe_publish(d, now, force);
+}
+
 static void
 tick(struct funcmond *d)
 {
@@ -131,7 +140,7 @@ tick(struct funcmond *d)
         funcmond_snapshot_write(d, 0);
         d->next_snapshot_mono_ns = now + (uint64_t)d->cfg.state_interval_s * FUNCMOND_SECOND_NS;
     }
-    funcmond_view_maybe_publish(d, now, 0);
+    publish(d, now, 0);
     d->quiet_ticks = d->counters.records == d->records_at_tick ? d->quiet_ticks + 1 : 0;
     d->records_at_tick = d->counters.records;
 }
@@ -206,7 +215,7 @@ funcmond_drain_run(struct funcmond *d)
     funcmond_discovery_withdraw(d);
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         funcmond_ingest_drain(d, p);
-    funcmond_view_maybe_publish(d, funcmond_mono_ns(), 1);
+    publish(d, funcmond_mono_ns(), 1);
     if (d->cfg.state_file[0] != '\0')
         funcmond_snapshot_write(d, 1);
     return 0;
