@@ -67,7 +67,7 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
     funcmond_procfs_read(d, p);
 }
 
-/* --- the loop --- */
+/* --- the tick --- */
 
 static void
 prep_timer(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
@@ -93,6 +93,7 @@ on_signal(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
     if (res == (int)sizeof(struct signalfd_siginfo)) {
         const struct signalfd_siginfo *si = (const void *)d->signal_buf;
         LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
+        /* Pairs with the acquire load in funcmond_loop_stopping. */
         __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
     } else {
         funcmond_loop_arm(d, op);

@@ -334,6 +334,7 @@ const struct funcmond_view *
 funcmond_view_begin(struct funcmond_reader *r)
 {
     ck_epoch_begin(&r->record, &r->section);
+    /* Pairs with the drain thread's release store in funcmond_view_maybe_publish. */
     return __atomic_load_n(&r->vs->current, __ATOMIC_ACQUIRE);
 }
 
