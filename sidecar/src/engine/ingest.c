@@ -310,6 +310,14 @@ on_exit_seen(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
 }
 
+/* Sets up p's two operations once; each counts in p->ops_inflight while in flight. */
+static void
+watch_ops_init(struct funcmond_process *p)
+{
+    p->op_wake = (struct funcmond_op){.on_complete = on_wake, .inflight = &p->ops_inflight, .while_stopping = 1};
+    p->op_exit = (struct funcmond_op){.on_complete = on_exit_seen, .inflight = &p->ops_inflight};
+}
+
 /* Arms the wait for p's wake word. Setting consumer_waiting tells its producers to wake us
  * when a ring crosses high water; the value read first makes a wake that comes before the
  * wait is registered complete it at once (-EAGAIN) instead of being lost. */
@@ -318,6 +326,8 @@ funcmond_ingest_arm_wake(struct funcmond *d, struct funcmond_process *p)
 {
     if (!d->futex_wait_ok || p->wake_armed || p->detaching || p->state != FUNCMOND_PROC_LIVE)
         return;
+    if (p->op_wake.on_complete == NULL)
+        watch_ops_init(p);
     struct funcmon_shm_header *h = p->c.hdr;
     /* Pairs with the producer's release increment of wake_word in wake_consumer
      * (client/src/thread.c). */
@@ -335,8 +345,8 @@ funcmond_ingest_arm_wake(struct funcmond *d, struct funcmond_process *p)
 void
 funcmond_ingest_watch(struct funcmond *d, struct funcmond_process *p)
 {
-    p->op_wake = (struct funcmond_op){.on_complete = on_wake, .inflight = &p->ops_inflight, .while_stopping = 1};
-    p->op_exit = (struct funcmond_op){.on_complete = on_exit_seen, .inflight = &p->ops_inflight};
+    if (p->op_exit.on_complete == NULL)
+        watch_ops_init(p);
     if (p->pidfd >= 0) {
         struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_exit);
         if (sqe != NULL)
