@@ -19,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "sidecar.h"
+#include "tick.h"
 #include "snapshot.h"
 
 #ifndef FUNCMON_VERSION

@@ -31,7 +31,9 @@
 #include "bench_util.h"
 #include "funcmon.h"
 #include "render_prom.h"
+#include "ingest.h"
 #include "sidecar.h"
+#include "tick.h"
 #include "publish.h"
 
 #define THREADS 8
@@ -88,7 +90,7 @@ bench_drain(void)
         if (p == NULL)
             exit(1);
         uint64_t before = p->records, t0 = now_ns();
-        funcmond_drain_process(d, p);
+        funcmond_ingest_drain(d, p);
         uint64_t t1 = now_ns();
         if (round > 0)
             rates[round - 1] = (double)(p->records - before) / ((double)(t1 - t0) / 1e9);

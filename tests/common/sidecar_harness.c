@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "sidecar_harness.h"
 #include "snapshot.h"
+#include "tick.h"
 
 static void *
 loop(void *arg)

@@ -45,6 +45,8 @@
 #include "funcmon/process.h"
 #include "clock.h"
 #include "log.h"
+#include "ingest.h"
+#include "procfs.h"
 #include "sidecar.h"
 #include "snapshot.h"
 
@@ -480,7 +482,7 @@ let_go(struct funcmond *d, struct funcmond_process *p, int remove)
     if (remove)
         unlink_segment(d, p);
     p->detaching = 1;
-    funcmond_drain_unwatch(d, p);
+    funcmond_ingest_unwatch(d, p);
 }
 
 /*
@@ -696,9 +698,9 @@ try_attach(struct funcmond *d, const char *name)
     d->counters.segments_attached++;
     d->clients++;
     LOG_INFO("attached %s: service '%s', pid %d%s", name, p->service, (int)p->pid, alive ? "" : " (already exited)");
-    funcmond_drain_watch(d, p);
+    funcmond_ingest_watch(d, p);
     if (!alive) {
-        funcmond_drain_process(d, p);
+        funcmond_ingest_drain(d, p);
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
     }
     return;
@@ -763,6 +765,35 @@ funcmond_discovery_inotify(struct funcmond *d, size_t len)
     }
 }
 
+static void
+prep_inotify_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
+{
+    (void)op;
+    io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
+}
+
+/* Events came (new segment files), or the read failed. */
+static void
+on_inotify_read(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    if (res > 0)
+        funcmond_discovery_inotify(d, (size_t)res);
+    else if (res < 0 && res != -EINTR && res != -EAGAIN)
+        LOG_WARN("inotify read failed: %s; relying on rescans", strerror(-res));
+    if (res >= 0 || res == -EINTR || res == -EAGAIN)
+        funcmond_loop_arm(d, op);
+}
+
+void
+funcmond_discovery_watch(struct funcmond *d)
+{
+    if (d->inotify_fd < 0)
+        return;
+    d->op_inotify = (struct funcmond_op){.on_complete = on_inotify_read, .prep = prep_inotify_read};
+    funcmond_loop_arm(d, &d->op_inotify);
+}
+
 /* Whether a waiting segment could be attached now: a guard entry is free, or one can be
  * made free by letting go of a process that ended. */
 static int
@@ -799,20 +830,6 @@ funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now)
             try_attach(d, name); /* may free r */
         }
     }
-}
-
-void
-funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why)
-{
-    if (p->state != FUNCMOND_PROC_LIVE)
-        return;
-    p->state = why;
-    funcmond_drain_process(d, p); /* to the last record */
-    p->ended_mono_ns = funcmond_mono_ns();
-    p->ended_real_ns = funcmond_real_ns();
-    d->clients--;
-    LOG_INFO("%s: pid %d %s; %llu records", p->shm_name, (int)p->pid, why == FUNCMOND_PROC_EXITED ? "exited" : "shut funcmon down",
-             (unsigned long long)p->records);
 }
 
 void

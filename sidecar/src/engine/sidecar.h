@@ -3,25 +3,35 @@
  *
  * One drain thread owns everything here: the attached processes, the aggregate, the
  * io_uring loop. Other threads (the HTTP server) never touch it; they read the views the
- * drain thread publishes (view.h) and send it requests through view.h's request queue.
+ * drain thread publishes (publish/view.h) and send it requests through the queue of
+ * publish/request.h.
  *
- * Modules: config.c (settings), discovery.c (finding, validating, attaching and retiring
- * segments), drain.c (the io_uring loop, draining and /proc reads, control requests),
- * aggregate.c + hist.c (figures), view.c (publication to readers), snapshot.c (state
- * file), main.c (command line and signals).
+ * Modules, each calling only those before it:
+ *   common/: config.c (settings), log.c, clock.c;
+ *   loop.c: the io_uring loop, operations with their own completion callbacks;
+ *   aggregate.c + hist.c (figures), stacks.c (allocations per call stack);
+ *   ingest.c: records, spills and drops into the aggregate; a client's wake-up and exit;
+ *   discovery.c (finding, validating, attaching and retiring segments), snapshot.c (state
+ *   file), procfs.c (/proc figures), control.c (control requests, other threads' queue);
+ *   view.c: read-only views published to readers (publish.h);
+ *   tick.c: the scheduler, start and stop;
+ *   main.c: command line and signals.
  */
 #ifndef FUNCMOND_SIDECAR_H
 #define FUNCMOND_SIDECAR_H
 
 #include <liburing.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "aggregate.h"
 #include "clock.h"
 #include "config.h"
+#include "control.h"
 #include "funcmon/consumer.h"
+#include "loop.h"
 #include "request.h"
 #include "stacks.h"
 #include "view.h"
@@ -29,48 +39,8 @@
 struct funcmond;
 struct funcmond_process;
 
-/* What an io_uring completion is about: user_data points at one of these. */
-enum funcmond_op_kind {
-    FUNCMOND_OP_TIMER,
-    FUNCMOND_OP_INOTIFY,
-    FUNCMOND_OP_SIGNAL,
-    FUNCMOND_OP_WAKE,    /* a client's wake word changed: its rings crossed high water */
-    FUNCMOND_OP_EXIT,    /* a client's pidfd became readable: it exited */
-    FUNCMOND_OP_CTL,     /* control request wake sent */
-    FUNCMOND_OP_REQUEST, /* another thread queued a request (eventfd) */
-    FUNCMOND_OP_SNAPSHOT /* a step of writing the state file */
-};
-
-/* The loop's own operations, armed again before the next wait when an arm found no
- * submission entry (funcmond_sqe returned NULL). */
-#define FUNCMOND_ARM_TIMER 1u
-#define FUNCMOND_ARM_INOTIFY 2u
-#define FUNCMOND_ARM_SIGNAL 4u
-#define FUNCMOND_ARM_REQUEST 8u
-
-struct funcmond_op {
-    enum funcmond_op_kind kind;
-    struct funcmond_process *proc; /* NULL for the loop's own operations */
-};
-
-/* The queue other threads put requests in (request.h): the drain thread reads request_fd
- * and takes the list. */
-struct funcmond_requests {
-    pthread_mutex_t lock;
-    struct funcmond_trim_job *queued; /* not yet started */
-    int fd;                           /* eventfd: requests are waiting */
-    int closed;                       /* stopping: no more requests taken */
-};
-
-/* A pending control request: answered through on_done, from the drain thread. */
-struct funcmond_ctl_request {
-    uint32_t op;
-    uint32_t request;     /* the ctl_request value that identifies our request */
-    uint64_t deadline_ns; /* monotonic */
-    void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg);
-    void *arg;
-    int active;
-};
+/* The process an operation embedded in it (op_wake, op_exit, op_ctl) belongs to. */
+#define FUNCMOND_PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
 
 struct funcmond_process {
     struct funcmond_process *next;
@@ -87,7 +57,7 @@ struct funcmond_process {
     uint64_t ended_real_ns;
     struct funcmon_clock clk;
     uint64_t clk_read_mono_ns;
-    uint32_t *site_fn;          /* site id -> function id + 1; 0 = not resolved yet */
+    uint32_t *site_fn;          /* ingest.c: site id -> its function (see ingest.h) */
     uint64_t *spill_calls_seen; /* per site: spill counters already added */
     uint64_t *spill_errors_seen;
     uint64_t *spill_client_errors_seen;
@@ -134,7 +104,7 @@ struct funcmond {
     int inotify_fd;
     int signal_fd;
     int stop;
-    unsigned unarmed; /* FUNCMOND_ARM_* bits: the loop's own operations that found no entry */
+    struct funcmond_op *unarmed; /* loop.c: standing operations that found no entry */
     char inotify_buf[4096] __attribute__((aligned(8)));
     char signal_buf[128];
     struct __kernel_timespec tick;      /* DRAIN_INTERVAL_MS */
@@ -178,45 +148,13 @@ void funcmond_discovery_withdraw(struct funcmond *d);
 int funcmond_discovery_init(struct funcmond *d);
 void funcmond_discovery_scan(struct funcmond *d);
 void funcmond_discovery_inotify(struct funcmond *d, size_t len);
+/* Starts reading inotify events through the loop (nothing without an inotify fd). */
+void funcmond_discovery_watch(struct funcmond *d);
 void funcmond_discovery_retry_pending(struct funcmond *d, uint64_t now_mono_ns);
-/* Marks p ended (exited or shut down); it is kept listed for EXITED_RETENTION_S. */
-void funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why);
 /* Detaches and frees processes whose retention ran out (all of them if `all`). */
 void funcmond_discovery_expire(struct funcmond *d, uint64_t now_mono_ns, int all);
 void funcmond_discovery_close(struct funcmond *d);
 /* Frees what discovery remembers of rejected files. */
 void funcmond_discovery_forget(struct funcmond *d);
-
-/* drain.c */
-int funcmond_drain_init(struct funcmond *d);
-/* Runs the loop until SIGTERM/SIGINT (or d->stop). On the way out every client is drained
- * to its last record, a last view published and the state file written. Returns 0 after a
- * clean stop. */
-int funcmond_drain_run(struct funcmond *d);
-/* Detaches every client (segments of live ones stay for the next run) and frees it all. */
-void funcmond_drain_close(struct funcmond *d);
-/* The function id + 1 of p's site (0: not published yet, UINT32_MAX: skipped by
- * METRICS.SKIP_PATHS), resolved and remembered on first use. */
-uint32_t funcmond_resolve_site(struct funcmond *d, struct funcmond_process *p, uint32_t site);
-/* Drains up to a ring's worth of records from each of p's rings; returns how many. */
-size_t funcmond_drain_process(struct funcmond *d, struct funcmond_process *p);
-/* Arms the wake-up wait and the exit watch of a newly attached process. */
-void funcmond_drain_watch(struct funcmond *d, struct funcmond_process *p);
-/* Cancels p's operations in flight; p is freed once none refers to it. */
-void funcmond_drain_unwatch(struct funcmond *d, struct funcmond_process *p);
-/* Sends a control request; on_done runs from the drain thread with the client's status, or
- * -ETIMEDOUT after timeout_ms. Returns 0 or -EBUSY when one is already pending. */
-int funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, int timeout_ms,
-                     void (*on_done)(struct funcmond *d, struct funcmond_process *p, int status, void *arg), void *arg);
-/* A submission entry, submitting what is queued to make room if needed; NULL when the
- * kernel takes none (its completion queue overflowed): the caller must cope. */
-struct io_uring_sqe *funcmond_sqe(struct funcmond *d);
-/* Makes room for n entries in a row; returns 0, or -EBUSY when there is none. */
-int funcmond_sqe_room(struct funcmond *d, unsigned n);
-/* Runs the loop's completions until the state file write in flight is done. */
-void funcmond_drain_wait_snapshot(struct funcmond *d);
-/* 1 when process pid with that start time is gone (or its pid reused); 0 when it runs, or
- * when /proc cannot be read for want of an fd. */
-int funcmond_process_gone(int32_t pid, uint64_t start_time);
 
 #endif

@@ -345,9 +345,11 @@ finish(struct funcmond *d)
     d->snap = NULL;
 }
 
-void
-funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res)
+/* A completion of one of the state file's io_uring steps. */
+static void
+on_snapshot_step(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
 {
+    (void)flags;
     struct funcmond_snapshot_io *io = d->snap;
     if (io == NULL)
         return;
@@ -361,13 +363,21 @@ funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res
         finish(d);
 }
 
+/* Runs the loop's completions until the write in flight is done. */
+static void
+wait_written(struct funcmond *d)
+{
+    while (d->snap != NULL && funcmond_loop_complete_one(d) == 0)
+        ;
+}
+
 void
 funcmond_snapshot_write(struct funcmond *d, int wait)
 {
     if (d->snap != NULL) {
         if (!wait)
             return; /* the previous one is still being written */
-        funcmond_drain_wait_snapshot(d);
+        wait_written(d);
     }
     struct funcmond_snapshot_io *io = calloc(1, sizeof(*io));
     if (io == NULL)
@@ -400,7 +410,7 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
         free(io);
         return;
     }
-    io->op_write.kind = io->op_fsync.kind = io->op_rename.kind = FUNCMOND_OP_SNAPSHOT;
+    io->op_write = io->op_fsync = io->op_rename = (struct funcmond_op){.on_complete = on_snapshot_step, .while_stopping = 1};
     if (funcmond_sqe_room(d, 3) != 0) { /* the three steps go in together, or not at all */
         LOG_WARN("state file %s: not written now, the event loop is full", io->tmp);
         close(io->fd);
@@ -424,7 +434,7 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
     io_uring_sqe_set_data(sqe, &io->op_rename);
     io->pending = 3;
     if (wait)
-        funcmond_drain_wait_snapshot(d);
+        wait_written(d);
 }
 
 /* ---- reading ---- */

@@ -30,9 +30,6 @@ void funcmond_snapshot_write(struct funcmond *d, int wait);
  * gone. Returns 0 or -ENOMEM. */
 int funcmond_snapshot_image(struct funcmond *d, char **image, size_t *len);
 
-/* A completion of one of the snapshot's io_uring steps. */
-void funcmond_snapshot_completion(struct funcmond *d, struct funcmond_op *op, int res);
-
 /* At attach, with a state file configured: if the file knew this segment (same name, pid
  * and start time), takes over what was already counted from it (spill counters, drops);
  * either way counts as lost the records an earlier reader consumed after the last write

@@ -4,11 +4,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fnmatch.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h"
 #include "publish.h"
 
 /* ck_epoch orders its sections with ck_pr, which ThreadSanitizer does not see. Under it,
@@ -41,24 +41,6 @@ struct funcmond_views {
     struct funcmond_reader *readers; /* every reader allocated, freed at close */
 };
 
-int
-funcmond_view_skip_http(const struct funcmond_config *cfg, const char *package, const char *name)
-{
-    if (strcmp(package, "http_handler") != 0 || cfg->metrics_skip_paths[0] == '\0')
-        return 0;
-    const char *path = strchr(name, '_');
-    if (path == NULL)
-        return 0;
-    path++;
-    char patterns[sizeof(cfg->metrics_skip_paths)];
-    memcpy(patterns, cfg->metrics_skip_paths, sizeof(patterns));
-    char *save = NULL;
-    for (char *pat = strtok_r(patterns, ";", &save); pat != NULL; pat = strtok_r(NULL, ";", &save))
-        if (pat[0] != '\0' && fnmatch(pat, path, 0) == 0)
-            return 1;
-    return 0;
-}
-
 static void
 free_view(struct funcmond_view *v)
 {
@@ -84,22 +66,19 @@ on_retired(ck_epoch_entry_t *entry)
 
 /* Calls in flight now per function, from the live clients' in-flight stacks. */
 static void
-count_inflight(struct funcmond *d, struct funcmond_fn_view *fns, uint32_t n_fns)
+count_inflight(const struct funcmond *d, struct funcmond_fn_view *fns, uint32_t n_fns)
 {
     struct funcmon_slot_info si;
-    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
         for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
             if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
                 continue;
             for (uint32_t k = 0; k < si.entries; k++) {
-                uint32_t site = si.inflight[k].site;
-                if (site >= p->c.geo.max_sites)
-                    continue;
-                uint32_t fn = p->site_fn[site];
-                if (fn != 0 && fn != UINT32_MAX && fn - 1 < n_fns)
-                    fns[fn - 1].inflight++;
+                uint32_t fn;
+                if (funcmond_ingest_site_fn(p, si.inflight[k].site, &fn) == 0 && fn < n_fns)
+                    fns[fn].inflight++;
             }
         }
     }
@@ -114,7 +93,7 @@ window_seconds(const struct funcmond *d, uint64_t now_real, int slots)
 }
 
 static void
-build_function(struct funcmond *d, const struct funcmond_function *f, struct funcmond_fn_view *v, uint64_t now_real)
+build_function(const struct funcmond *d, const struct funcmond_function *f, struct funcmond_fn_view *v, uint64_t now_real)
 {
     const struct funcmond_aggregate *agg = &d->agg;
     struct funcmond_hist w;
@@ -211,56 +190,25 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
         memcpy(t->name, si.thread_name, sizeof(t->name));
         t->depth = si.depth;
         for (uint32_t k = 0; k < si.entries; k++) {
-            uint32_t site = si.inflight[k].site, fn = site < p->c.geo.max_sites ? p->site_fn[site] : 0;
+            uint32_t fn;
             struct funcmond_call_view *c = &t->calls[t->n_calls++];
-            c->fn = fn != 0 && fn != UINT32_MAX ? fn - 1 : UINT32_MAX;
+            c->fn = funcmond_ingest_site_fn(p, si.inflight[k].site, &fn) == 0 ? fn : UINT32_MAX;
             c->depth = k;
             c->start_real_ns = funcmon_clock_real_ns(&p->clk, si.inflight[k].start);
         }
     }
 }
 
-static void
-resolve_inflight(struct funcmond *d, struct funcmond_process *p)
-{
-    struct funcmon_slot_info si;
-    if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
-        return;
-    for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
-        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
-            continue;
-        uint32_t parent = 0;
-        int linking = 1;
-        for (uint32_t k = 0; k < si.entries; k++) {
-            uint32_t site = si.inflight[k].site, id = si.inflight[k].stack;
-            if (site >= p->c.geo.max_sites) {
-                linking = 0;
-                continue;
-            }
-            uint32_t fn = p->site_fn[site];
-            if (fn == 0)
-                fn = funcmond_resolve_site(d, p, site);
-            /* Read while the thread runs: links are learnt only while they add up. */
-            linking = linking && id == funcmon_stack_id(parent, site);
-            if (linking && fn != 0 && fn != UINT32_MAX)
-                funcmond_stacks_link(&p->stacks, id, parent, fn - 1);
-            parent = id;
-        }
-    }
-}
-
 static struct funcmond_view *
-build_view(struct funcmond *d, const struct funcmond_view *prev)
+build_view(const struct funcmond *d, const struct funcmond_view *prev)
 {
-    struct funcmond_aggregate *agg = &d->agg;
+    const struct funcmond_aggregate *agg = &d->agg;
     uint64_t now_real = funcmond_real_ns();
     struct funcmond_view *v = calloc(1, sizeof(*v));
     uint32_t n_procs = 0;
 
-    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         n_procs++;
-        resolve_inflight(d, p); /* functions of calls that have not ended yet */
-    }
     if (v == NULL || (agg->n_fns && (v->fns = calloc(agg->n_fns, sizeof(*v->fns))) == NULL) ||
         (n_procs && (v->procs = calloc(n_procs, sizeof(*v->procs))) == NULL)) {
         free_view(v);
@@ -281,7 +229,7 @@ build_view(struct funcmond *d, const struct funcmond_view *prev)
         }
     }
     count_inflight(d, v->fns, v->n_fns);
-    for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
+    for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         build_process(p, &v->procs[v->n_procs++]);
     v->counters = d->counters;
     v->functions_overflow = agg->overflow_folds;
@@ -311,14 +259,20 @@ funcmond_view_init(struct funcmond *d)
     return 0;
 }
 
+int
+funcmond_view_due(const struct funcmond *d, uint64_t now, int force)
+{
+    uint64_t since = now - d->last_publish_mono_ns;
+    return force || (d->agg.dirty && since >= PUBLISH_BUSY_NS) || since >= PUBLISH_IDLE_NS;
+}
+
 void
 funcmond_view_maybe_publish(struct funcmond *d, uint64_t now, int force)
 {
     struct funcmond_views *vs = d->views;
-    uint64_t since = now - d->last_publish_mono_ns;
 
     ck_epoch_poll(&vs->writer); /* frees the views no reader can see any more */
-    if (!force && !(d->agg.dirty && since >= PUBLISH_BUSY_NS) && since < PUBLISH_IDLE_NS)
+    if (!funcmond_view_due(d, now, force))
         return;
     struct funcmond_view *old = vs->current;
     struct funcmond_view *v = build_view(d, old);
@@ -380,6 +334,7 @@ const struct funcmond_view *
 funcmond_view_begin(struct funcmond_reader *r)
 {
     ck_epoch_begin(&r->record, &r->section);
+    /* Pairs with the drain thread's release store in funcmond_view_maybe_publish. */
     return __atomic_load_n(&r->vs->current, __ATOMIC_ACQUIRE);
 }
 
