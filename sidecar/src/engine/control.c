@@ -11,15 +11,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "control.h"
+#include "funcmon/control.h"
 #include "log.h"
 #include "sidecar.h"
 
@@ -31,7 +30,7 @@ on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags
     (void)d;
     (void)flags;
     if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
-        syscall(SYS_futex, &p->c.hdr->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
+        funcmon_control_wake(p->c.hdr);
 }
 
 int
@@ -43,17 +42,14 @@ funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, in
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
         return -ESRCH;
     struct funcmon_shm_header *h = p->c.hdr;
-    /* Both pair with the control thread's acquire loads of ctl_request, then ctl_op, in
-     * control_main (client/src/control.c): it sees the new request number, then our op. */
-    __atomic_store_n(&h->ctl_op, op, __ATOMIC_RELEASE);
-    uint32_t req = __atomic_add_fetch(&h->ctl_request, 1, __ATOMIC_ACQ_REL);
+    uint32_t req = funcmon_control_post(h, op);
     if (p->op_ctl.on_complete == NULL)
         p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
     struct io_uring_sqe *sqe = d->futex_wait_ok ? funcmond_loop_sqe(d, &p->op_ctl) : NULL;
     if (sqe != NULL)
-        funcmond_loop_prep_futex_wake(sqe, &h->ctl_request, 1);
+        funcmond_loop_prep_futex_wake(sqe, funcmon_control_wake_word(h), 1);
     else
-        syscall(SYS_futex, &h->ctl_request, FUTEX_WAKE, 1, NULL, NULL, 0);
+        funcmon_control_wake(h);
     p->ctl.op = op;
     p->ctl.request = req;
     p->ctl.deadline_ns = funcmond_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -71,11 +67,10 @@ check_answers(struct funcmond *d, uint64_t now)
         if (!p->ctl.active)
             continue;
         struct funcmon_shm_header *h = p->c.hdr;
-        int status;
-        /* Pairs with the control thread's release store of ctl_response in control_main
-         * (client/src/control.c), after it wrote ctl_status and its results. */
-        if ((int32_t)(__atomic_load_n(&h->ctl_response, __ATOMIC_ACQUIRE) - p->ctl.request) >= 0) {
-            status = __atomic_load_n(&h->ctl_status, __ATOMIC_RELAXED);
+        int32_t status;
+        /* The figures are read only once the poll said answered: its acquire load of
+         * ctl_response orders them after the control thread wrote them. */
+        if (funcmon_control_poll(h, p->ctl.request, &status)) {
             if (status == 0) {
                 p->rt.alloc = h->alloc_stats;
                 if (p->ctl.op == FUNCMON_CTL_SAMPLE)
