@@ -270,7 +270,9 @@ bench_render(void)
     for (int i = 0; i < 1000; i++) {
         char name[64];
         snprintf(name, sizeof(name), "GET_/v1/resource_%d/:id", i);
-        uint32_t id = funcmond_agg_function(&d->agg, i % 2 ? "api" : "worker", "http_handler", name);
+        uint32_t id;
+        if (funcmond_agg_function(&d->agg, i % 2 ? "api" : "worker", "http_handler", name, &id) != 0)
+            exit(1);
         for (int k = 0; k < 100; k++)
             funcmond_agg_record(&d->agg, id, (uint64_t)(1000 + k * 97 * (i + 1)), k % 9 ? 0 : FUNCMON_RECORD_ERROR, 0, 0, 1);
     }

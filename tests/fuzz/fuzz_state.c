@@ -89,7 +89,8 @@ check_bounded(const struct funcmond *d)
         FUZZ_ASSERT(f != NULL && f->id == i);
         FUZZ_ASSERT(terminated(f->service, sizeof(f->service)) && terminated(f->package, sizeof(f->package)));
         FUZZ_ASSERT(terminated(f->name, sizeof(f->name)) && f->name[0] != '\0');
-        FUZZ_ASSERT(f->overflow || funcmond_agg_find(agg, f->service, f->package, f->name) == i);
+        uint32_t found = UINT32_MAX;
+        FUZZ_ASSERT(f->overflow || (funcmond_agg_find(agg, f->service, f->package, f->name, &found) == 0 && found == i));
     }
 }
 
@@ -233,8 +234,8 @@ seed_written(uint32_t n, uint32_t services, size_t *size)
         char service[32], name[32];
         snprintf(service, sizeof(service), "svc%u", i % services);
         snprintf(name, sizeof(name), "fn_%u", i);
-        uint32_t id = funcmond_agg_function(&d->agg, service, i % 3 == 0 ? "" : "pkg", name);
-        FUZZ_ASSERT(id != UINT32_MAX);
+        uint32_t id;
+        FUZZ_ASSERT(funcmond_agg_function(&d->agg, service, i % 3 == 0 ? "" : "pkg", name, &id) == 0);
         for (uint64_t k = 0; k <= i % 5; k++)
             funcmond_agg_record(&d->agg, id, 1000 + k * 777777 * (i + 1), k == 1 ? FUNCMON_RECORD_ERROR : FUNCMON_RECORD_ALLOC,
                                 4096 * k, 1024 * k, 1764547200000000000ull + k);

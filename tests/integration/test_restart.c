@@ -60,8 +60,8 @@ read_state(uint64_t *calls, uint64_t *errors, uint64_t *lost)
     snprintf(d->cfg.state_file, sizeof(d->cfg.state_file), "%s", state);
     CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
     CHECK_EQ(funcmond_snapshot_load(d), 0);
-    uint32_t id = funcmond_agg_find(&d->agg, "svc", "e2e", "work");
-    CHECK_NE(id, UINT32_MAX);
+    uint32_t id;
+    CHECK_EQ(funcmond_agg_find(&d->agg, "svc", "e2e", "work", &id), 0);
     *calls = d->agg.fns[id]->calls;
     *errors = d->agg.fns[id]->errors;
     *lost = d->counters.lost;

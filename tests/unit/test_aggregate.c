@@ -17,6 +17,15 @@
 
 #define N 200000
 
+/* The id of a function, created if new; the test fails if it cannot be. */
+static uint32_t
+function_id(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+{
+    uint32_t id = UINT32_MAX;
+    CHECK_EQ(funcmond_agg_function(agg, service, package, name, &id), 0);
+    return id;
+}
+
 static uint64_t rng = 88172645463325252ull;
 
 static double
@@ -102,8 +111,8 @@ check_bounded(void)
     uint32_t noisy = 0;
     for (int i = 0; i < 5000; i++) {
         snprintf(name, sizeof(name), "fn%d", i);
-        uint32_t id = funcmond_agg_function(&agg, "noisy", "pkg", name);
-        CHECK_NE(id, UINT32_MAX);
+        uint32_t id;
+        CHECK_EQ(funcmond_agg_function(&agg, "noisy", "pkg", name, &id), 0);
         funcmond_agg_spill(&agg, id, 1, 0, 0);
         calls++;
         noisy += !agg.fns[id]->overflow;
@@ -111,8 +120,8 @@ check_bounded(void)
     /* A quiet service arriving late still gets each of its functions. */
     for (int i = 0; i < 10; i++) {
         snprintf(name, sizeof(name), "quiet%d", i);
-        uint32_t id = funcmond_agg_function(&agg, "quiet", "pkg", name);
-        CHECK_NE(id, UINT32_MAX);
+        uint32_t id;
+        CHECK_EQ(funcmond_agg_function(&agg, "quiet", "pkg", name, &id), 0);
         CHECK_STREQ(agg.fns[id]->name, name);
         CHECK_STREQ(agg.fns[id]->service, "quiet");
         funcmond_agg_spill(&agg, id, 1, 0, 0);
@@ -123,8 +132,8 @@ check_bounded(void)
         snprintf(service, sizeof(service), "svc%d", s);
         for (int i = 0; i < 20; i++) {
             snprintf(name, sizeof(name), "fn%d", i);
-            uint32_t id = funcmond_agg_function(&agg, service, "pkg", name);
-            CHECK_NE(id, UINT32_MAX);
+            uint32_t id;
+            CHECK_EQ(funcmond_agg_function(&agg, service, "pkg", name, &id), 0);
             funcmond_agg_spill(&agg, id, 1, 0, 0);
             calls++;
         }
@@ -157,10 +166,10 @@ main(void)
     CHECK_EQ(funcmond_view_init(d), 0);
     funcmond_agg_tick(&d->agg, 1000000000000ull);
 
-    uint32_t ln = funcmond_agg_function(&d->agg, "svc", "pkg", "lognormal");
-    uint32_t bi = funcmond_agg_function(&d->agg, "svc", "pkg", "bimodal");
+    uint32_t ln = function_id(&d->agg, "svc", "pkg", "lognormal");
+    uint32_t bi = function_id(&d->agg, "svc", "pkg", "bimodal");
     CHECK_NE(ln, bi);
-    CHECK_EQ(funcmond_agg_function(&d->agg, "svc", "pkg", "lognormal"), ln);
+    CHECK_EQ(function_id(&d->agg, "svc", "pkg", "lognormal"), ln);
     uint64_t ln_err = 0, bi_err = 0;
     for (size_t i = 0; i < N; i++) {
         a[i] = (uint64_t)llround(exp(log(2e6) + normal())); /* median 2 ms */
@@ -186,9 +195,9 @@ main(void)
     funcmond_view_end(r);
 
     /* Past MAX_FUNCTIONS (2): new names of a service fold into its overflow entry. */
-    uint32_t o1 = funcmond_agg_function(&d->agg, "svc", "pkg", "third");
-    uint32_t o2 = funcmond_agg_function(&d->agg, "svc", "pkg", "fourth");
-    uint32_t other = funcmond_agg_function(&d->agg, "other", "pkg", "x");
+    uint32_t o1 = function_id(&d->agg, "svc", "pkg", "third");
+    uint32_t o2 = function_id(&d->agg, "svc", "pkg", "fourth");
+    uint32_t other = function_id(&d->agg, "other", "pkg", "x");
     CHECK_EQ(o1, o2);
     CHECK_NE(other, o1);
     CHECK_STREQ(d->agg.fns[o1]->name, "<overflow>");

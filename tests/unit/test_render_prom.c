@@ -28,6 +28,15 @@
 
 #define MAX_LINES 8192
 
+/* The id of a function, created if new; the test fails if it cannot be. */
+static uint32_t
+function_id(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+{
+    uint32_t id = UINT32_MAX;
+    CHECK_EQ(funcmond_agg_function(agg, service, package, name, &id), 0);
+    return id;
+}
+
 static char *
 render(const struct funcmond_view *v, size_t *len)
 {
@@ -364,7 +373,7 @@ main(void)
      * "less or equal"), errors, calls without a record, two calls with memory measured. */
     static const uint64_t durs[] = {1000000, 5000000, 7000000, 300000000, 20000000000ull};
     static const uint64_t bytes[] = {2000, 2000000, 0, 0, 0};
-    uint32_t simple = funcmond_agg_function(agg, "svc", "pkg", "simple");
+    uint32_t simple = function_id(agg, "svc", "pkg", "simple");
     uint64_t sum_ns = 0;
     for (int i = 0; i < 5; i++) {
         uint32_t flags = (i == 1 || i == 4 ? FUNCMON_RECORD_ERROR : 0) | (bytes[i] != 0 ? FUNCMON_RECORD_ALLOC : 0);
@@ -375,8 +384,8 @@ main(void)
 
     /* odd names, one call each */
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
-        funcmond_agg_record(agg, funcmond_agg_function(agg, "svc", "odd", odd[i].name), 1000, 0, 0, 0, 1);
-    funcmond_agg_record(agg, funcmond_agg_function(agg, "svc", "http_handler", "GET_/v1/users/:id"), 1000, 0, 0, 0, 1);
+        funcmond_agg_record(agg, function_id(agg, "svc", "odd", odd[i].name), 1000, 0, 0, 0, 1);
+    funcmond_agg_record(agg, function_id(agg, "svc", "http_handler", "GET_/v1/users/:id"), 1000, 0, 0, 0, 1);
     /* the longest names, all escapes and replacements */
     char longest[FUNCMON_NAME_MAX + 1], longest_shown[4 * FUNCMON_NAME_MAX];
     size_t ls = 0;
@@ -390,18 +399,18 @@ main(void)
     }
     longest[FUNCMON_NAME_MAX] = '\0';
     longest_shown[ls] = '\0';
-    funcmond_agg_record(agg, funcmond_agg_function(agg, "svc", "odd", longest), 1000, 0, 0, 0, 1);
+    funcmond_agg_record(agg, function_id(agg, "svc", "odd", longest), 1000, 0, 0, 0, 1);
     /* three names that render alike: two with an invalid byte, one with a genuine U+FFFD */
-    uint32_t c1 = funcmond_agg_function(agg, "svc", "odd", "x\xff");
-    uint32_t c2 = funcmond_agg_function(agg, "svc", "odd", "x\xfe");
-    uint32_t c3 = funcmond_agg_function(agg, "svc", "odd", "x\xef\xbf\xbd");
+    uint32_t c1 = function_id(agg, "svc", "odd", "x\xff");
+    uint32_t c2 = function_id(agg, "svc", "odd", "x\xfe");
+    uint32_t c3 = function_id(agg, "svc", "odd", "x\xef\xbf\xbd");
     funcmond_agg_record(agg, c1, 2000000, 0, 0, 0, 1);
     for (int i = 0; i < 2; i++)
         funcmond_agg_record(agg, c2, 20000000, FUNCMON_RECORD_ERROR, 0, 0, 1);
     for (int i = 0; i < 4; i++)
         funcmond_agg_record(agg, c3, 200000000, 0, 0, 0, 1);
     /* a service and package that need escaping too */
-    funcmond_agg_record(agg, funcmond_agg_function(agg, "weird\\svc\xc3", "p\"kg", "f"), 1000, 0, 0, 0, 1);
+    funcmond_agg_record(agg, function_id(agg, "weird\\svc\xc3", "p\"kg", "f"), 1000, 0, 0, 0, 1);
 
     d->counters.records = 12345;
     d->counters.dropped = 17;
@@ -610,7 +619,7 @@ main(void)
     for (int i = 0; i < 1000; i++) {
         char name[64];
         snprintf(name, sizeof(name), "handler_%04d", i);
-        uint32_t id = funcmond_agg_function(&d->agg, "service", i % 2 ? "pkg/internal/store" : "http_handler", name);
+        uint32_t id = function_id(&d->agg, "service", i % 2 ? "pkg/internal/store" : "http_handler", name);
         for (int k = 0; k < 20; k++)
             funcmond_agg_record(&d->agg, id, 1000ull * (uint64_t)(i + 1) * (uint64_t)(k + 1) * 37, (k % 7) ? 0 : 1,
                                 (uint64_t)k * 1000, 0, 1);

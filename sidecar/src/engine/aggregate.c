@@ -88,10 +88,14 @@ lookup(const struct funcmond_aggregate *agg, uint32_t hash, const char *service,
     }
 }
 
-uint32_t
-funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+int
+funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, uint32_t *id)
 {
-    return lookup(agg, hash_key(service, package, name), service, package, name, NULL);
+    uint32_t found = lookup(agg, hash_key(service, package, name), service, package, name, NULL);
+    if (found == UINT32_MAX)
+        return -ENOENT;
+    *id = found;
+    return 0;
 }
 
 /* Doubles the index once it is half full. */
@@ -115,24 +119,25 @@ grow_index(struct funcmond_aggregate *agg)
     return 0;
 }
 
-static uint32_t
-create(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, int overflow)
+/* Adds a new entry; 0 with *id, or -ENOMEM. */
+static int
+create(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, int overflow, uint32_t *id)
 {
     struct funcmond_function *f;
     uint32_t slot;
 
     if ((agg->n_fns + 1) * 2 > agg->index_mask + 1 && grow_index(agg) != 0)
-        return UINT32_MAX;
+        return -ENOMEM;
     if (agg->n_fns == agg->cap_fns) {
         uint32_t cap = agg->cap_fns ? agg->cap_fns * 2 : 64;
         struct funcmond_function **fns = realloc(agg->fns, cap * sizeof(*fns));
         if (fns == NULL)
-            return UINT32_MAX;
+            return -ENOMEM;
         agg->fns = fns;
         agg->cap_fns = cap;
     }
     if ((f = calloc(1, sizeof(*f))) == NULL)
-        return UINT32_MAX;
+        return -ENOMEM;
     snprintf(f->service, sizeof(f->service), "%s", service);
     snprintf(f->package, sizeof(f->package), "%s", package);
     snprintf(f->name, sizeof(f->name), "%s", name);
@@ -150,7 +155,8 @@ create(struct funcmond_aggregate *agg, const char *service, const char *package,
     agg->dirty = 1;
     if (!overflow)
         agg->n_regular++;
-    return f->id;
+    *id = f->id;
+    return 0;
 }
 
 /* The functions of a service, or NULL; with `add`, a zero entry is made for a new one. */
@@ -204,27 +210,26 @@ service_use(struct funcmond_aggregate *agg, const char *service, int add)
     return u;
 }
 
-uint32_t
-funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service)
+int
+funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service, uint32_t *id)
 {
-    uint32_t id = funcmond_agg_find(agg, service, "funcmon", "<overflow>");
-    if (id != UINT32_MAX)
-        return id;
+    if (funcmond_agg_find(agg, service, "funcmon", "<overflow>", id) == 0)
+        return 0;
     if (agg->n_overflow < FUNCMOND_OVERFLOW_ENTRIES && strcmp(service, FUNCMOND_OVERFLOW_SERVICE) != 0) {
-        id = create(agg, service, "funcmon", "<overflow>", 1);
-        agg->n_overflow += id != UINT32_MAX;
-        return id;
+        int ret = create(agg, service, "funcmon", "<overflow>", 1, id);
+        agg->n_overflow += ret == 0;
+        return ret;
     }
-    id = funcmond_agg_find(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>");
-    return id != UINT32_MAX ? id : create(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>", 1);
+    if (funcmond_agg_find(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>", id) == 0)
+        return 0;
+    return create(agg, FUNCMOND_OVERFLOW_SERVICE, "funcmon", "<overflow>", 1, id);
 }
 
-uint32_t
-funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name)
+int
+funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, uint32_t *id)
 {
-    uint32_t id = funcmond_agg_find(agg, service, package, name);
-    if (id != UINT32_MAX)
-        return id;
+    if (funcmond_agg_find(agg, service, package, name, id) == 0)
+        return 0;
     /* Room: below the cap's last quarter for anyone; in that quarter only for a service
      * that holds fewer than FUNCMOND_SERVICE_FLOOR functions, so services that come after
      * a noisy one still get theirs. Entries are never freed (their counts are totals). */
@@ -233,14 +238,14 @@ funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const
         struct funcmond_service_use *u = service_use(agg, service, 0);
         if (agg->n_regular < open || u == NULL || u->functions < FUNCMOND_SERVICE_FLOOR) {
             if (u == NULL && (u = service_use(agg, service, 1)) == NULL)
-                return UINT32_MAX;
-            id = create(agg, service, package, name, 0);
-            u->functions += id != UINT32_MAX;
-            return id;
+                return -ENOMEM;
+            int ret = create(agg, service, package, name, 0, id);
+            u->functions += ret == 0;
+            return ret;
         }
     }
     agg->overflow_folds++;
-    return funcmond_agg_overflow(agg, service);
+    return funcmond_agg_overflow(agg, service, id);
 }
 
 void

@@ -104,17 +104,18 @@ struct funcmond_aggregate {
 int funcmond_agg_init(struct funcmond_aggregate *agg, const struct funcmond_config *cfg);
 void funcmond_agg_free(struct funcmond_aggregate *agg);
 
-/* The id of (service, package, name), created if new and the rules above give it room;
- * otherwise the id of an overflow entry (funcmond_agg_overflow). Returns UINT32_MAX only
- * when memory ran out. */
-uint32_t funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);
+/* The id of (service, package, name) in *id, created if new and the rules above give it
+ * room; otherwise the id of an overflow entry (funcmond_agg_overflow). Returns 0, or
+ * -ENOMEM when memory ran out (*id not set). */
+int funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, uint32_t *id);
 
-/* The overflow entry for the service: its own while FUNCMOND_OVERFLOW_ENTRIES allow,
- * otherwise the global one; created if new. Returns UINT32_MAX only when memory ran out. */
-uint32_t funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service);
+/* The overflow entry for the service in *id: its own while FUNCMOND_OVERFLOW_ENTRIES
+ * allow, otherwise the global one; created if new. Returns 0 or -ENOMEM. */
+int funcmond_agg_overflow(struct funcmond_aggregate *agg, const char *service, uint32_t *id);
 
-/* Looks up without creating: the id, or UINT32_MAX. */
-uint32_t funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name);
+/* Looks up without creating: 0 with *id, or -ENOENT. */
+int funcmond_agg_find(const struct funcmond_aggregate *agg, const char *service, const char *package, const char *name,
+                      uint32_t *id);
 
 /* Sets the window slot for records that follow (monotonic ns). */
 void funcmond_agg_tick(struct funcmond_aggregate *agg, uint64_t now_mono_ns);

@@ -56,9 +56,9 @@ funcmond_ingest_resolve_site(struct funcmond *d, struct funcmond_process *p, uin
         p->site_fn[site] = FUNCMOND_SITE_SKIPPED; /* served nowhere */
         return -ENOENT;
     }
-    uint32_t id = funcmond_agg_function(&d->agg, p->service, info->package, info->name);
-    if (id == UINT32_MAX)
-        return -ENOMEM;
+    uint32_t id;
+    if ((ret = funcmond_agg_function(&d->agg, p->service, info->package, info->name, &id)) != 0)
+        return ret;
     p->site_fn[site] = id + 1;
     *fn = id;
     return 0;

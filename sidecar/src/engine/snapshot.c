@@ -540,16 +540,16 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
             return -EBADMSG;
     /* Restored under today's bounds: an overflow entry stays one (its service's, or the
      * global one past FUNCMOND_OVERFLOW_ENTRIES). */
-    uint32_t id = v[0] ? funcmond_agg_overflow(agg, service) : funcmond_agg_function(agg, service, package, name);
-    if (id == UINT32_MAX) /* only when memory ran out */
-        return -ENOMEM;
+    uint32_t id;
+    int ret = v[0] ? funcmond_agg_overflow(agg, service, &id) : funcmond_agg_function(agg, service, package, name, &id);
+    if (ret != 0) /* only when memory ran out */
+        return ret;
     struct funcmond_function *f = agg->fns[id];
     struct funcmond_hist dur, mem;
     funcmond_hist_init(&dur, FUNCMOND_DURATION_SUB_BITS);
     funcmond_hist_init(&mem, FUNCMOND_MEMORY_SUB_BITS);
     uint64_t db[FUNCMOND_MAX_BUCKETS + 1], mb[FUNCMOND_MAX_BUCKETS + 1];
     uint32_t ndb, nmb;
-    int ret;
     if ((ret = load_hist(o, "dur", &dur)) != 0 || (ret = load_hist(o, "mem", &mem)) != 0 ||
         (ret = get_u64_array(o, "dur_buckets", db, FUNCMOND_MAX_BUCKETS + 1, &ndb)) != 0 ||
         (ret = get_u64_array(o, "mem_buckets", mb, FUNCMOND_MAX_BUCKETS + 1, &nmb)) != 0) {
