@@ -523,6 +523,25 @@ load_hist(const msgpack_object *map, const char *key, struct funcmond_hist *h)
     return 0;
 }
 
+/* Adds a saved function's bucket counts to buckets (n bounds, n + 1 buckets). With the
+ * bounds it was saved under (saved, n_saved of them, NULL when they differ) exactly; under
+ * other bounds rebuilt from its histogram h (within its resolution), since exact counts for
+ * new bounds were never taken. */
+static void
+add_buckets(uint64_t *buckets, const uint64_t *bounds, uint32_t n, const uint64_t *saved, uint32_t n_saved,
+            const struct funcmond_hist *h)
+{
+    for (uint32_t i = 0; i <= n; i++) {
+        if (saved != NULL && n_saved == n + 1) {
+            buckets[i] += saved[i];
+        } else {
+            uint64_t upto = i < n ? funcmond_hist_count_le(h, bounds[i]) : h->count;
+            uint64_t below = i > 0 ? funcmond_hist_count_le(h, bounds[i - 1]) : 0;
+            buckets[i] += upto - below;
+        }
+    }
+}
+
 /* One entry of "functions", added into the aggregate. Returns 0, -EBADMSG, or -ENOMEM. */
 static int
 load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int same_mem)
@@ -578,26 +597,8 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
         f->last_real_ns = v[11];
     funcmond_hist_merge(&f->dur, &dur);
     funcmond_hist_merge(&f->mem, &mem);
-    /* Same bounds as saved: exact. Other bounds: rebuilt from the histogram (within its
-     * resolution), since the exact counts for new bounds were never taken. */
-    for (uint32_t i = 0; i <= agg->n_dur_bounds; i++) {
-        if (same_dur && ndb == agg->n_dur_bounds + 1)
-            f->dur_buckets[i] += db[i];
-        else {
-            uint64_t upto = i < agg->n_dur_bounds ? funcmond_hist_count_le(&dur, agg->dur_bounds_ns[i]) : dur.count;
-            uint64_t below = i > 0 ? funcmond_hist_count_le(&dur, agg->dur_bounds_ns[i - 1]) : 0;
-            f->dur_buckets[i] += upto - below;
-        }
-    }
-    for (uint32_t i = 0; i <= agg->n_mem_bounds; i++) {
-        if (same_mem && nmb == agg->n_mem_bounds + 1)
-            f->mem_buckets[i] += mb[i];
-        else {
-            uint64_t upto = i < agg->n_mem_bounds ? funcmond_hist_count_le(&mem, agg->mem_bounds[i]) : mem.count;
-            uint64_t below = i > 0 ? funcmond_hist_count_le(&mem, agg->mem_bounds[i - 1]) : 0;
-            f->mem_buckets[i] += upto - below;
-        }
-    }
+    add_buckets(f->dur_buckets, agg->dur_bounds_ns, agg->n_dur_bounds, same_dur ? db : NULL, ndb, &dur);
+    add_buckets(f->mem_buckets, agg->mem_bounds, agg->n_mem_bounds, same_mem ? mb : NULL, nmb, &mem);
     funcmond_hist_free(&dur);
     funcmond_hist_free(&mem);
     return 0;
