@@ -132,6 +132,16 @@ funcmond_discovery_unlock(struct funcmond *d)
     d->lock_held = 0;
 }
 
+/* The segment stops naming us (pid self) as its consumer, unless another reader has taken
+ * it over since. Pairs with the client's acquire load of consumer_pid in
+ * funcmon__segment_retire (client/src/segment.c): a client retiring after this sees no
+ * consumer alive and removes its segment itself. */
+static void
+disown(struct funcmond_process *p, int32_t self)
+{
+    __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &self, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
 /* Whether p's process has exited: its pidfd is readable from its exit on (before it is
  * reaped, when /proc still shows it); without one, its /proc start time. */
 static int
@@ -153,8 +163,7 @@ funcmond_discovery_withdraw(struct funcmond *d)
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
-        int32_t expected = self;
-        __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+        disown(p, self);
         /* Exited before it could see that (it left its segment to us), or after (it removed
          * the name itself; our mapping still reads it): either way drained here, to the end. */
         if (has_exited(p))
@@ -448,8 +457,7 @@ free_process(struct funcmond_process *p)
 static void
 abandon(struct funcmond_process *p)
 {
-    int32_t self = (int32_t)getpid();
-    __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &self, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    disown(p, (int32_t)getpid());
     free_process(p);
 }
 
@@ -476,8 +484,7 @@ let_go(struct funcmond *d, struct funcmond_process *p, int remove)
         d->clients--;
         /* The client no longer has a consumer: when it exits it removes its segment itself
          * (unless a sidecar is announced), even if our pid is reused by then. */
-        int32_t self = (int32_t)getpid();
-        __atomic_compare_exchange_n(&p->c.hdr->consumer_pid, &self, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+        disown(p, (int32_t)getpid());
     }
     if (remove)
         unlink_segment(d, p);
