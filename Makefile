@@ -14,7 +14,7 @@
 BUILD_PACKAGES := build-essential cmake pkg-config liburing-dev libck-dev libh2o-evloop-dev \
                   libmsgpack-dev libssl-dev libyaml-dev zlib1g-dev libmicrohttpd-dev
 TEST_PACKAGES  := valgrind clang libclang-rt-14-dev curl jq prometheus golang-go wrk docker-compose \
-                  python3-yaml podman runc mmdebstrap podman-compose
+                  python3-yaml podman runc catatonit mmdebstrap
 DEMO_PACKAGES  := curl jq
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
