@@ -150,23 +150,28 @@ pm run -d --name "$sidecar" --network host --ipc "container:$demo" --pid "contai
 wait_metrics || fail "funcmond ($mode seccomp profile) does not serve /metrics on $fbase"
 echo "funcmond start time ($mode seccomp profile): $(($(ms) - started)) ms from podman run to the first /metrics answer"
 
-# total: the sum of call counts of the demo's routes funcmond shows.
+# routes_total FILE: the sum of call counts of the demo's routes in a /debug/profiles answer.
+routes_total() { jq '[.profiles | to_entries[] | select(.key | startswith("GET_/v1/")) | .value.call_count] | add // 0' "$1"; }
+# total: that sum as funcmond shows it now (the answer stays in $dir/profiles.json).
 total() {
     curl -sf --max-time 3 -H "Authorization: Bearer $token" "$fbase/debug/profiles" > "$dir/profiles.json" ||
         fail "GET /debug/profiles"
-    jq '[.profiles | to_entries[] | select(.key | startswith("GET_/v1/")) | .value.call_count] | add // 0' \
-        "$dir/profiles.json"
+    routes_total "$dir/profiles.json"
 }
-first=0
-for _ in $(seq 100); do
-    first=$(total)
-    [ "$first" -gt 0 ] && break
-    sleep 0.1
-done
-[ "$first" -gt 0 ] || fail "no calls of the demo's routes in /debug/profiles: $(head -c 300 "$dir/profiles.json")"
-sleep 2
-second=$(total)
-[ "$second" -gt "$first" ] || fail "counts do not grow: $first, then $second"
+# counts_grow WHERE: waits for the demo's first counted calls, then wants more 2 s later;
+# sets first and second.
+counts_grow() {
+    local tries=100
+    until first=$(total) && [ "$first" -gt 0 ]; do
+        [ $((tries -= 1)) -gt 0 ] || break
+        sleep 0.1
+    done
+    [ "${first:-0}" -gt 0 ] || fail "$1: no calls of the demo's routes in /debug/profiles: $(head -c 300 "$dir/profiles.json")"
+    sleep 2
+    second=$(total)
+    [ "$second" -gt "$first" ] || fail "$1: counts do not grow: $first, then $second"
+}
+counts_grow containers
 echo "demo routes counted: $first, 2 s later $second"
 curl -sf -H "Authorization: Bearer $token" "$fbase/debug/stats" > "$dir/stats.json" || fail "GET /debug/stats"
 # The event loop funcmond says it uses: any field of /debug/stats naming io_uring or epoll.
@@ -191,8 +196,7 @@ done
 
 # A restart of funcmond's container keeps the totals (state file on the volume).
 pm stop -t 10 "$sidecar" > /dev/null || fail "podman stop funcmond"
-before=$(jq '[.profiles | to_entries[] | select(.key | startswith("GET_/v1/")) | .value.call_count] | add // 0' \
-    "$dir/profiles.json")
+before=$(routes_total "$dir/profiles.json")
 pm start "$sidecar" > /dev/null || fail "podman start funcmond"
 wait_metrics || fail "funcmond does not serve /metrics after a restart"
 after=$(total)
@@ -268,17 +272,7 @@ pod=$(pm pod ls --filter "name=^$pod" --format '{{.Name}}' | head -1)
 [ -n "$pod" ] || fail "kube play made no pod: $(tail -5 "$dir/kube.log")"
 sidecar=$pod-funcmond demo=$pod-app
 wait_metrics || fail "funcmond in the pod does not serve /metrics on $fbase"
-first=0
-for _ in $(seq 100); do
-    first=$(total)
-    [ "$first" -gt 0 ] && break
-    sleep 0.1
-done
-sleep 1
-second=$(total)
-if [ "$first" -eq 0 ] || [ "$second" -le "$first" ]; then
-    fail "pod: counts do not grow: $first, then $second"
-fi
+counts_grow pod
 shm() { pm exec "$sidecar" sh -c 'cd /dev/shm && ls -A'; }
 shm | grep -q '^funcmon\.demo\.' || fail "pod: no demo segment in the shared /dev/shm: $(shm)"
 # The app stops; funcmond, still running, drains and removes its segment; then funcmond stops
