@@ -61,7 +61,8 @@ fail() {
 ms() { date +%s%3N; }
 
 # --- Base images: debian:12, a minbase bookworm, and debian:12-slim, the same without
-# documentation, manual pages and translations (as Docker Hub's slim image).
+# documentation, manual pages and translations, and without the perl that mmdebstrap's
+# /usr merge (usrmerge) brings along: what Docker Hub's slim image leaves out.
 base=docker.io/library/debian
 make_base() { # make_base TAG [mmdebstrap option...]
     local started
@@ -74,9 +75,11 @@ make_base() { # make_base TAG [mmdebstrap option...]
     echo "base image $base:$1 made in $(($(ms) - started)) ms"
 }
 make_base 12
+# shellcheck disable=SC2016 # the hook's $1 is the chroot mmdebstrap passes it
 make_base 12-slim --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*' --include=usr-is-merged \
+    --customize-hook='chroot "$1" dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36'
 
 # --- The images, tagged by the content of what the Dockerfiles copy in.
 tag=$(cd "$src" && find Makefile CMakeLists.txt cmake proto client sidecar docker/Dockerfile.funcmond \
