@@ -7,21 +7,41 @@
 #   make bench   build optimised and run the benchmarks
 #   make clean   remove the build trees
 
-PACKAGES := build-essential cmake pkg-config valgrind clang libclang-rt-14-dev \
-            liburing-dev libck-dev libh2o-evloop-dev libmsgpack-dev libssl-dev libyaml-dev zlib1g-dev \
-            libmicrohttpd-dev curl jq prometheus golang-go wrk docker-compose python3-yaml
+# What compiling needs (the image builders install only these, through `make build`), and
+# what the suite adds: checkers, sanitizer runtimes, real peers (Prometheus, wrk, Go's
+# pprof), the container tools tests/integration/test_containers.sh drives. `make demo`
+# needs the build packages plus curl and jq.
+BUILD_PACKAGES := build-essential cmake pkg-config liburing-dev libck-dev libh2o-evloop-dev \
+                  libmsgpack-dev libssl-dev libyaml-dev zlib1g-dev libmicrohttpd-dev
+TEST_PACKAGES  := valgrind clang libclang-rt-14-dev curl jq prometheus golang-go wrk docker-compose \
+                  python3-yaml podman runc catatonit mmdebstrap
+DEMO_PACKAGES  := curl jq
 JOBS     := $(shell nproc 2>/dev/null || echo 2)
 CTEST    := ctest --output-on-failure --no-tests=error
 FUZZ_SECONDS ?= 20
+# Extra cmake arguments for a new build/ (the images pass -DFUNCMON_BUILD_TESTS=OFF).
+CMAKE_ARGS ?=
 FUZZ_QUERY_SECONDS ?= 10
 
-.PHONY: all deps build test test-plain test-asan test-tsan test-fuzz bench clean demo
+.PHONY: all deps deps-build deps-demo install-packages build test test-plain test-asan test-tsan test-fuzz bench clean demo
 
 all: build
 
+# deps-build installs what `make build` needs, deps what `make test` needs: the missing
+# packages of the list, with apt-get as root; as another user it prints the apt-get line.
+deps-build:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BUILD_PACKAGES)"
+
 deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BUILD_PACKAGES) $(TEST_PACKAGES)"
+
+deps-demo:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BUILD_PACKAGES) $(DEMO_PACKAGES)"
+
+install-packages:
 	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	missing=$$(echo $$missing); \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" -ne 0 ]; then \
 	        echo "missing packages: $$missing"; \
@@ -31,13 +51,13 @@ deps:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-build/CMakeCache.txt: | deps
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build/CMakeCache.txt: | deps-build
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 
-build: deps build/CMakeCache.txt
+build: deps-build build/CMakeCache.txt
 	cmake --build build -j$(JOBS)
 
-test-plain: build
+test-plain: deps build
 	cd build && $(CTEST)
 
 test-asan: deps
@@ -71,7 +91,7 @@ bench: build
 # prints the URLs to try and a live summary until Ctrl-C (or DEMO_SECONDS). See demo.sh for
 # DEMO_* settings; BUILD_DIR=DIR uses another build tree (configured here if new).
 BUILD_DIR ?= build
-demo: deps
+demo: deps-demo
 	@test -f $(BUILD_DIR)/CMakeCache.txt || cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target funcmond funcmon-demo
 	./client/examples/demo.sh $(BUILD_DIR)

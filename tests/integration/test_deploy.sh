@@ -49,9 +49,9 @@ start_prometheus
 # --- The compose file: valid for Debian's docker-compose, and wired together.
 # funcmond's token comes from the environment of `docker-compose up`, and nothing starts
 # without one.
-env -u FUNCMOND_AUTH_TOKEN docker-compose -f "$docker/compose.yml" config > /dev/null 2> "$dir/compose.err" &&
+(cd "$src" && env -u FUNCMOND_AUTH_TOKEN docker-compose -f "$docker/compose.yml" config) > /dev/null 2> "$dir/compose.err" &&
     fail "docker-compose config accepts the file without FUNCMOND_AUTH_TOKEN"
-FUNCMOND_AUTH_TOKEN=deploy-test-token docker-compose -f "$docker/compose.yml" config > "$dir/compose.yml" 2> "$dir/compose.err" ||
+(cd "$src" && FUNCMOND_AUTH_TOKEN=deploy-test-token docker-compose -f "$docker/compose.yml" config) > "$dir/compose.yml" 2> "$dir/compose.err" ||
     fail "docker-compose config: $(cat "$dir/compose.err")"
 check compose "$dir/compose.yml" "$docker" > "$dir/out" || fail "compose.yml: $(cat "$dir/out")"
 
