@@ -104,7 +104,7 @@ watch(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->lock);
-        if (w->stopping) {
+        if (__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
             pthread_mutex_unlock(&w->lock);
             break;
         }

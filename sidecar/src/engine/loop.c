@@ -125,22 +125,25 @@ funcmond_loop_poll_in(struct funcmond *d, struct funcmond_op *op, int fd)
     return submit(d, op);
 }
 
-int
-funcmond_loop_futex_wait(struct funcmond *d, struct funcmond_op *op, uint32_t *word, uint32_t value)
+static int
+ask_futex(struct funcmond *d, struct funcmond_op *op, enum funcmond_op_kind kind, uint32_t *word, uint32_t value)
 {
-    op->kind = FUNCMOND_OP_FUTEX_WAIT;
+    op->kind = kind;
     op->word = word;
     op->value = value;
     return submit(d, op);
 }
 
 int
+funcmond_loop_futex_wait(struct funcmond *d, struct funcmond_op *op, uint32_t *word, uint32_t value)
+{
+    return ask_futex(d, op, FUNCMOND_OP_FUTEX_WAIT, word, value);
+}
+
+int
 funcmond_loop_futex_wake(struct funcmond *d, struct funcmond_op *op, uint32_t *word, uint32_t count)
 {
-    op->kind = FUNCMOND_OP_FUTEX_WAKE;
-    op->word = word;
-    op->value = count;
-    return submit(d, op);
+    return ask_futex(d, op, FUNCMOND_OP_FUTEX_WAKE, word, count);
 }
 
 int
