@@ -119,7 +119,7 @@ start_as(const char *program, char *const argv[], int refuse_uring)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        if (refuse_uring && harness_refuse_io_uring() != 0)
+        if (refuse_uring && harness_refuse_io_uring(0) != 0)
             _exit(127);
         setenv("SIDECAR_SHM_PREFIX", prefix, 1);
         setenv("FUNCMON_SHM_PREFIX", prefix, 1);

@@ -12,6 +12,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,20 +29,23 @@
 #endif
 
 int
-harness_refuse_io_uring(void)
+harness_refuse_io_uring(int and_futex_waitv)
 {
 #ifndef NATIVE_ARCH
+    (void)and_futex_waitv;
     return -ENOTSUP;
 #else
+    uint32_t waitv_nr = and_futex_waitv ? __NR_futex_waitv : UINT32_MAX; /* no call has that number */
     struct sock_filter code[] = {
         /* Calls of another architecture's ABI are let through: only the native numbers below mean io_uring. */
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 3, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 4, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, waitv_nr, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
     };
@@ -60,9 +64,9 @@ harness_refuse_io_uring_if_asked(void)
 {
     static int done;
     const char *v = getenv("FUNCMON_TEST_REFUSE_IO_URING");
-    if (done || v == NULL || strcmp(v, "1") != 0)
+    if (done || v == NULL || (strcmp(v, "1") != 0 && strcmp(v, "futex_waitv") != 0))
         return;
-    int ret = harness_refuse_io_uring();
+    int ret = harness_refuse_io_uring(strcmp(v, "futex_waitv") == 0);
     if (ret != 0) {
         printf("SKIP: cannot refuse io_uring with a seccomp filter: %s\n", strerror(-ret));
         exit(77);

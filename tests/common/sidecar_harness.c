@@ -61,7 +61,7 @@ sidecar_start(struct sidecar *s, const char *const *env)
     CHECK(s->reader != NULL);
     /* A run meant for the epoll loop must not silently use io_uring. */
     const char *refused = getenv("FUNCMON_TEST_REFUSE_IO_URING");
-    if (refused != NULL && strcmp(refused, "1") == 0) {
+    if (refused != NULL && (strcmp(refused, "1") == 0 || strcmp(refused, "futex_waitv") == 0)) {
         const struct funcmond_view *v = funcmond_view_begin(s->reader);
         enum funcmond_event_loop loop = v->event_loop;
         funcmond_view_end(s->reader);

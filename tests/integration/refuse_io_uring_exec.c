@@ -20,7 +20,7 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: refuse_io_uring CMD [ARGS...]\n");
         return 2;
     }
-    int ret = harness_refuse_io_uring();
+    int ret = harness_refuse_io_uring(0);
     if (ret != 0) {
         printf("SKIP: cannot refuse io_uring with a seccomp filter: %s\n", strerror(-ret));
         return 77;
