@@ -154,6 +154,17 @@ run_step(const struct funcmond_op *op)
     }
 }
 
+static void
+unlink_timeout(struct epoll_loop *l, struct funcmond_op *op)
+{
+    for (struct funcmond_op **pp = &l->timeouts; *pp != NULL; pp = &(*pp)->next_timeout) {
+        if (*pp == op) {
+            *pp = op->next_timeout;
+            return;
+        }
+    }
+}
+
 static int
 epoll_submit(struct funcmond *d, struct funcmond_op *op)
 {
@@ -170,6 +181,8 @@ epoll_submit(struct funcmond *d, struct funcmond_op *op)
         op->ep_state = EP_FD;
         return 0;
     case FUNCMOND_OP_TIMEOUT:
+        if (op->ep_state == EP_TIMEOUT) /* asked again before it passed: the new one counts */
+            unlink_timeout(l, op);
         op->deadline = funcmond_mono_ns() + (uint64_t)op->ts.tv_sec * 1000000000u + (uint64_t)op->ts.tv_nsec;
         op->next_timeout = l->timeouts;
         l->timeouts = op;
@@ -209,17 +222,6 @@ epoll_submit_linked(struct funcmond *d, struct funcmond_op *const *ops, unsigned
         push(l, ops[i], res);
     }
     return 0;
-}
-
-static void
-unlink_timeout(struct epoll_loop *l, struct funcmond_op *op)
-{
-    for (struct funcmond_op **pp = &l->timeouts; *pp != NULL; pp = &(*pp)->next_timeout) {
-        if (*pp == op) {
-            *pp = op->next_timeout;
-            return;
-        }
-    }
 }
 
 static int
