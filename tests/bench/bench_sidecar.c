@@ -13,8 +13,12 @@
  *                                default ring lasts a producer at full speed
  *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients attached for 30 s,
  *                                in % of one core (bar: 0.5)
+ *   sidecar_epoll_idle_cpu_pct   the same with io_uring refused (a seccomp filter, as in a
+ *                                container), so funcmond runs on epoll, against the line
+ *                                above: what the fallback costs
  *   metrics_render_ms            /metrics rendered for 1,000 functions (bar: 20 ms)
  * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle|render]...
+ * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look.)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,6 +39,7 @@
 #include "sidecar.h"
 #include "tick.h"
 #include "publish.h"
+#include "refuse_io_uring.h"
 
 #define THREADS 8
 #define RING 65536u
@@ -108,17 +113,26 @@ bench_drain(void)
     funcmon_shutdown();
 }
 
+/* Starts program; with refuse_uring, with io_uring refused to it (it runs on epoll). */
 static pid_t
-start(const char *program, char *const argv[])
+start_as(const char *program, char *const argv[], int refuse_uring)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        if (refuse_uring && harness_refuse_io_uring(0) != 0)
+            _exit(127);
         setenv("SIDECAR_SHM_PREFIX", prefix, 1);
         setenv("FUNCMON_SHM_PREFIX", prefix, 1);
         execv(program, argv);
         _exit(127);
     }
     return pid;
+}
+
+static pid_t
+start(const char *program, char *const argv[])
+{
+    return start_as(program, argv, 0);
 }
 
 /* CPU seconds a process has used: the scheduler's own nanoseconds, summed over its threads
@@ -235,26 +249,39 @@ bench_flat_out(const char *funcmond)
     stop(sidecar);
 }
 
-static void
-bench_idle(const char *funcmond, const char *client)
+/* funcmond's CPU share (% of a core) with 10 idle clients, on io_uring or on epoll. */
+static double
+idle_cpu_pct(const char *funcmond, const char *client, int refuse_uring, double *secs)
 {
     char *argv[] = {"funcmond", NULL};
     char *cargv[] = {"e2e_client", "1", "0", "60000000", "0", NULL}; /* one call, sleeping a minute */
-    pid_t sidecar = start(funcmond, argv), clients[10];
+    const char *env = getenv("BENCH_IDLE_SECONDS");
+    int seconds = env != NULL && atoi(env) > 0 ? atoi(env) : 30;
+    pid_t sidecar = start_as(funcmond, argv, refuse_uring), clients[10];
     for (int i = 0; i < 10; i++)
         clients[i] = start(client, cargv);
     sleep(2); /* attached, first samples taken */
     double cpu0 = cpu_seconds(sidecar);
     uint64_t t0 = now_ns();
-    sleep(30);
-    double secs = (double)(now_ns() - t0) / 1e9, cpu = cpu_seconds(sidecar) - cpu0;
-    printf("sidecar_idle_cpu_pct median=%.3f bar=0.5 ratio=%.2f (10 idle clients, %.0f s)\n", 100 * cpu / secs,
-           100 * cpu / secs / 0.5, secs);
+    sleep((unsigned)seconds);
+    double cpu = cpu_seconds(sidecar) - cpu0;
+    *secs = (double)(now_ns() - t0) / 1e9;
     for (int i = 0; i < 10; i++) {
         kill(clients[i], SIGKILL);
         waitpid(clients[i], NULL, 0);
     }
     stop(sidecar);
+    return 100 * cpu / *secs;
+}
+
+static void
+bench_idle(const char *funcmond, const char *client)
+{
+    double secs, pct = idle_cpu_pct(funcmond, client, 0, &secs);
+    printf("sidecar_idle_cpu_pct median=%.3f bar=0.5 ratio=%.2f (10 idle clients, %.0f s)\n", pct, pct / 0.5, secs);
+    double epct = idle_cpu_pct(funcmond, client, 1, &secs);
+    printf("sidecar_epoll_idle_cpu_pct median=%.3f io_uring=%.3f ratio=%.2f (the same, io_uring refused: the epoll loop)\n", epct,
+           pct, pct > 0 ? epct / pct : 0);
 }
 
 static void

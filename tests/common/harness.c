@@ -12,6 +12,7 @@
 #include "check.h"
 #include "funcmon.h"
 #include "harness.h"
+#include "refuse_io_uring.h"
 
 static char prefix[64];
 
@@ -53,6 +54,7 @@ const char *
 harness_private_prefix(void)
 {
     if (prefix[0] == '\0') {
+        harness_refuse_io_uring_if_asked(); /* before any thread or child: all of them inherit it */
         snprintf(prefix, sizeof(prefix), "fmtest-p%d", (int)getpid());
         setenv("FUNCMON_SHM_PREFIX", prefix, 1);
         atexit(cleanup);

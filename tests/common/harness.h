@@ -11,7 +11,9 @@
 #include "funcmon/consumer.h"
 
 /* Sets FUNCMON_SHM_PREFIX to a prefix unique to this test process and removes every
- * /dev/shm segment under it at exit. Returns the prefix. */
+ * /dev/shm segment under it at exit. Returns the prefix. First, with
+ * FUNCMON_TEST_REFUSE_IO_URING=1, refuses io_uring to the process and everything it starts
+ * (refuse_io_uring.h). */
 const char *harness_private_prefix(void);
 
 /* Removes every segment whose name starts with "<prefix>.". Returns how many. */

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "harness.h"
+#include "refuse_io_uring.h"
 #include "sidecar_harness.h"
 #include "snapshot.h"
 #include "tick.h"
@@ -38,6 +39,7 @@ sidecar_start(struct sidecar *s, const char *const *env)
     int n = 0;
 
     memset(s, 0, sizeof(*s));
+    harness_refuse_io_uring_if_asked(); /* before the drain loop starts */
     snprintf(prefix_env, sizeof(prefix_env), "SIDECAR_SHM_PREFIX=%s", harness_private_prefix());
     envp[n++] = prefix_env;
     envp[n++] = "SIDECAR_DRAIN_INTERVAL_MS=5";
@@ -57,6 +59,14 @@ sidecar_start(struct sidecar *s, const char *const *env)
         usleep(1000);
     s->reader = funcmond_view_reader(s->d->views);
     CHECK(s->reader != NULL);
+    /* A run meant for the epoll loop must not silently use io_uring. */
+    const char *refused = getenv("FUNCMON_TEST_REFUSE_IO_URING");
+    if (refused != NULL && (strcmp(refused, "1") == 0 || strcmp(refused, "futex_waitv") == 0)) {
+        const struct funcmond_view *v = funcmond_view_begin(s->reader);
+        enum funcmond_event_loop loop = v->event_loop;
+        funcmond_view_end(s->reader);
+        CHECK_EQ(loop, FUNCMOND_EVENT_LOOP_EPOLL);
+    }
 }
 
 void

@@ -18,6 +18,16 @@ status() { cat "$dir/status"; }
 expect_status() { [ "$(status)" = "$1" ] || fail "$2: status $(status), expected $1: $(cat "$dir/body")"; }
 
 start_funcmond env
+# What the drain loop runs on, in /debug/stats and /metrics alike: epoll where io_uring is
+# refused (run under refuse_io_uring), which the log says once.
+loop=$(get /debug/stats | jq -r .event_loop)
+if [ "${FUNCMON_TEST_REFUSE_IO_URING:-}" = 1 ]; then
+    [ "$loop" = epoll ] || fail "io_uring is refused, yet event_loop is '$loop'"
+    [ "$(grep -c 'io_uring is refused' "$dir/log")" = 1 ] || fail "the log does not say once that io_uring is refused"
+else
+    [ "$loop" = io_uring ] || [ "$loop" = epoll ] || fail "event_loop: '$loop'"
+fi
+get /metrics | grep -qx "funcmon_event_loop_info{backend=\"$loop\"} 1" || fail "/metrics does not show the event loop $loop"
 # HTTP/1.1 only unless HTTP.HTTP2 asks for more: a prior-knowledge HTTP/2 connection gets no
 # HTTP/2 answer, and an h2c upgrade request is answered over HTTP/1.1.
 v=$(curl -s --http2-prior-knowledge --max-time 5 -o /dev/null -w '%{http_version}' "$base/metrics")

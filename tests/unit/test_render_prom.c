@@ -252,6 +252,7 @@ static const char *const families[] = {
     "funcmon_drain_lag_seconds",
     "funcmon_records_lost_total",
     "funcmon_bad_records_total",
+    "funcmon_event_loop_info",
 };
 
 static void
@@ -579,11 +580,19 @@ main(void)
     check_line(page, "funcmon_records_dropped_total 17");
     check_line(page, "funcmon_records_lost_total 5");
     check_line(page, "funcmon_bad_records_total 2");
+    check_line(page, "funcmon_event_loop_info{backend=\"io_uring\"} 1"); /* the view's zero value */
     check_line(page, "funcmon_clients 2");
     check_line(page, "funcmon_functions_overflow_total 7");
     check_line(page, "funcmon_segments_rejected_total 3");
     check_line(page, "funcmon_segments_deferred_total 4");
     check_line(page, "funcmon_drain_lag_seconds 0.0025");
+    /* where io_uring is refused, the label says so */
+    struct funcmond_view lv = hv;
+    lv.event_loop = FUNCMOND_EVENT_LOOP_EPOLL;
+    size_t llen;
+    char *lpage = render(&lv, &llen);
+    check_line(lpage, "funcmon_event_loop_info{backend=\"epoll\"} 1");
+    free(lpage);
 
     /* bounds in the shortest form that reads back, the way Go writes them */
     struct funcmond_view bv = hv;

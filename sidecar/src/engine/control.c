@@ -24,12 +24,11 @@
 
 /* The control request's wake was sent. */
 static void
-on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_ctl_woken(struct funcmond *d, struct funcmond_op *op, int res)
 {
     struct funcmond_process *p = FUNCMOND_PROC_OF(op, op_ctl);
     (void)d;
-    (void)flags;
-    if (res == -EINVAL || res == -ENOSYS) /* no futex wake through io_uring: do it directly */
+    if (res == -EINVAL || res == -ENOSYS) /* no futex wake through the loop: do it directly */
         funcmon_control_wake(p->c.hdr);
 }
 
@@ -45,10 +44,7 @@ funcmond_control(struct funcmond *d, struct funcmond_process *p, uint32_t op, in
     uint32_t req = funcmon_control_post(h, op);
     if (p->op_ctl.on_complete == NULL)
         p->op_ctl = (struct funcmond_op){.on_complete = on_ctl_woken, .inflight = &p->ops_inflight};
-    struct io_uring_sqe *sqe = d->futex_wait_ok ? funcmond_loop_sqe(d, &p->op_ctl) : NULL;
-    if (sqe != NULL)
-        funcmond_loop_prep_futex_wake(sqe, funcmon_control_wake_word(h), 1);
-    else
+    if (!d->futex_wait_ok || funcmond_loop_futex_wake(d, &p->op_ctl, funcmon_control_wake_word(h), 1) != 0)
         funcmon_control_wake(h);
     p->ctl.op = op;
     p->ctl.request = req;
@@ -184,22 +180,14 @@ service_trims(struct funcmond *d)
     }
 }
 
-static void
-prep_request_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
-{
-    (void)op;
-    io_uring_prep_read(sqe, d->rq.fd, &d->request_buf, sizeof(d->request_buf), (uint64_t)-1);
-}
-
 /* Another thread queued a request (eventfd). Not called once stopping:
  * funcmond_control_stop answers what is left. */
 static void
-on_request(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_request(struct funcmond *d, struct funcmond_op *op, int res)
 {
     (void)res;
-    (void)flags;
     service_trims(d);
-    funcmond_loop_arm(d, op);
+    funcmond_loop_repeat(d, op);
 }
 
 void
@@ -220,7 +208,7 @@ funcmond_control_poll(struct funcmond *d, uint64_t now)
 int
 funcmond_control_init(struct funcmond *d)
 {
-    d->op_request = (struct funcmond_op){.on_complete = on_request, .prep = prep_request_read};
+    d->op_request = (struct funcmond_op){.on_complete = on_request, .standing = 1};
     pthread_mutex_init(&d->rq.lock, NULL);
     d->rq.fd = eventfd(0, EFD_CLOEXEC);
     if (d->rq.fd < 0)
@@ -231,7 +219,7 @@ funcmond_control_init(struct funcmond *d)
 void
 funcmond_control_start(struct funcmond *d)
 {
-    funcmond_loop_arm(d, &d->op_request);
+    funcmond_loop_read(d, &d->op_request, d->rq.fd, &d->request_buf, sizeof(d->request_buf));
 }
 
 void

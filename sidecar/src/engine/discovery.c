@@ -2,7 +2,7 @@
  * discovery.c - finding client segments, checking them, attaching, and letting them go.
  *
  * Segments appear as files "<SHM_PREFIX>.<service>.<pid>" in SHM_DIR (/dev/shm). They are
- * found at start by a scan, as they appear by inotify (its reads go through the io_uring
+ * found at start by a scan, as they appear by inotify (its reads go through the event
  * loop), and by a slow rescan as a safety net for missed events. A new file is usually
  * still being written (the client stores the magic last): it stays pending and is looked
  * at again on every tick for up to 10 seconds.
@@ -191,7 +191,7 @@ int
 funcmond_discovery_init(struct funcmond *d)
 {
     announce(d);
-    d->inotify_fd = inotify_init1(IN_CLOEXEC); /* blocking: io_uring waits for its reads */
+    d->inotify_fd = inotify_init1(IN_CLOEXEC); /* read through the loop, only once readable */
     if (d->inotify_fd < 0)
         return -errno;
     if (inotify_add_watch(d->inotify_fd, d->cfg.shm_dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
@@ -772,24 +772,16 @@ funcmond_discovery_inotify(struct funcmond *d, size_t len)
     }
 }
 
-static void
-prep_inotify_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
-{
-    (void)op;
-    io_uring_prep_read(sqe, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf), (uint64_t)-1);
-}
-
 /* Events came (new segment files), or the read failed. */
 static void
-on_inotify_read(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_inotify_read(struct funcmond *d, struct funcmond_op *op, int res)
 {
-    (void)flags;
     if (res > 0)
         funcmond_discovery_inotify(d, (size_t)res);
     else if (res < 0 && res != -EINTR && res != -EAGAIN)
         LOG_WARN("inotify read failed: %s; relying on rescans", strerror(-res));
     if (res >= 0 || res == -EINTR || res == -EAGAIN)
-        funcmond_loop_arm(d, op);
+        funcmond_loop_repeat(d, op);
 }
 
 void
@@ -797,8 +789,8 @@ funcmond_discovery_watch(struct funcmond *d)
 {
     if (d->inotify_fd < 0)
         return;
-    d->op_inotify = (struct funcmond_op){.on_complete = on_inotify_read, .prep = prep_inotify_read};
-    funcmond_loop_arm(d, &d->op_inotify);
+    d->op_inotify = (struct funcmond_op){.on_complete = on_inotify_read, .standing = 1};
+    funcmond_loop_read(d, &d->op_inotify, d->inotify_fd, d->inotify_buf, sizeof(d->inotify_buf));
 }
 
 /* Whether a waiting segment could be attached now: a guard entry is free, or one can be

@@ -279,16 +279,15 @@ drain_busy(struct funcmond *d, struct funcmond_process *p)
 /* p's wake word changed: its rings crossed high water. Also called once stopping, for
  * the bookkeeping only. */
 static void
-on_wake(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_wake(struct funcmond *d, struct funcmond_op *op, int res)
 {
     struct funcmond_process *p = FUNCMOND_PROC_OF(op, op_wake);
-    (void)flags;
     p->wake_armed = 0;
     if (funcmond_loop_stopping(d))
         return;
     if (res == -EINVAL || res == -ENOSYS) {
         d->futex_wait_ok = 0;
-        LOG_INFO("futex waits through io_uring unavailable (%s): draining on the timer only", strerror(-res));
+        LOG_INFO("futex waits through the event loop unavailable (%s): draining on the timer only", strerror(-res));
     } else if (res != -ECANCELED && !p->detaching && p->state == FUNCMOND_PROC_LIVE) {
         d->counters.wakeups++;
         /* A client that changes its wake word in a loop must not keep us from the
@@ -302,10 +301,9 @@ on_wake(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
 
 /* p's pidfd became readable: it exited. */
 static void
-on_exit_seen(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_exit_seen(struct funcmond *d, struct funcmond_op *op, int res)
 {
     struct funcmond_process *p = FUNCMOND_PROC_OF(op, op_exit);
-    (void)flags;
     if (res != -ECANCELED && !p->detaching)
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
 }
@@ -335,10 +333,8 @@ funcmond_ingest_arm_wake(struct funcmond *d, struct funcmond_process *p)
     /* Pairs with the producer's seq_cst exchange of consumer_waiting in wake_consumer: one
      * of the two sides sees the other's store (the flag, or the ring's head). */
     __atomic_store_n(&h->consumer_waiting, 1, __ATOMIC_SEQ_CST);
-    struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_wake);
-    if (sqe == NULL)
+    if (funcmond_loop_futex_wait(d, &p->op_wake, &h->wake_word, cur) != 0)
         return;
-    funcmond_loop_prep_futex_wait(sqe, &h->wake_word, cur);
     p->wake_armed = 1;
 }
 
@@ -347,11 +343,8 @@ funcmond_ingest_watch(struct funcmond *d, struct funcmond_process *p)
 {
     if (p->op_exit.on_complete == NULL)
         watch_ops_init(p);
-    if (p->pidfd >= 0) {
-        struct io_uring_sqe *sqe = funcmond_loop_sqe(d, &p->op_exit);
-        if (sqe != NULL)
-            io_uring_prep_poll_add(sqe, p->pidfd, POLLIN);
-    }
+    if (p->pidfd >= 0)
+        funcmond_loop_poll_in(d, &p->op_exit, p->pidfd);
     funcmond_ingest_arm_wake(d, p);
 }
 

@@ -1,117 +1,184 @@
 /*
- * loop.c - funcmond's io_uring loop: submission entries, waits, and completions handed to
- * the operation they belong to.
+ * loop.c - funcmond's event loop: operations asked by their owners, handed to the kernel
+ * interface that runs them (io_uring, or epoll where io_uring is refused), and
+ * completions handed back to the operation they belong to.
  *
- * One thread sleeps in one place (io_uring_submit_and_wait) and costs nothing while clients
- * are idle. The loop does not know what its operations are: each completion's user_data is
- * a struct funcmond_op whose callback its owner set (see loop.h). What the loop keeps is
- * the bookkeeping every owner relies on: the per-owner count of operations in flight (a
- * process is freed only once the kernel is done with it), the rule that nothing is
- * consumed once stopping, and standing operations armed again when the ring was full.
+ * One thread sleeps in one place and costs nothing while clients are idle. The loop does
+ * not know what its operations are: each one is a struct funcmond_op whose callback its
+ * owner set (see loop.h). What the loop keeps is the bookkeeping every owner relies on: the
+ * request itself (so that it can be asked again), the per-owner count of operations in
+ * flight (a process is freed only once the kernel is done with it), the rule that nothing
+ * is consumed once stopping, and standing operations asked again when there was no room.
+ *
+ * io_uring is refused in containers under their runtime's default seccomp profile (Docker
+ * 25 and later, containerd 2, podman) and on hosts that set kernel.io_uring_disabled.
+ * funcmond then says so once and runs on epoll, with the same guarantees.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "loop.h"
+#include "loop_backend.h"
 #include "sidecar.h"
 
-#define OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT, kernel 6.7 */
-#define OP_FUTEX_WAKE 52 /* IORING_OP_FUTEX_WAKE */
-#define FUTEX2_U32 0x02  /* FUTEX2_SIZE_U32; never FUTEX2_PRIVATE: the word is in shared memory */
-#define RING_ENTRIES 256
+/* Why io_uring was refused, for the one line that says so. */
+static void
+describe_refusal(int err, char *why, size_t size)
+{
+    char disabled[16] = "";
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f != NULL) {
+        if (fgets(disabled, sizeof(disabled), f) == NULL)
+            disabled[0] = '\0';
+        fclose(f);
+        disabled[strcspn(disabled, "\n")] = '\0';
+    }
+    if (disabled[0] != '\0' && strcmp(disabled, "0") != 0)
+        snprintf(why, size, "%s; kernel.io_uring_disabled = %s", strerror(-err), disabled);
+    else if (err == -ENOSYS)
+        snprintf(why, size, "%s: a seccomp profile refuses it, or the kernel has none", strerror(-err));
+    else
+        snprintf(why, size, "%s: a seccomp profile or a security module refuses it", strerror(-err));
+}
 
 int
 funcmond_loop_init(struct funcmond *d)
 {
-    int ret = io_uring_queue_init(RING_ENTRIES, &d->ring, 0);
-    if (ret < 0)
+    char why[160];
+    int ret = funcmond_loop_uring_open(d);
+    if (ret == 0)
+        return 0;
+    if (ret != -ENOSYS && ret != -EPERM && ret != -EACCES) {
         LOG_ERROR("io_uring_queue_init: %s", strerror(-ret));
+        return ret;
+    }
+    describe_refusal(ret, why, sizeof(why));
+    LOG_WARN("io_uring is refused (%s): the drain loop runs on epoll, with the same guarantees", why);
+    ret = funcmond_loop_epoll_open(d);
+    if (ret != 0)
+        LOG_ERROR("epoll loop: %s", strerror(-ret));
     return ret;
 }
 
 void
 funcmond_loop_close(struct funcmond *d)
 {
-    io_uring_queue_exit(&d->ring);
+    if (d->loop != NULL)
+        d->loop->be->close(d);
+    d->loop = NULL;
 }
 
-struct io_uring_sqe *
-funcmond_sqe(struct funcmond *d)
+enum funcmond_event_loop
+funcmond_loop_event_loop(const struct funcmond *d)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
-    if (sqe == NULL) {
-        io_uring_submit(&d->ring);
-        sqe = io_uring_get_sqe(&d->ring);
+    return d->loop != NULL ? d->loop->be->kind : FUNCMOND_EVENT_LOOP_IO_URING;
+}
+
+/* Submits what op asks for, counting it in flight; a standing op without room waits on the
+ * unarmed list. */
+static int
+submit(struct funcmond *d, struct funcmond_op *op)
+{
+    int ret = d->loop->be->submit(d, op);
+    if (ret == 0) {
+        if (op->inflight != NULL)
+            (*op->inflight)++;
+        return 0;
     }
-    return sqe;
+    if (!op->standing)
+        return ret;
+    if (!op->unarmed) {
+        op->unarmed = 1;
+        op->next_unarmed = d->loop->unarmed;
+        d->loop->unarmed = op;
+    }
+    return 0;
 }
 
 int
-funcmond_sqe_room(struct funcmond *d, unsigned n)
+funcmond_loop_read(struct funcmond *d, struct funcmond_op *op, int fd, void *buf, uint32_t len)
 {
-    if (io_uring_sq_space_left(&d->ring) < n)
-        io_uring_submit(&d->ring);
-    return io_uring_sq_space_left(&d->ring) >= n ? 0 : -EBUSY;
+    op->kind = FUNCMOND_OP_READ;
+    op->fd = fd;
+    op->buf = buf;
+    op->len = len;
+    return submit(d, op);
 }
 
-struct io_uring_sqe *
-funcmond_loop_sqe(struct funcmond *d, struct funcmond_op *op)
+int
+funcmond_loop_timeout(struct funcmond *d, struct funcmond_op *op, uint64_t ns)
 {
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL)
-        return NULL;
-    io_uring_sqe_set_data(sqe, op);
-    if (op->inflight != NULL)
-        (*op->inflight)++;
-    return sqe;
+    op->kind = FUNCMOND_OP_TIMEOUT;
+    op->ts.tv_sec = (long long)(ns / 1000000000u);
+    op->ts.tv_nsec = (long long)(ns % 1000000000u);
+    return submit(d, op);
 }
 
-void
-funcmond_loop_arm(struct funcmond *d, struct funcmond_op *op)
+int
+funcmond_loop_poll_in(struct funcmond *d, struct funcmond_op *op, int fd)
 {
-    struct io_uring_sqe *sqe = funcmond_loop_sqe(d, op);
-    if (sqe == NULL) {
-        if (!op->unarmed) {
-            op->unarmed = 1;
-            op->next_unarmed = d->unarmed;
-            d->unarmed = op;
-        }
-        return;
-    }
-    op->prep(d, op, sqe);
-    io_uring_sqe_set_data(sqe, op); /* prep helpers may clear it */
+    op->kind = FUNCMOND_OP_POLL_IN;
+    op->fd = fd;
+    return submit(d, op);
+}
+
+static int
+ask_futex(struct funcmond *d, struct funcmond_op *op, enum funcmond_op_kind kind, uint32_t *word, uint32_t value)
+{
+    op->kind = kind;
+    op->word = word;
+    op->value = value;
+    return submit(d, op);
+}
+
+int
+funcmond_loop_futex_wait(struct funcmond *d, struct funcmond_op *op, uint32_t *word, uint32_t value)
+{
+    return ask_futex(d, op, FUNCMOND_OP_FUTEX_WAIT, word, value);
+}
+
+int
+funcmond_loop_futex_wake(struct funcmond *d, struct funcmond_op *op, uint32_t *word, uint32_t count)
+{
+    return ask_futex(d, op, FUNCMOND_OP_FUTEX_WAKE, word, count);
+}
+
+int
+funcmond_loop_replace_file(struct funcmond *d, struct funcmond_op *write, struct funcmond_op *fsync, struct funcmond_op *rename,
+                           int fd, const void *buf, uint32_t len, const char *tmp, const char *path)
+{
+    struct funcmond_op *const steps[] = {write, fsync, rename};
+    write->kind = FUNCMOND_OP_WRITE;
+    write->fd = fd;
+    write->buf = (void *)buf;
+    write->len = len;
+    fsync->kind = FUNCMOND_OP_FSYNC;
+    fsync->fd = fd;
+    rename->kind = FUNCMOND_OP_RENAME;
+    rename->path = tmp;
+    rename->path2 = path;
+    int ret = d->loop->be->submit_linked(d, steps, 3);
+    if (ret != 0)
+        return ret;
+    for (int i = 0; i < 3; i++)
+        if (steps[i]->inflight != NULL)
+            (*steps[i]->inflight)++;
+    return 0;
+}
+
+int
+funcmond_loop_repeat(struct funcmond *d, struct funcmond_op *op)
+{
+    return submit(d, op);
 }
 
 int
 funcmond_loop_cancel(struct funcmond *d, struct funcmond_op *op)
 {
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    if (sqe == NULL)
-        return -EBUSY;
-    io_uring_prep_cancel(sqe, op, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data(sqe, NULL); /* the answer to a cancel needs no handling */
-    return 0;
-}
-
-static void
-prep_futex(struct io_uring_sqe *sqe, int opcode, uint32_t *word, uint64_t value)
-{
-    io_uring_prep_rw(opcode, sqe, FUTEX2_U32, word, 0, value);
-    sqe->addr3 = 0xffffffffu;
-}
-
-void
-funcmond_loop_prep_futex_wait(struct io_uring_sqe *sqe, uint32_t *word, uint32_t value)
-{
-    prep_futex(sqe, OP_FUTEX_WAIT, word, value);
-}
-
-void
-funcmond_loop_prep_futex_wake(struct io_uring_sqe *sqe, uint32_t *word, uint32_t count)
-{
-    prep_futex(sqe, OP_FUTEX_WAKE, word, count);
+    return d->loop->be->cancel(d, op);
 }
 
 int
@@ -122,29 +189,26 @@ funcmond_loop_stopping(const struct funcmond *d)
     return __atomic_load_n(&d->stop, __ATOMIC_ACQUIRE);
 }
 
-static void
-complete(struct funcmond *d, const struct io_uring_cqe *cqe)
+void
+funcmond_loop_complete(struct funcmond *d, struct funcmond_op *op, int res)
 {
-    struct funcmond_op *op = io_uring_cqe_get_data(cqe);
-    if (op == NULL)
-        return; /* the answer to a cancellation */
     if (op->inflight != NULL)
         (*op->inflight)--;
     if (funcmond_loop_stopping(d) && !op->while_stopping)
         return;
-    op->on_complete(d, op, cqe->res, cqe->flags);
+    op->on_complete(d, op, res);
 }
 
-/* Arms again what found no submission entry last time. */
+/* Asks again what found no room last time. */
 static void
 rearm(struct funcmond *d)
 {
-    struct funcmond_op *op = d->unarmed;
-    d->unarmed = NULL;
+    struct funcmond_op *op = d->loop->unarmed;
+    d->loop->unarmed = NULL;
     while (op != NULL) {
         struct funcmond_op *next = op->next_unarmed;
         op->unarmed = 0;
-        funcmond_loop_arm(d, op);
+        submit(d, op);
         op = next;
     }
 }
@@ -152,22 +216,11 @@ rearm(struct funcmond *d)
 int
 funcmond_loop_run(struct funcmond *d)
 {
-    struct io_uring_cqe *cqe;
-
     while (!funcmond_loop_stopping(d)) {
         rearm(d);
-        int ret = io_uring_submit_and_wait(&d->ring, 1);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-            LOG_ERROR("io_uring_submit_and_wait: %s", strerror(-ret));
+        int ret = d->loop->be->run_once(d);
+        if (ret < 0)
             return ret;
-        }
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&d->ring, head, cqe)
-        {
-            complete(d, cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&d->ring, seen);
     }
     return 0;
 }
@@ -175,25 +228,11 @@ funcmond_loop_run(struct funcmond *d)
 int
 funcmond_loop_complete_one(struct funcmond *d)
 {
-    struct io_uring_cqe *cqe;
-    int ret = io_uring_submit_and_wait(&d->ring, 1);
-    if (ret < 0 && ret != -EINTR)
-        return ret;
-    if (io_uring_peek_cqe(&d->ring, &cqe) == 0) {
-        complete(d, cqe);
-        io_uring_cqe_seen(&d->ring, cqe);
-    }
-    return 0;
+    return d->loop->be->complete_one(d);
 }
 
 void
 funcmond_loop_complete_within(struct funcmond *d, uint64_t timeout_ns)
 {
-    struct io_uring_cqe *cqe;
-    struct __kernel_timespec ts = {(long long)(timeout_ns / 1000000000u), (long long)(timeout_ns % 1000000000u)};
-    io_uring_submit(&d->ring);
-    if (io_uring_wait_cqe_timeout(&d->ring, &cqe, &ts) == 0) {
-        complete(d, cqe);
-        io_uring_cqe_seen(&d->ring, cqe);
-    }
+    d->loop->be->complete_within(d, timeout_ns);
 }

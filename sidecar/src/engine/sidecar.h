@@ -2,13 +2,14 @@
  * sidecar.h - the state of funcmond shared by its modules.
  *
  * One drain thread owns everything here: the attached processes, the aggregate, the
- * io_uring loop. Other threads (the HTTP server) never touch it; they read the views the
+ * event loop. Other threads (the HTTP server) never touch it; they read the views the
  * drain thread publishes (publish/view.h) and send it requests through the queue of
  * publish/request.h.
  *
  * Modules, each calling only those before it:
  *   common/: config.c (settings), log.c, clock.c;
- *   loop.c: the io_uring loop, operations with their own completion callbacks;
+ *   loop.c: the event loop, operations with their own completion callbacks, run on io_uring
+ *   (loop_uring.c) or, where io_uring is refused, on epoll (loop_epoll.c, futex_waker.c);
  *   aggregate.c + hist.c (figures), stacks.c (allocations per call stack);
  *   ingest.c: records, spills and drops into the aggregate; a client's wake-up and exit;
  *   discovery.c (finding, validating, attaching and retiring segments), snapshot.c (state
@@ -20,7 +21,6 @@
 #ifndef FUNCMOND_SIDECAR_H
 #define FUNCMOND_SIDECAR_H
 
-#include <liburing.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,7 +68,7 @@ struct funcmond_process {
     int pidfd_retry;               /* pidfd_open failed for want of fds: tried again at each /proc read */
     char stat_buf[1024];
     char status_buf[4096];
-    int ops_inflight;         /* io_uring operations referring to this struct */
+    int ops_inflight;         /* loop operations referring to this struct */
     int idle_wakes_this_tick; /* wake-ups this tick that found little to drain */
     int wake_armed;
     int detaching;
@@ -99,18 +99,17 @@ struct funcmond {
     uint32_t log_lines;                 /* the lines written in it, */
     uint64_t log_suppressed;            /* and those left out since the last summary */
     struct funcmond_counters counters;
-    struct io_uring ring;
-    int futex_wait_ok; /* the kernel takes IORING_OP_FUTEX_WAIT */
+    struct funcmond_loop *loop; /* loop.h */
+    int futex_wait_ok;          /* the loop can wait for clients' wake words */
     int inotify_fd;
     int signal_fd;
     int stop;
-    struct funcmond_op *unarmed; /* loop.c: standing operations that found no entry */
     char inotify_buf[4096] __attribute__((aligned(8)));
     char signal_buf[128];
-    struct __kernel_timespec tick;      /* DRAIN_INTERVAL_MS */
-    struct __kernel_timespec idle_tick; /* IDLE_TICK_FACTOR times that, while nothing comes */
-    uint64_t records_at_tick;           /* counters.records at the last tick */
-    uint32_t quiet_ticks;               /* ticks in a row that found no record */
+    uint64_t tick_ns;         /* DRAIN_INTERVAL_MS */
+    uint64_t idle_tick_ns;    /* IDLE_TICK_FACTOR times that, while nothing comes */
+    uint64_t records_at_tick; /* counters.records at the last tick */
+    uint32_t quiet_ticks;     /* ticks in a row that found no record */
     struct funcmond_op op_timer, op_inotify, op_signal;
     uint64_t next_rescan_mono_ns;
     uint64_t next_proc_read_mono_ns;

@@ -11,7 +11,7 @@
  * for segments not attached now while their file exists: those the loaded file listed
  * that wait for room, and those let go in this run (attached again, they count nothing
  * twice). The write
- * goes to <file>.tmp, is fsync'd and renamed over the file, through io_uring, so a crash
+ * goes to <file>.tmp, is fsync'd and renamed over the file, through the event loop, so a crash
  * leaves the old file or the new one, never half of one.
  *
  * The file is input like any other: every type and size is checked on load, and a file
@@ -345,11 +345,10 @@ finish(struct funcmond *d)
     d->snap = NULL;
 }
 
-/* A completion of one of the state file's io_uring steps. */
+/* A completion of one of the state file's steps. */
 static void
-on_snapshot_step(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_snapshot_step(struct funcmond *d, struct funcmond_op *op, int res)
 {
-    (void)flags;
     struct funcmond_snapshot_io *io = d->snap;
     if (io == NULL)
         return;
@@ -411,28 +410,19 @@ funcmond_snapshot_write(struct funcmond *d, int wait)
         return;
     }
     io->op_write = io->op_fsync = io->op_rename = (struct funcmond_op){.on_complete = on_snapshot_step, .while_stopping = 1};
-    if (funcmond_sqe_room(d, 3) != 0) { /* the three steps go in together, or not at all */
+    d->snap = io;
+    io->pending = 3;
+    /* write -> fsync -> rename, linked: a failed step cancels the ones after it. */
+    if (funcmond_loop_replace_file(d, &io->op_write, &io->op_fsync, &io->op_rename, io->fd, io->buf.data, (uint32_t)io->buf.size,
+                                   io->tmp, d->cfg.state_file) != 0) {
         LOG_WARN("state file %s: not written now, the event loop is full", io->tmp);
+        d->snap = NULL;
         close(io->fd);
         unlink(io->tmp);
         msgpack_sbuffer_destroy(&io->buf);
         free(io);
         return;
     }
-    d->snap = io;
-    /* write -> fsync -> rename, linked: a failed step cancels the ones after it. */
-    struct io_uring_sqe *sqe = funcmond_sqe(d);
-    io_uring_prep_write(sqe, io->fd, io->buf.data, (unsigned)io->buf.size, 0);
-    io_uring_sqe_set_data(sqe, &io->op_write);
-    sqe->flags |= IOSQE_IO_LINK;
-    sqe = funcmond_sqe(d);
-    io_uring_prep_fsync(sqe, io->fd, 0);
-    io_uring_sqe_set_data(sqe, &io->op_fsync);
-    sqe->flags |= IOSQE_IO_LINK;
-    sqe = funcmond_sqe(d);
-    io_uring_prep_renameat(sqe, AT_FDCWD, io->tmp, AT_FDCWD, d->cfg.state_file, 0);
-    io_uring_sqe_set_data(sqe, &io->op_rename);
-    io->pending = 3;
     if (wait)
         wait_written(d);
 }

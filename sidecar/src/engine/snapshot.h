@@ -22,7 +22,7 @@ int funcmond_snapshot_load(struct funcmond *d);
 int funcmond_snapshot_parse(struct funcmond *d, const void *image, size_t len, const char **why);
 
 /* Writes the state file: msgpack into <file>.tmp, fsync, rename over <file>, all through
- * the io_uring loop. With `wait`, returns once it is on disk (used when stopping). */
+ * the event loop. With `wait`, returns once it is on disk (used when stopping). */
 void funcmond_snapshot_write(struct funcmond *d, int wait);
 
 /* The state image funcmond_snapshot_write would write now, in a buffer of *len bytes the

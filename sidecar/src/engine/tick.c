@@ -69,34 +69,25 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
 
 /* --- the tick --- */
 
+/* The next tick. While nothing comes, tick less often: idle clients then cost the sidecar a
+ * wake-up every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
 static void
-prep_timer(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
+arm_timer(struct funcmond *d)
 {
-    (void)op;
-    /* While nothing comes, tick less often: idle clients then cost the sidecar a wake-up
-     * every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
-    io_uring_prep_timeout(sqe, d->quiet_ticks >= QUIET_TICKS ? &d->idle_tick : &d->tick, 0, 0);
-}
-
-static void
-prep_signal_read(struct funcmond *d, struct funcmond_op *op, struct io_uring_sqe *sqe)
-{
-    (void)op;
-    io_uring_prep_read(sqe, d->signal_fd, d->signal_buf, sizeof(struct signalfd_siginfo), (uint64_t)-1);
+    funcmond_loop_timeout(d, &d->op_timer, d->quiet_ticks >= QUIET_TICKS ? d->idle_tick_ns : d->tick_ns);
 }
 
 /* SIGTERM or SIGINT: the loop stops, see funcmond_drain_run for what follows. */
 static void
-on_signal(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_signal(struct funcmond *d, struct funcmond_op *op, int res)
 {
-    (void)flags;
     if (res == (int)sizeof(struct signalfd_siginfo)) {
         const struct signalfd_siginfo *si = (const void *)d->signal_buf;
         LOG_INFO("signal %u: draining and stopping", si->ssi_signo);
         /* Pairs with the acquire load in funcmond_loop_stopping. */
         __atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
     } else {
-        funcmond_loop_arm(d, op);
+        funcmond_loop_repeat(d, op);
     }
 }
 
@@ -147,12 +138,12 @@ tick(struct funcmond *d)
 }
 
 static void
-on_timer(struct funcmond *d, struct funcmond_op *op, int res, uint32_t flags)
+on_timer(struct funcmond *d, struct funcmond_op *op, int res)
 {
+    (void)op;
     (void)res;
-    (void)flags;
     tick(d);
-    funcmond_loop_arm(d, op);
+    arm_timer(d);
 }
 
 int
@@ -166,15 +157,12 @@ funcmond_drain_init(struct funcmond *d)
     d->boot_real_ns = funcmond_boot_real_ns();
     d->start_real_ns = funcmond_real_ns();
     d->futex_wait_ok = 1;
-    d->op_timer = (struct funcmond_op){.on_complete = on_timer, .prep = prep_timer};
-    d->op_signal = (struct funcmond_op){.on_complete = on_signal, .prep = prep_signal_read};
+    d->op_timer = (struct funcmond_op){.on_complete = on_timer, .standing = 1};
+    d->op_signal = (struct funcmond_op){.on_complete = on_signal, .standing = 1};
     if ((ret = funcmond_control_init(d)) != 0)
         return ret;
-    d->tick.tv_sec = d->cfg.drain_interval_ms / 1000;
-    d->tick.tv_nsec = (long long)(d->cfg.drain_interval_ms % 1000) * 1000000;
-    uint64_t idle_ms = (uint64_t)d->cfg.drain_interval_ms * IDLE_TICK_FACTOR;
-    d->idle_tick.tv_sec = (long long)(idle_ms / 1000);
-    d->idle_tick.tv_nsec = (long long)(idle_ms % 1000) * 1000000;
+    d->tick_ns = (uint64_t)d->cfg.drain_interval_ms * 1000000u;
+    d->idle_tick_ns = d->tick_ns * IDLE_TICK_FACTOR;
     d->signal_fd = d->inotify_fd = -1;
     if ((ret = funcmond_loop_init(d)) < 0)
         return ret;
@@ -200,8 +188,8 @@ funcmond_drain_run(struct funcmond *d)
 {
     funcmond_discovery_scan(d);
     d->next_rescan_mono_ns = funcmond_mono_ns() + (uint64_t)d->cfg.rescan_interval_s * FUNCMOND_SECOND_NS;
-    funcmond_loop_arm(d, &d->op_timer);
-    funcmond_loop_arm(d, &d->op_signal);
+    arm_timer(d);
+    funcmond_loop_read(d, &d->op_signal, d->signal_fd, d->signal_buf, sizeof(struct signalfd_siginfo));
     funcmond_control_start(d);
     funcmond_discovery_watch(d);
     tick(d);

@@ -217,6 +217,7 @@ build_view(const struct funcmond *d, const struct funcmond_view *prev)
     v->generation = agg->generation;
     v->published_real_ns = now_real;
     v->start_real_ns = d->start_real_ns;
+    v->event_loop = funcmond_loop_event_loop(d);
     v->n_fns = agg->n_fns;
     for (uint32_t id = 0; id < agg->n_fns; id++) {
         const struct funcmond_function *f = agg->fns[id];

@@ -28,6 +28,17 @@ enum funcmond_proc_state {
     FUNCMOND_PROC_EXITED    /* the process is gone; drained, kept for the retention time */
 };
 
+/* What the drain thread's loop runs on: io_uring, or epoll where io_uring is refused (a
+ * container runtime's default seccomp profile, kernel.io_uring_disabled). */
+enum funcmond_event_loop { FUNCMOND_EVENT_LOOP_IO_URING, FUNCMOND_EVENT_LOOP_EPOLL };
+
+/* Its name, as /metrics and /debug/stats show it. */
+static inline const char *
+funcmond_event_loop_name(enum funcmond_event_loop e)
+{
+    return e == FUNCMOND_EVENT_LOOP_EPOLL ? "epoll" : "io_uring";
+}
+
 /* Runtime figures of a client process, from /proc and its control thread. */
 struct funcmond_runtime {
     uint64_t rss_bytes;
@@ -129,6 +140,7 @@ struct funcmond_view {
     uint64_t generation;
     uint64_t published_real_ns;
     uint64_t start_real_ns; /* the sidecar's */
+    enum funcmond_event_loop event_loop;
     uint32_t n_fns;
     struct funcmond_fn_view *fns;
     uint32_t n_procs;

@@ -101,10 +101,12 @@ struct fval *funcmond_http_alloc_obj(struct fdoc *doc, const struct funcmond_run
 /* Reads a /proc file of at most size - 1 bytes (the kernel hands it out in one read) into
  * buf, NUL-terminated. Returns its length, or -errno when it cannot be opened or read. */
 ssize_t funcmond_http_read_proc(const char *path, char *buf, size_t size);
-/* Answers {"processes": [...], "count": N}: each process's base object completed by `fill`. */
+/* Answers {"processes": [...], "count": N}: each process's base object completed by `fill`;
+ * `top`, unless NULL, adds fields about the sidecar itself to the answer's object. */
 int funcmond_http_answer_processes(const struct funcmond_http_call *c,
                                    void (*fill)(struct fdoc *doc, struct fval *o, const struct funcmond_view *v,
-                                                const struct funcmond_proc_view *p));
+                                                const struct funcmond_proc_view *p),
+                                   void (*top)(struct fdoc *doc, struct fval *root, const struct funcmond_view *v));
 
 /* ---- answers finished on another thread (http.c) ---- */
 

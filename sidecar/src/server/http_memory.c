@@ -88,7 +88,7 @@ fill_memory(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, con
 int
 funcmond_http_get_memory(const struct funcmond_http_call *c)
 {
-    return funcmond_http_answer_processes(c, fill_memory);
+    return funcmond_http_answer_processes(c, fill_memory, NULL);
 }
 
 /* ---- POST gc ---- */

@@ -49,11 +49,12 @@ funcmond_http_alloc_obj(struct fdoc *doc, const struct funcmond_runtime *rt)
 }
 
 /* One object per process, built by `fill`: the common shape of stats, memory and
- * processes, {"processes": [...], "count": N}. */
+ * processes, {"processes": [...], "count": N}, and what `top` adds. */
 int
 funcmond_http_answer_processes(const struct funcmond_http_call *c,
                                void (*fill)(struct fdoc *doc, struct fval *o, const struct funcmond_view *v,
-                                            const struct funcmond_proc_view *p))
+                                            const struct funcmond_proc_view *p),
+                               void (*top)(struct fdoc *doc, struct fval *root, const struct funcmond_view *v))
 {
     struct funcmond_http *h = c->h;
     const struct funcmond_view *v = funcmond_view_begin(h->reader);
@@ -66,6 +67,8 @@ funcmond_http_answer_processes(const struct funcmond_http_call *c,
     }
     fobj_put(doc, root, "processes", arr);
     fobj_u64(doc, root, "count", v->n_procs);
+    if (top != NULL)
+        top(doc, root, v);
     funcmond_view_end(h->reader);
     int ret = funcmond_http_send_doc(c->req, 200, root);
     fdoc_free(doc);
@@ -90,7 +93,7 @@ fill_process(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, co
 int
 funcmond_http_get_processes(const struct funcmond_http_call *c)
 {
-    return funcmond_http_answer_processes(c, fill_process);
+    return funcmond_http_answer_processes(c, fill_process, NULL);
 }
 
 ssize_t

@@ -1,6 +1,7 @@
 /*
  * http_stats.c - GET /debug/stats: per process, its uptime, threads, memory, CPU time and
- * what funcmond read from it (records, drops).
+ * what funcmond read from it (records, drops); and what funcmond's drain loop runs on
+ * ("event_loop": "io_uring", or "epoll" where io_uring is refused).
  *
  * Everything comes from the view the drain thread published: answering reads no /proc
  * file and waits for no one.
@@ -28,8 +29,14 @@ fill_stats(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, cons
     fobj_u64(doc, o, "drops", p->dropped);
 }
 
+static void
+fill_sidecar(struct fdoc *doc, struct fval *root, const struct funcmond_view *v)
+{
+    fobj_str(doc, root, "event_loop", funcmond_event_loop_name(v->event_loop));
+}
+
 int
 funcmond_http_get_stats(const struct funcmond_http_call *c)
 {
-    return funcmond_http_answer_processes(c, fill_stats);
+    return funcmond_http_answer_processes(c, fill_stats, fill_sidecar);
 }

@@ -693,6 +693,16 @@ render(struct render *r)
     own_u64(r, "funcmon_records_lost_total", "counter", "Records consumed before a funcmond crash and missing from its state file.",
             v->counters.lost);
     own_u64(r, "funcmon_bad_records_total", "counter", "Records skipped as invalid.", v->counters.bad_records);
+    /* An info gauge: the backend is a label, so a query can select hosts by it. */
+    family(&r->out, "funcmon_event_loop_info", "gauge",
+           "What funcmond's drain loop runs on: io_uring, or epoll where io_uring is refused (value always 1).");
+    const char *backend = funcmond_event_loop_name(v->event_loop);
+    if (funcmond_buf_reserve(&r->out, strlen(backend) + LINE_SLACK) == 0) {
+        raw_str(&r->out, "funcmon_event_loop_info{backend=\"");
+        raw_str(&r->out, backend);
+        raw_str(&r->out, "\"} ");
+        end_u64(&r->out, 1);
+    }
 }
 
 int
