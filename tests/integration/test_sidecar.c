@@ -16,6 +16,8 @@
  *   storm     a client that bumps its wake word in a loop without producing: funcmond
  *             answers a bounded number of its wake-ups per drain cycle and keeps serving
  *             a good client meanwhile;
+ *   stormwake the same with FUTEX_WAKE calls on a wake word left unchanged: each wake-up
+ *             is answered (as a FUTEX_WAIT woken by a wake), within the same budget;
  *   flip      a file under the prefix whose size flips between 0 and 64 KiB while funcmond
  *             looks at it: no SIGBUS, a good client counted exactly meanwhile;
  *   guardfull the table of guarded mappings (lowered to 3) full of retained exited
@@ -387,10 +389,10 @@ case_overflow(void)
     return 0;
 }
 
-/* The child of case_storm: a real client whose segment's wake word it bumps and wakes in a
- * loop for `seconds`, never publishing a record. */
+/* The child of case_storm: a real client whose segment's wake word it bumps (or leaves as
+ * it is, with `bump` 0) and wakes in a loop for `seconds`, never publishing a record. */
 static void
-storm(double seconds)
+storm(double seconds, int bump)
 {
     struct funcmon_options o = {0};
     o.shm_prefix = prefix;
@@ -407,7 +409,8 @@ storm(double seconds)
         _exit(5);
     uint64_t end = real_ns() + (uint64_t)(seconds * 1e9);
     while (real_ns() < end) {
-        __atomic_fetch_add(&h->wake_word, 1, __ATOMIC_RELEASE);
+        if (bump)
+            __atomic_fetch_add(&h->wake_word, 1, __ATOMIC_RELEASE);
         syscall(SYS_futex, &h->wake_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     }
     funcmon_shutdown();
@@ -415,7 +418,7 @@ storm(double seconds)
 }
 
 static int
-case_storm(void)
+case_storm(int bump)
 {
     struct sidecar s;
     struct funcmond_counters c0, c1;
@@ -427,7 +430,7 @@ case_storm(void)
     pid_t bad = fork();
     CHECK_GE(bad, 0);
     if (bad == 0)
-        storm(4.0);
+        storm(4.0, bump);
     sidecar_start(&s, NULL);
     /* Wait until funcmond watches it, then count its wake-ups over a second. */
     int attached = 0;
@@ -451,8 +454,8 @@ case_storm(void)
     CHECK_EQ(waitpid(bad, &status, 0), bad);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     sidecar_stop(&s);
-    printf("test_sidecar storm: %llu wake-ups answered in %llu drain cycles\n", (unsigned long long)wakeups,
-           (unsigned long long)cycles);
+    printf("test_sidecar %s: %llu wake-ups answered in %llu drain cycles\n", bump ? "storm" : "stormwake",
+           (unsigned long long)wakeups, (unsigned long long)cycles);
     return 0;
 }
 
@@ -1312,7 +1315,9 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "overflow") == 0)
         return case_overflow();
     if (strcmp(argv[1], "storm") == 0)
-        return case_storm();
+        return case_storm(1);
+    if (strcmp(argv[1], "stormwake") == 0)
+        return case_storm(0);
     if (strcmp(argv[1], "flip") == 0)
         return case_flip();
     if (strcmp(argv[1], "guardfull") == 0)

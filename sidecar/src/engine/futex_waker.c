@@ -12,9 +12,13 @@
  * as the clients funcmond can attach (4096); past that, or when a thread cannot be
  * started, the rest are drained on the tick, which is said once.
  *
- * Shared with the threads, under `lock`: the set (word, value, cookie; the threads copy
- * word and value, never use the cookie) and `stopping`; `gen` also atomically, as the
- * futex word. Nothing else.
+ * A wake on a word that did not change still completes its wait (with 0, as io_uring's
+ * FUTEX_WAIT does), so that the loop's per-client wake budget applies to it: a client that
+ * calls FUTEX_WAKE in a loop must not keep the threads and the loop busy for nothing.
+ *
+ * Shared with the threads, under `lock`: the set (word, value, cookie, woken; the threads
+ * copy word and value and set woken, never use the cookie) and `stopping`; `gen` also
+ * atomically, as the futex word. Nothing else.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +49,7 @@ struct watched {
     uint32_t *word;
     uint32_t value;
     void *cookie;
+    int woken; /* a wake came for it (its word may be unchanged) */
 };
 
 struct waker_thread {
@@ -95,6 +100,21 @@ post(struct funcmond_waker *w)
         return;
 }
 
+/* A wake came for word: its wait completes even if the word is as it was. The entry is
+ * found by its word, since the set may have been reordered since the copy. */
+static void
+mark_woken(struct funcmond_waker *w, const uint32_t *word)
+{
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->set[i].word == word) {
+            w->set[i].woken = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
 static void *
 watch(void *arg)
 {
@@ -118,8 +138,10 @@ watch(void *arg)
         long r = futex_waitv(v, (unsigned)(1 + n));
         if (r == 0 || (r < 0 && errno == EINTR) || __atomic_load_n(&w->gen, __ATOMIC_ACQUIRE) != g)
             continue; /* the set changed: copy it again */
-        /* A client word changed (r > 0, or -EAGAIN with gen as it was), or one cannot be
-         * read (-EFAULT): the loop looks, then bumps gen. */
+        if (r > 0 && (size_t)r <= n)
+            mark_woken(w, (uint32_t *)(uintptr_t)v[r].uaddr);
+        /* A client word was woken (r > 0), changed (-EAGAIN with gen as it was), or cannot
+         * be read (-EFAULT): the loop looks, then bumps gen. */
         post(w);
         while (__atomic_load_n(&w->gen, __ATOMIC_ACQUIRE) == g && !__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE))
             syscall(SYS_futex, &w->gen, FUTEX_WAIT_PRIVATE, g, NULL, NULL, 0);
@@ -189,7 +211,7 @@ funcmond_waker_add(struct funcmond_waker *w, uint32_t *word, uint32_t value, voi
         w->set = set;
         w->cap = cap;
     }
-    w->set[w->n++] = (struct watched){.word = word, .value = value, .cookie = cookie};
+    w->set[w->n++] = (struct watched){.word = word, .value = value, .cookie = cookie, .woken = 0};
     pthread_mutex_unlock(&w->lock);
     w->dirty = 1;
     return 0;
@@ -224,7 +246,8 @@ funcmond_waker_take_changed(struct funcmond_waker *w, int (*take)(void *arg, voi
         /* A truncated segment reads as zeros here (the SIGBUS guard maps them in), so it is
          * seen as changed, and its client let go by the drain that follows. Pairs with the
          * producer's release increment of the word. */
-        if (__atomic_load_n(w->set[i].word, __ATOMIC_ACQUIRE) != w->set[i].value && take(arg, w->set[i].cookie) == 0) {
+        if ((w->set[i].woken || __atomic_load_n(w->set[i].word, __ATOMIC_ACQUIRE) != w->set[i].value) &&
+            take(arg, w->set[i].cookie) == 0) {
             taken++;
             continue;
         }

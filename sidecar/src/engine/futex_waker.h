@@ -30,8 +30,8 @@ int funcmond_waker_fd(const struct funcmond_waker *w);
 int funcmond_waker_add(struct funcmond_waker *w, uint32_t *word, uint32_t value, void *cookie);
 /* Stops watching cookie's word. Returns 1 if it was watched, 0 otherwise. */
 int funcmond_waker_remove(struct funcmond_waker *w, void *cookie);
-/* After the eventfd was read: hands each watched word that differs from its value to
- * take(arg, cookie), which returns 0 to take it (it is no longer watched) or -errno to
+/* After the eventfd was read: hands each watched word that differs from its value, or
+ * that a FUTEX_WAKE woke, to take(arg, cookie), which returns 0 to take it (it is no longer watched) or -errno to
  * leave it for next time; then lets the threads wait again. Returns how many were taken. */
 size_t funcmond_waker_take_changed(struct funcmond_waker *w, int (*take)(void *arg, void *cookie), void *arg);
 /* Before the loop waits: lets the threads see what was added, starting threads while the

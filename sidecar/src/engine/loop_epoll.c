@@ -386,7 +386,8 @@ static const struct funcmond_loop_backend epoll_backend = {
     .close = epoll_close,
 };
 
-/* The waker saw a word change: each changed wait completes. Only the loop's own op. */
+/* The waker saw a word change or a wake: each such wait completes with 0, as on io_uring.
+ * Only the loop's own op. */
 static int
 take_woken(void *arg, void *cookie)
 {
