@@ -70,11 +70,13 @@ read_proc(struct funcmond *d, struct funcmond_process *p)
 /* --- the tick --- */
 
 /* The next tick. While nothing comes, tick less often: idle clients then cost the sidecar a
- * wake-up every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway. */
+ * wake-up every IDLE_TICK_FACTOR intervals. A client past high water wakes it at once anyway;
+ * where futex waits are off nothing can wake it, so it keeps to the interval. */
 static void
 arm_timer(struct funcmond *d)
 {
-    funcmond_loop_timeout(d, &d->op_timer, d->quiet_ticks >= QUIET_TICKS ? d->idle_tick_ns : d->tick_ns);
+    int idle = d->futex_wait_ok && d->quiet_ticks >= QUIET_TICKS;
+    funcmond_loop_timeout(d, &d->op_timer, idle ? d->idle_tick_ns : d->tick_ns);
 }
 
 /* SIGTERM or SIGINT: the loop stops, see funcmond_drain_run for what follows. */
