@@ -78,14 +78,21 @@ funcmond_loop_event_loop(const struct funcmond *d)
 }
 
 /* Submits what op asks for, counting it in flight; a standing op without room waits on the
- * unarmed list. */
+ * unarmed list. A timeout asked again while pending replaces the pending one, counted
+ * once. */
 static int
 submit(struct funcmond *d, struct funcmond_op *op)
 {
-    int ret = d->loop->be->submit(d, op);
+    int ret;
+    if (op->kind == FUNCMOND_OP_TIMEOUT && op->timeout_pending) {
+        ret = d->loop->be->retime(d, op);
+        return ret == 0 || op->standing ? 0 : ret; /* without room the old one stands */
+    }
+    ret = d->loop->be->submit(d, op);
     if (ret == 0) {
         if (op->inflight != NULL)
             (*op->inflight)++;
+        op->timeout_pending = op->kind == FUNCMOND_OP_TIMEOUT;
         return 0;
     }
     if (!op->standing)
@@ -194,6 +201,7 @@ funcmond_loop_complete(struct funcmond *d, struct funcmond_op *op, int res)
 {
     if (op->inflight != NULL)
         (*op->inflight)--;
+    op->timeout_pending = 0;
     if (funcmond_loop_stopping(d) && !op->while_stopping)
         return;
     op->on_complete(d, op, res);

@@ -63,7 +63,8 @@ struct funcmond_op {
     uint32_t value;
     const char *path, *path2;
     struct __kernel_timespec ts;
-    int unarmed; /* on the loop's list of standing operations to ask again */
+    int unarmed;         /* on the loop's list of standing operations to ask again */
+    int timeout_pending; /* a timeout asked and not completed yet (see funcmond_loop_timeout) */
     struct funcmond_op *next_unarmed;
     /* epoll only (loop_epoll.c) */
     int ep_state;      /* what the op waits on now */
@@ -92,6 +93,9 @@ enum funcmond_event_loop funcmond_loop_event_loop(const struct funcmond *d);
  * except futex wakes.
  */
 int funcmond_loop_read(struct funcmond *d, struct funcmond_op *op, int fd, void *buf, uint32_t len);
+/* Asked again while its timeout is pending, it replaces that one on either loop: the op
+ * still completes once and is counted in flight once, at the new deadline (or at the old
+ * one, when that passed before the kernel took the new one). */
 int funcmond_loop_timeout(struct funcmond *d, struct funcmond_op *op, uint64_t ns);
 int funcmond_loop_poll_in(struct funcmond *d, struct funcmond_op *op, int fd);
 /* Futex wait and wake on a u32 word in shared memory (never process-private). A wait

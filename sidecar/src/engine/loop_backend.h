@@ -19,6 +19,9 @@ struct funcmond_loop_backend {
     /* Submits n requests in order, each started only once the one before succeeded (a
      * failed one completes those after it with -ECANCELED). 0, or -EBUSY with none. */
     int (*submit_linked)(struct funcmond *d, struct funcmond_op *const *ops, unsigned n);
+    /* Moves op's pending timeout to op->ts from now (one completion still comes). Returns 0,
+     * or -EBUSY without room (the old one then stands). */
+    int (*retime)(struct funcmond *d, struct funcmond_op *op);
     /* Cancels op (see funcmond_loop_cancel). */
     int (*cancel)(struct funcmond *d, struct funcmond_op *op);
     /* Waits until something completes and runs what is in. 0, or the -errno of the wait. */

@@ -11,8 +11,10 @@
  *    millisecond), so an idle tick costs one system call as on io_uring;
  *  - futex waits: futex_waker.c's threads watch the words and make an eventfd readable;
  *    where futex_waitv is refused, clients are drained on the tick (said once);
- *  - futex wakes and the state file's write, fsync and rename: done at once, synchronously
- *    (the rename still replaces the file atomically).
+ *  - the state file's write, fsync and rename: file_worker.c's thread runs them and makes an
+ *    eventfd readable, so a slow fsync never holds up draining (run at once, synchronously,
+ *    only where that thread cannot be started);
+ *  - futex wakes: done at once (FUTEX_WAKE never blocks).
  * Results go through a completion queue, as on io_uring: a callback never runs from inside
  * the call that asked, and each completion is handed over once.
  */
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file_worker.h"
 #include "futex_waker.h"
 #include "log.h"
 #include "loop_backend.h"
@@ -35,7 +38,7 @@
 #define EVENTS_PER_WAIT 64
 
 /* What an op waits on now (op->ep_state). */
-enum { EP_IDLE, EP_FD, EP_TIMEOUT, EP_FUTEX };
+enum { EP_IDLE, EP_FD, EP_TIMEOUT, EP_FUTEX, EP_FILE_WORKER };
 
 struct completion {
     struct funcmond_op *op;
@@ -47,9 +50,14 @@ struct epoll_loop {
     int epfd;
     struct completion *done; /* completions not yet handed over: [head, n) */
     size_t head, n, cap;
-    struct funcmond_op *timeouts; /* pending, unsorted (there are one or two) */
-    struct funcmond_waker *waker; /* NULL: futex waits are refused */
-    struct funcmond_op op_waker;  /* the waker's eventfd is readable */
+    struct funcmond_op *timeouts;                          /* pending, unsorted (there are one or two) */
+    struct funcmond_waker *waker;                          /* NULL: futex waits are refused */
+    struct funcmond_op op_waker;                           /* the waker's eventfd is readable */
+    struct funcmond_file_worker *files;                    /* NULL: the state file's steps run synchronously */
+    struct funcmond_op op_files;                           /* the file worker's eventfd is readable */
+    struct funcmond_op *file_ops[FUNCMOND_FILE_STEPS_MAX]; /* the job in flight's steps */
+    unsigned n_file_ops;
+    int files_sync_logged;
 };
 
 static struct epoll_loop *
@@ -118,40 +126,39 @@ enable_fd(struct epoll_loop *l, struct funcmond_op *op)
     return 0;
 }
 
-/* Writes all of buf at offset 0: the bytes written, or -errno. */
+/* A file step as the worker takes it; -EINVAL for an op that is none. */
 static int
-write_all(int fd, const char *buf, uint32_t len)
-{
-    uint32_t off = 0;
-    while (off < len) {
-        ssize_t n = pwrite(fd, buf + off, len - off, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : (int)off;
-        off += (uint32_t)n;
-    }
-    return (int)off;
-}
-
-/* Runs a synchronous step: its result. */
-static int
-run_step(const struct funcmond_op *op)
+file_step_of(const struct funcmond_op *op, struct funcmond_file_step *s)
 {
     switch (op->kind) {
     case FUNCMOND_OP_WRITE:
-        return write_all(op->fd, op->buf, op->len);
+        *s = (struct funcmond_file_step){.kind = FUNCMOND_FILE_WRITE, .fd = op->fd, .buf = op->buf, .len = op->len};
+        return 0;
     case FUNCMOND_OP_FSYNC:
-        return fsync(op->fd) == 0 ? 0 : -errno;
+        *s = (struct funcmond_file_step){.kind = FUNCMOND_FILE_FSYNC, .fd = op->fd};
+        return 0;
     case FUNCMOND_OP_RENAME:
-        return rename(op->path, op->path2) == 0 ? 0 : -errno;
-    case FUNCMOND_OP_FUTEX_WAKE: {
+        *s = (struct funcmond_file_step){.kind = FUNCMOND_FILE_RENAME, .fd = -1, .path = op->path, .path2 = op->path2};
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* Runs a step at once: its result. */
+static int
+run_step(const struct funcmond_op *op)
+{
+    struct funcmond_file_step s;
+    int res[FUNCMOND_FILE_STEPS_MAX];
+    if (op->kind == FUNCMOND_OP_FUTEX_WAKE) {
         long n = syscall(SYS_futex, op->word, FUTEX_WAKE, (int)op->value, NULL, NULL, 0); /* shared: not _PRIVATE */
         return n >= 0 ? (int)n : -errno;
     }
-    default:
+    if (file_step_of(op, &s) != 0)
         return 0;
-    }
+    funcmond_file_steps_run(&s, 1, res);
+    return res[0];
 }
 
 static void
@@ -163,6 +170,29 @@ unlink_timeout(struct epoll_loop *l, struct funcmond_op *op)
             return;
         }
     }
+}
+
+/* Puts op's timeout (op->ts from now) on the pending list. */
+static void
+add_timeout(struct epoll_loop *l, struct funcmond_op *op)
+{
+    op->deadline = funcmond_mono_ns() + (uint64_t)op->ts.tv_sec * 1000000000u + (uint64_t)op->ts.tv_nsec;
+    op->next_timeout = l->timeouts;
+    l->timeouts = op;
+    op->ep_state = EP_TIMEOUT;
+}
+
+/* Moves a pending timeout; one that passed already has its completion queued, which stands
+ * for this ask, as on io_uring. */
+static int
+epoll_retime(struct funcmond *d, struct funcmond_op *op)
+{
+    struct epoll_loop *l = loop_of(d);
+    if (op->ep_state != EP_TIMEOUT)
+        return 0;
+    unlink_timeout(l, op);
+    add_timeout(l, op);
+    return 0;
 }
 
 static int
@@ -183,10 +213,7 @@ epoll_submit(struct funcmond *d, struct funcmond_op *op)
     case FUNCMOND_OP_TIMEOUT:
         if (op->ep_state == EP_TIMEOUT) /* asked again before it passed: the new one counts */
             unlink_timeout(l, op);
-        op->deadline = funcmond_mono_ns() + (uint64_t)op->ts.tv_sec * 1000000000u + (uint64_t)op->ts.tv_nsec;
-        op->next_timeout = l->timeouts;
-        l->timeouts = op;
-        op->ep_state = EP_TIMEOUT;
+        add_timeout(l, op);
         return 0;
     case FUNCMOND_OP_FUTEX_WAIT:
         if (reserve(l, 1) != 0)
@@ -208,19 +235,40 @@ epoll_submit(struct funcmond *d, struct funcmond_op *op)
     }
 }
 
+/* The state file's steps: handed to the worker, whose eventfd completes them later; run at
+ * once where it cannot take them. */
 static int
 epoll_submit_linked(struct funcmond *d, struct funcmond_op *const *ops, unsigned n)
 {
     struct epoll_loop *l = loop_of(d);
-    int failed = 0;
-    if (reserve(l, n) != 0)
+    struct funcmond_file_step steps[FUNCMOND_FILE_STEPS_MAX];
+    int res[FUNCMOND_FILE_STEPS_MAX];
+    if (n > FUNCMOND_FILE_STEPS_MAX || reserve(l, n) != 0)
         return -EBUSY;
-    for (unsigned i = 0; i < n; i++) {
-        int res = failed ? -ECANCELED : run_step(ops[i]);
-        if (res < 0 || (ops[i]->kind == FUNCMOND_OP_WRITE && (uint32_t)res != ops[i]->len))
-            failed = 1; /* a short write breaks the chain too, as on io_uring */
-        push(l, ops[i], res);
+    for (unsigned i = 0; i < n; i++)
+        if (file_step_of(ops[i], &steps[i]) != 0)
+            return -EINVAL;
+    if (l->files != NULL) {
+        if (l->n_file_ops != 0)
+            return -EBUSY; /* one state file at a time: the last one's steps are not in yet */
+        int ret = funcmond_file_worker_start(l->files, steps, n);
+        if (ret == 0) {
+            for (unsigned i = 0; i < n; i++) {
+                l->file_ops[i] = ops[i];
+                ops[i]->ep_state = EP_FILE_WORKER;
+            }
+            l->n_file_ops = n;
+            return 0;
+        }
+        if (ret == -EBUSY)
+            return ret;
+        if (!l->files_sync_logged)
+            LOG_WARN("cannot hand the state file's steps to a thread (%s): written on the drain thread", strerror(-ret));
+        l->files_sync_logged = 1;
     }
+    funcmond_file_steps_run(steps, n, res);
+    for (unsigned i = 0; i < n; i++)
+        push(l, ops[i], res[i]);
     return 0;
 }
 
@@ -228,8 +276,8 @@ static int
 epoll_cancel(struct funcmond *d, struct funcmond_op *op)
 {
     struct epoll_loop *l = loop_of(d);
-    if (op->ep_state == EP_IDLE)
-        return 0; /* not in flight, or its completion is queued already */
+    if (op->ep_state == EP_IDLE || op->ep_state == EP_FILE_WORKER)
+        return 0; /* not in flight, its completion is queued already, or the worker has it */
     if (reserve(l, 1) != 0)
         return -EBUSY;
     switch (op->ep_state) {
@@ -370,6 +418,7 @@ epoll_close(struct funcmond *d)
 {
     struct epoll_loop *l = loop_of(d);
     funcmond_waker_close(l->waker);
+    funcmond_file_worker_close(l->files);
     close(l->epfd);
     free(l->done);
     free(l);
@@ -379,6 +428,7 @@ static const struct funcmond_loop_backend epoll_backend = {
     .kind = FUNCMOND_EVENT_LOOP_EPOLL,
     .submit = epoll_submit,
     .submit_linked = epoll_submit_linked,
+    .retime = epoll_retime,
     .cancel = epoll_cancel,
     .run_once = epoll_run_once,
     .complete_one = epoll_complete_one,
@@ -403,6 +453,39 @@ on_waker(struct funcmond *d, struct funcmond_op *op, int res)
     funcmond_loop_repeat(d, op);
 }
 
+/* The file worker's job is done: its steps complete with its results. Only the loop's own
+ * op. */
+static void
+on_files(struct funcmond *d, struct funcmond_op *op, int res)
+{
+    struct epoll_loop *l = loop_of(d);
+    int results[FUNCMOND_FILE_STEPS_MAX];
+    (void)res;
+    /* Without room the eventfd is left readable: looked at again at the next wait. */
+    if (reserve(l, l->n_file_ops) == 0) {
+        unsigned n = funcmond_file_worker_take(l->files, results);
+        for (unsigned i = 0; i < n && i < l->n_file_ops; i++)
+            push(l, l->file_ops[i], results[i]);
+        if (n != 0)
+            l->n_file_ops = 0;
+    }
+    funcmond_loop_repeat(d, op);
+}
+
+/* Sets up the file worker; without it the state file is written on the drain thread. */
+static void
+open_file_worker(struct funcmond *d, struct epoll_loop *l)
+{
+    int ret = funcmond_file_worker_open(&l->files);
+    if (ret != 0) {
+        l->files = NULL;
+        LOG_WARN("cannot set up a thread for the state file (%s): written on the drain thread", strerror(-ret));
+        return;
+    }
+    l->op_files = (struct funcmond_op){.on_complete = on_files, .while_stopping = 1, .standing = 1};
+    funcmond_loop_poll_in(d, &l->op_files, funcmond_file_worker_fd(l->files));
+}
+
 int
 funcmond_loop_epoll_open(struct funcmond *d)
 {
@@ -417,6 +500,7 @@ funcmond_loop_epoll_open(struct funcmond *d)
     }
     l->base.be = &epoll_backend;
     d->loop = &l->base;
+    open_file_worker(d, l);
     int ret = funcmond_waker_open(&l->waker);
     if (ret != 0) {
         l->waker = NULL;

@@ -119,6 +119,19 @@ uring_submit_linked(struct funcmond *d, struct funcmond_op *const *ops, unsigned
 }
 
 static int
+uring_retime(struct funcmond *d, struct funcmond_op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(ring_of(d));
+    if (sqe == NULL)
+        return -EBUSY;
+    /* In place: the timer keeps its one completion. -ENOENT when it passed already (its
+     * completion is in, and stands for this ask). */
+    io_uring_prep_timeout_update(sqe, &op->ts, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data(sqe, NULL); /* the answer to an update needs no handling */
+    return 0;
+}
+
+static int
 uring_cancel(struct funcmond *d, struct funcmond_op *op)
 {
     struct io_uring_sqe *sqe = get_sqe(ring_of(d));
@@ -197,6 +210,7 @@ static const struct funcmond_loop_backend uring_backend = {
     .kind = FUNCMOND_EVENT_LOOP_IO_URING,
     .submit = uring_submit,
     .submit_linked = uring_submit_linked,
+    .retime = uring_retime,
     .cancel = uring_cancel,
     .run_once = uring_run_once,
     .complete_one = uring_complete_one,
