@@ -30,6 +30,8 @@
  *             not believed: the counted drops stay at the believable ones;
  *   rejectlog more rejected files than funcmond remembers: each counted and logged once,
  *             however many rescans;
+ *   crowd     100 live clients attached when the loop stops: every one freed at close,
+ *             the table of guarded mappings back to what it was;
  *   leftover  no segment left once client and funcmond have both stopped, whichever
  *             stops first;
  *   special   a FIFO under the prefix is rejected without being opened;
@@ -967,6 +969,44 @@ stop_clients(void *arg)
     return NULL;
 }
 
+/* Many live clients attached when the loop stops: every process is freed at close, its
+ * guarded mapping with it, so that starting and stopping again in one process does not
+ * eat the table. */
+#define CROWD 100
+static int
+case_crowd(void)
+{
+    struct sidecar s;
+    pid_t pids[CROWD];
+    int outs[CROWD];
+    unsigned long long calls, errors;
+    unsigned room0 = funcmon_consumer_guard_room(), room = room0;
+    /* Idle clients with small rings: a hundred default segments would fill /dev/shm. */
+    char *argv[] = {"e2e_client", "1", "0", "1000", "0", NULL};
+    const char *env[] = {
+        "FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "crowd", "FUNCMON_RING_RECORDS", "1024", "FUNCMON_MAX_THREADS", "4", NULL};
+
+    CHECK_GE(room0, CROWD);
+    sidecar_start(&s, NULL);
+    for (int k = 0; k < CROWD; k++)
+        pids[k] = spawn(E2E_CLIENT, argv, env, &outs[k]);
+    for (int i = 0; i < 3000 && room != room0 - CROWD; i++) {
+        usleep(10000);
+        room = funcmon_consumer_guard_room();
+    }
+    CHECK_EQ(room, room0 - CROWD);
+    sidecar_stop(&s);
+    room = funcmon_consumer_guard_room();
+    for (int k = 0; k < CROWD; k++) {
+        kill(pids[k], SIGTERM);
+        read_done(outs[k], &calls, &errors);
+        wait_ok(pids[k]);
+    }
+    CHECK_EQ(room, room0);
+    printf("test_sidecar crowd: %d clients attached at stop, all %u guard entries back\n", CROWD, room0);
+    return 0;
+}
+
 static int
 case_leftover(void)
 {
@@ -1328,6 +1368,8 @@ main(int argc, char **argv)
         return case_dropped();
     if (strcmp(argv[1], "rejectlog") == 0)
         return case_rejectlog();
+    if (strcmp(argv[1], "crowd") == 0)
+        return case_crowd();
     if (strcmp(argv[1], "leftover") == 0)
         return case_leftover();
     if (strcmp(argv[1], "special") == 0)

@@ -35,6 +35,8 @@
  * often, until a record comes. */
 #define QUIET_TICKS 10
 #define IDLE_TICK_FACTOR 4
+/* How long closing waits for the cancelled operations of the processes still attached. */
+#define CLOSE_WAIT_NS (10 * FUNCMOND_SECOND_NS)
 
 /* Once a second per live client: its /proc figures, each file opened only while it is
  * read (a client keeps no fd but its pidfd); without a pidfd, its exit. */
@@ -216,8 +218,11 @@ void
 funcmond_drain_close(struct funcmond *d)
 {
     funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
-    /* Wait for the cancellations, so no completion refers to freed memory. */
-    for (int i = 0; d->procs != NULL && i < 100; i++) {
+    /* Wait for the cancellations, so no completion refers to freed memory, until every
+     * process is freed (its guarded mapping with it): each round hands over one completion,
+     * and there are two per client. The deadline only bounds a kernel that never answers. */
+    uint64_t deadline = funcmond_mono_ns() + CLOSE_WAIT_NS;
+    while (d->procs != NULL && funcmond_mono_ns() < deadline) {
         funcmond_loop_complete_within(d, 10000000);
         funcmond_discovery_expire(d, funcmond_mono_ns(), 1);
     }
