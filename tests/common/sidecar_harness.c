@@ -66,6 +66,10 @@ sidecar_start(struct sidecar *s, const char *const *env)
         enum funcmond_event_loop loop = v->event_loop;
         funcmond_view_end(s->reader);
         CHECK_EQ(loop, FUNCMOND_EVENT_LOOP_EPOLL);
+        /* futex_waitv refused too: the waker must really be off (clients drained on the
+         * tick), set once by the loop's start, before `running`. */
+        if (strcmp(refused, "futex_waitv") == 0)
+            CHECK_EQ(s->d->futex_wait_ok, 0);
     }
 }
 

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 static const char *prefix;
 static char state[256];
+static char log_path[256]; /* the running funcmond's stderr */
 
 /* A funcmond writing the state file at start and every `interval` seconds, serving HTTP on
  * an ephemeral loopback port (never the default one, which anything else may hold). */
@@ -35,7 +37,35 @@ start_funcmond(const char *interval)
     const char *env[] = {
         "SIDECAR_SHM_PREFIX", prefix, "SIDECAR_STATE_FILE", state, "SIDECAR_STATE_INTERVAL_S", interval, "HTTP_LISTEN",
         "127.0.0.1:0",        NULL};
-    return spawn(FUNCMOND, argv, env, NULL);
+    /* Its log goes to a file, read back at the stop (which loop ran). */
+    int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK_GE(log, 0);
+    int saved = dup(2);
+    CHECK_GE(saved, 0);
+    CHECK_EQ(dup2(log, 2), 2);
+    pid_t pid = spawn(FUNCMOND, argv, env, NULL);
+    CHECK_EQ(dup2(saved, 2), 2);
+    close(saved);
+    close(log);
+    return pid;
+}
+
+/* Shows the stopped funcmond's log; where the test refused io_uring, it must have said that
+ * it ran on epoll. */
+static void
+check_log(void)
+{
+    static char buf[65536];
+    int fd = open(log_path, O_RDONLY | O_CLOEXEC);
+    CHECK_GE(fd, 0);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    CHECK_GE(n, 0);
+    buf[n] = '\0';
+    fputs(buf, stderr);
+    const char *refused = getenv("FUNCMON_TEST_REFUSE_IO_URING");
+    if (refused != NULL && strcmp(refused, "1") == 0)
+        CHECK(strstr(buf, "the drain loop runs on epoll") != NULL);
 }
 
 static void
@@ -44,6 +74,7 @@ stop_funcmond(pid_t pid, int sig)
     int status;
     kill(pid, sig);
     CHECK_EQ(waitpid(pid, &status, 0), pid);
+    check_log();
     if (sig == SIGTERM)
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
@@ -168,12 +199,14 @@ main(void)
     char dir[] = "/tmp/funcmond-restart-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     snprintf(state, sizeof(state), "%s/state.msgpack", dir);
+    snprintf(log_path, sizeof(log_path), "%s/funcmond.log", dir);
     alarm(120);
     run(SIGTERM, 0);
     run(SIGKILL, 0);
     run(SIGKILL, 1);
     vanish();
     unlink(state);
+    unlink(log_path);
     rmdir(dir);
     printf("test_restart: ok\n");
     return 0;
