@@ -21,13 +21,16 @@
  * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look.)
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -249,7 +252,54 @@ bench_flat_out(const char *funcmond)
     stop(sidecar);
 }
 
-/* funcmond's CPU share (% of a core) with 10 idle clients, on io_uring or on epoll. */
+/* A loopback port free now, for funcmond's HTTP server (0 if none). */
+static int
+free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* The event loop funcmond on port says it runs ("io_uring", "epoll"), from /debug/stats;
+ * "" when it cannot be asked. */
+static void
+event_loop_of(int port, char *out, size_t size)
+{
+    static char reply[65536];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static const char req[] = "GET /debug/stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    size_t got = 0;
+    out[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1) {
+        for (ssize_t n; got < sizeof(reply) - 1 && (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0;)
+            got += (size_t)n;
+    }
+    close(fd);
+    reply[got] = '\0';
+    const char *p = strstr(reply, "\"event_loop\"");
+    if (p == NULL)
+        return;
+    p += strlen("\"event_loop\"");
+    p += strspn(p, " \t:");
+    if (*p++ != '"')
+        return;
+    size_t n = strcspn(p, "\"");
+    snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), p);
+}
+
+/* funcmond's CPU share (% of a core) with 10 idle clients, on io_uring or on epoll. Exits
+ * (failing) when funcmond did not start (the seccomp filter could not be installed, say),
+ * or, asked for epoll, does not say it runs on epoll: a figure of a process that is not
+ * there, or not on epoll, would be printed as if measured. */
 static double
 idle_cpu_pct(const char *funcmond, const char *client, int refuse_uring, double *secs)
 {
@@ -257,10 +307,30 @@ idle_cpu_pct(const char *funcmond, const char *client, int refuse_uring, double 
     char *cargv[] = {"e2e_client", "1", "0", "60000000", "0", NULL}; /* one call, sleeping a minute */
     const char *env = getenv("BENCH_IDLE_SECONDS");
     int seconds = env != NULL && atoi(env) > 0 ? atoi(env) : 30;
+    char listen[64], loop[16] = "";
+    int port = free_port(), status = 0;
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    setenv("HTTP_LISTEN", listen, 1);
     pid_t sidecar = start_as(funcmond, argv, refuse_uring), clients[10];
+    unsetenv("HTTP_LISTEN");
     for (int i = 0; i < 10; i++)
         clients[i] = start(client, cargv);
     sleep(2); /* attached, first samples taken */
+    int gone = waitpid(sidecar, &status, WNOHANG) == sidecar;
+    if (!gone && refuse_uring)
+        event_loop_of(port, loop, sizeof(loop));
+    if (gone || (refuse_uring && strcmp(loop, "epoll") != 0)) {
+        if (gone)
+            fprintf(stderr, "funcmond%s exited (status %d) before it was measured\n", refuse_uring ? " with io_uring refused" : "",
+                    status);
+        else
+            fprintf(stderr, "funcmond runs on '%s' (from /debug/stats on port %d), not on epoll\n", loop, port);
+        for (int i = 0; i < 10; i++)
+            kill(clients[i], SIGKILL);
+        if (!gone)
+            kill(sidecar, SIGKILL);
+        exit(1);
+    }
     double cpu0 = cpu_seconds(sidecar);
     uint64_t t0 = now_ns();
     sleep((unsigned)seconds);
