@@ -79,15 +79,6 @@ funcmond_file_steps_run(const struct funcmond_file_step *steps, unsigned n, int 
     }
 }
 
-static void
-post(struct funcmond_file_worker *w)
-{
-    uint64_t one = 1;
-    /* A failed write leaves the counter readable (it can only fail when full). */
-    if (write(w->efd, &one, sizeof(one)) != sizeof(one))
-        return;
-}
-
 static void *
 work(void *arg)
 {
@@ -110,7 +101,8 @@ work(void *arg)
         for (unsigned i = 0; i < n; i++)
             w->res[i] = res[i];
         w->state = JOB_DONE;
-        post(w);
+        /* Fails only with the counter full: it is readable then anyway. */
+        (void)eventfd_write(w->efd, 1);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -120,18 +112,18 @@ int
 funcmond_file_worker_open(struct funcmond_file_worker **out)
 {
     struct funcmond_file_worker *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return -ENOMEM;
-    w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w->efd < 0) {
-        int err = -errno;
-        free(w);
-        return err;
-    }
+    int err = -ENOMEM;
+    if (w == NULL || (w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        goto fail;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     *out = w;
     return 0;
+fail:
+    if (w != NULL)
+        err = -errno;
+    free(w);
+    return err;
 }
 
 void
