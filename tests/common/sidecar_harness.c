@@ -42,9 +42,9 @@ sidecar_start(struct sidecar *s, const char *const *env)
     harness_refuse_io_uring_if_asked(); /* before the drain loop starts */
     snprintf(prefix_env, sizeof(prefix_env), "SIDECAR_SHM_PREFIX=%s", harness_private_prefix());
     envp[n++] = prefix_env;
-    envp[n++] = "SIDECAR_DRAIN_INTERVAL_MS=5";
     for (int i = 0; env != NULL && env[i] != NULL && n < 62; i++)
         envp[n++] = env[i];
+    envp[n++] = "SIDECAR_DRAIN_INTERVAL_MS=5"; /* after the caller's: the first one counts */
     envp[n] = NULL;
     s->d = calloc(1, sizeof(*s->d));
     CHECK(s->d != NULL);

@@ -30,6 +30,8 @@
  *             not believed: the counted drops stay at the believable ones;
  *   rejectlog more rejected files than funcmond remembers: each counted and logged once,
  *             however many rescans;
+ *   idletick  no client: the tick stretches while idle only where a wake-up could
+ *             come, i.e. not where futex waits are off;
  *   crowd     100 live clients attached when the loop stops: every one freed at close,
  *             the table of guarded mappings back to what it was;
  *   leftover  no segment left once client and funcmond have both stopped, whichever
@@ -969,6 +971,36 @@ stop_clients(void *arg)
     return NULL;
 }
 
+/* No client: after QUIET_TICKS quiet ticks the timer stretches IDLE_TICK_FACTOR (4) times,
+ * since a client's wake-up would wake the loop anyway; where futex waits are off nothing
+ * can, so it keeps to the interval (the log line promises the next tick). */
+static int
+case_idletick(void)
+{
+    struct sidecar s;
+    struct funcmond_counters c0, c1;
+    struct funcmond_proc_view procs[1];
+    const char *env[] = {"SIDECAR_DRAIN_INTERVAL_MS=50", NULL};
+
+    sidecar_start(&s, env);
+    /* Off only where futex_waitv is refused too (the harness checks the loop says so). */
+    const char *refused = getenv("FUNCMON_TEST_REFUSE_IO_URING");
+    int futex_waits = refused == NULL || strcmp(refused, "futex_waitv") != 0;
+    usleep(1000000); /* past the quiet ticks */
+    sidecar_snapshot(&s, &c0, procs, 1);
+    usleep(2000000);
+    sidecar_snapshot(&s, &c1, procs, 1);
+    sidecar_stop(&s);
+    uint64_t cycles = c1.drain_cycles - c0.drain_cycles;
+    printf("test_sidecar idletick: %llu drain cycles in 2 s at 50 ms, futex waits %s\n", (unsigned long long)cycles,
+           futex_waits ? "on" : "off");
+    if (futex_waits)
+        CHECK_LE(cycles, 25); /* 10 at 200 ms */
+    else
+        CHECK_GE(cycles, 25); /* 40 at 50 ms */
+    return 0;
+}
+
 /* Many live clients attached when the loop stops: every process is freed at close, its
  * guarded mapping with it, so that starting and stopping again in one process does not
  * eat the table. */
@@ -1368,6 +1400,8 @@ main(int argc, char **argv)
         return case_dropped();
     if (strcmp(argv[1], "rejectlog") == 0)
         return case_rejectlog();
+    if (strcmp(argv[1], "idletick") == 0)
+        return case_idletick();
     if (strcmp(argv[1], "crowd") == 0)
         return case_crowd();
     if (strcmp(argv[1], "leftover") == 0)

@@ -9,7 +9,8 @@
  * Modules, each calling only those before it:
  *   common/: config.c (settings), log.c, clock.c;
  *   loop.c: the event loop, operations with their own completion callbacks, run on io_uring
- *   (loop_uring.c) or, where io_uring is refused, on epoll (loop_epoll.c, futex_waker.c);
+ *   (loop_uring.c) or, where io_uring is refused, on epoll (loop_epoll.c, futex_waker.c,
+ *   file_worker.c);
  *   aggregate.c + hist.c (figures), stacks.c (allocations per call stack);
  *   ingest.c: records, spills and drops into the aggregate; a client's wake-up and exit;
  *   discovery.c (finding, validating, attaching and retiring segments), snapshot.c (state
