@@ -584,12 +584,6 @@ funcmond_http_start(const struct funcmond_config *cfg, struct funcmond_views *vi
     return 0;
 }
 
-int
-funcmond_http_port(const struct funcmond_http *h)
-{
-    return h->port;
-}
-
 void
 funcmond_http_stop(struct funcmond_http *h)
 {

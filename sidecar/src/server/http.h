@@ -20,8 +20,6 @@ struct funcmond_http;
  */
 int funcmond_http_start(const struct funcmond_config *cfg, struct funcmond_views *views, struct funcmond_requests *requests,
                         struct funcmond_http **out, char *err, size_t errlen);
-/* The port the server listens on (useful with port 0). */
-int funcmond_http_port(const struct funcmond_http *h);
 /* Stops the server thread and frees it. */
 void funcmond_http_stop(struct funcmond_http *h);
 
