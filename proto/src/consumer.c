@@ -407,9 +407,7 @@ check_dropped(struct funcmon_consumer *c, uint32_t i)
 
 /* Records between two releases of a ring's tail while it is drained (a power of two). */
 #define TAIL_RELEASE_EVERY 256u
-/* One pass in this many (a power of two) reads every ring, not only those in use, and
- * looks at each slot's state (to recycle a retired one); so does a pass after a claim. */
-#define FULL_PASS_EVERY 16u
+#define FULL_PASS_EVERY FUNCMON_CONSUMER_FULL_PASS_EVERY
 
 /* Drains ring i. On a full pass, also makes its slot free again if it is retired and
  * read to the end. Returns the records delivered. */

@@ -119,6 +119,9 @@ harness_drain_all(struct funcmon_consumer *c, struct harness_tally *t)
     size_t n;
     while ((n = funcmon_consumer_drain(c, harness_tally_record, t, SIZE_MAX)) != 0)
         total += n;
+    /* A slot retired since the last full pass is recycled only by the next one. */
+    for (unsigned k = 0; k < FUNCMON_CONSUMER_FULL_PASS_EVERY; k++)
+        total += funcmon_consumer_drain(c, harness_tally_record, t, SIZE_MAX);
     return total;
 }
 

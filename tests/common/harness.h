@@ -46,7 +46,8 @@ uint64_t harness_clock_ns(clockid_t id);
 /* Opens the segment of this process (funcmon_segment_name()) as a consumer. */
 void harness_open_self(struct funcmon_consumer *c);
 
-/* Drains everything available into the tally; returns records drained. */
+/* Drains everything available into the tally, ending with a full pass (so retired slots
+ * that are read to the end are free again); returns records drained. */
 uint64_t harness_drain_all(struct funcmon_consumer *c, struct harness_tally *t);
 
 /* Duration of a record in nanoseconds through the segment's calibration. */

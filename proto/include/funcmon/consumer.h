@@ -107,9 +107,15 @@ int funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, 
 /* Releases the reader's memory and the mapping it owns. */
 void funcmon_consumer_close(struct funcmon_consumer *c);
 
+/* One pass in this many (a power of two) reads every ring, not only those in use, and
+ * looks at each slot's state (to recycle a retired one); so does a pass after a claim. */
+#define FUNCMON_CONSUMER_FULL_PASS_EVERY 16u
+
 /*
  * Delivers up to max_per_ring records of each ring to fn, then publishes the new tails.
- * Recycles retired slots that are fully drained. Returns the number delivered.
+ * Recycles retired slots that are fully drained, on a full pass: a slot retired after
+ * the last claim is free again within FUNCMON_CONSUMER_FULL_PASS_EVERY passes. Returns
+ * the number delivered.
  */
 size_t funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring);
 
