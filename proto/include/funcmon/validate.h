@@ -29,8 +29,8 @@ enum funcmon_invalid {
     FUNCMON_INVALID_MAGIC,        /* not a funcmon segment */
     FUNCMON_INVALID_MAJOR,        /* an incompatible layout version */
     FUNCMON_INVALID_HEADER_SIZE,  /* header_size below this version's, or past the mapping */
-    FUNCMON_INVALID_RECORD_SIZE,  /* record, site or slot size is not this version's */
-    FUNCMON_INVALID_GEOMETRY,     /* ring_records, max_threads or max_sites out of range */
+    FUNCMON_INVALID_RECORD_SIZE,  /* record, site, slot or chunk size is not this version's */
+    FUNCMON_INVALID_GEOMETRY,     /* chunk_records, pool_chunks, max_threads or max_sites out of range */
     FUNCMON_INVALID_SEGMENT_SIZE, /* segment_size disagrees with the mapping or the geometry */
     FUNCMON_INVALID_OFFSET,       /* a region is misaligned, inside the header or past the end */
     FUNCMON_INVALID_OVERLAP,      /* two regions overlap */
@@ -53,8 +53,8 @@ funcmon_invalid_reason(enum funcmon_invalid why)
         "bad magic: not a funcmon segment",
         "incompatible major version",
         "bad header size",
-        "record, site or slot size differs from this version",
-        "ring records, thread or site count out of range",
+        "record, site, slot or chunk size differs from this version",
+        "chunk records, pool chunks, thread or site count out of range",
         "segment size disagrees with the mapping or the geometry",
         "region offset misaligned, inside the header or past the end",
         "regions overlap",
@@ -73,9 +73,11 @@ struct funcmon_geometry {
     uint64_t segment_size;
     uint64_t sites_offset;
     uint64_t slots_offset;
-    uint64_t rings_offset;
-    uint64_t ring_bytes; /* ring_records * record_size */
-    uint32_t ring_records;
+    uint64_t chunks_offset;
+    uint64_t records_offset;
+    uint64_t chunk_bytes; /* chunk_records * record_size */
+    uint32_t chunk_records;
+    uint32_t pool_chunks;
     uint32_t max_threads;
     uint32_t max_sites;
     uint16_t major;
@@ -99,14 +101,15 @@ funcmon__regions_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 
 /*
  * Validates the segment of `len` bytes at `base` (any alignment). On FUNCMON_VALID, *geo
- * holds its geometry; otherwise *geo is unspecified. Reads at most FUNCMON_HEADER_SIZE
+ * holds its geometry; on FUNCMON_INVALID_MAJOR, geo->major and geo->minor hold the
+ * segment's version (to say which it is); otherwise *geo is unspecified. Reads at most FUNCMON_HEADER_SIZE
  * bytes, through a private copy, so the verdict cannot be changed halfway by a writer.
  */
 static inline enum funcmon_invalid
 funcmon_validate_segment(const void *base, size_t len, struct funcmon_geometry *geo)
 {
     struct funcmon_shm_header h;
-    uint64_t sites_len, slots_len, rings_len;
+    uint64_t sites_len, slots_len, chunks_len, records_len;
 
     if (base == NULL || len < sizeof(h))
         return FUNCMON_INVALID_TOO_SMALL;
@@ -117,32 +120,44 @@ funcmon_validate_segment(const void *base, size_t len, struct funcmon_geometry *
         return FUNCMON_INVALID_BYTE_ORDER;
     if (h.magic != FUNCMON_SHM_MAGIC)
         return FUNCMON_INVALID_MAGIC;
-    if (h.major != FUNCMON_SHM_MAJOR)
+    if (h.major != FUNCMON_SHM_MAJOR) {
+        if (geo != NULL) {
+            geo->major = h.major;
+            geo->minor = h.minor;
+        }
         return FUNCMON_INVALID_MAJOR;
+    }
     if (h.header_size < sizeof(h) || h.header_size > len)
         return FUNCMON_INVALID_HEADER_SIZE;
     if (h.record_size != sizeof(struct funcmon_record) || h.site_size != sizeof(struct funcmon_site_entry) ||
-        h.slot_size != sizeof(struct funcmon_thread_slot))
+        h.slot_size != sizeof(struct funcmon_thread_slot) || h.chunk_size != sizeof(struct funcmon_chunk))
         return FUNCMON_INVALID_RECORD_SIZE;
-    if (h.ring_records < FUNCMON_RING_RECORDS_MIN || h.ring_records > FUNCMON_RING_RECORDS_MAX ||
-        (h.ring_records & (h.ring_records - 1)) != 0 || h.max_threads < FUNCMON_MAX_THREADS_MIN ||
+    if (h.chunk_records < FUNCMON_CHUNK_RECORDS_MIN || h.chunk_records > FUNCMON_CHUNK_RECORDS_MAX ||
+        (h.chunk_records & (h.chunk_records - 1)) != 0 || h.pool_chunks < FUNCMON_POOL_CHUNKS_MIN ||
+        h.pool_chunks > FUNCMON_POOL_CHUNKS_MAX || h.max_threads < FUNCMON_MAX_THREADS_MIN ||
         h.max_threads > FUNCMON_MAX_THREADS_MAX || h.max_sites < FUNCMON_MAX_SITES_MIN || h.max_sites > FUNCMON_MAX_SITES_MAX)
         return FUNCMON_INVALID_GEOMETRY;
     /* With the geometry bounded above, none of these products can overflow 64 bits. */
     sites_len = (uint64_t)h.max_sites * h.site_size;
     slots_len = (uint64_t)h.max_threads * h.slot_size;
-    rings_len = (uint64_t)h.max_threads * h.ring_records * h.record_size;
+    chunks_len = (uint64_t)h.pool_chunks * h.chunk_size;
+    records_len = (uint64_t)h.pool_chunks * h.chunk_records * h.record_size;
     if (h.segment_size > len || h.segment_size > FUNCMON_SEGMENT_SIZE_MAX ||
-        h.segment_size < h.header_size + sites_len + slots_len + rings_len)
+        h.segment_size < h.header_size + sites_len + slots_len + chunks_len + records_len)
         return FUNCMON_INVALID_SEGMENT_SIZE;
     if (!funcmon__region_ok(h.sites_offset, sites_len, h.header_size, h.segment_size) ||
         !funcmon__region_ok(h.slots_offset, slots_len, h.header_size, h.segment_size) ||
-        !funcmon__region_ok(h.rings_offset, rings_len, h.header_size, h.segment_size))
+        !funcmon__region_ok(h.chunks_offset, chunks_len, h.header_size, h.segment_size) ||
+        !funcmon__region_ok(h.records_offset, records_len, h.header_size, h.segment_size))
         return FUNCMON_INVALID_OFFSET;
-    if (funcmon__regions_overlap(h.sites_offset, sites_len, h.slots_offset, slots_len) ||
-        funcmon__regions_overlap(h.sites_offset, sites_len, h.rings_offset, rings_len) ||
-        funcmon__regions_overlap(h.slots_offset, slots_len, h.rings_offset, rings_len))
-        return FUNCMON_INVALID_OVERLAP;
+    {
+        const uint64_t off[4] = {h.sites_offset, h.slots_offset, h.chunks_offset, h.records_offset};
+        const uint64_t rlen[4] = {sites_len, slots_len, chunks_len, records_len};
+        for (int a = 0; a < 4; a++)
+            for (int b = a + 1; b < 4; b++)
+                if (funcmon__regions_overlap(off[a], rlen[a], off[b], rlen[b]))
+                    return FUNCMON_INVALID_OVERLAP;
+    }
     if (h.site_count > h.max_sites)
         return FUNCMON_INVALID_COUNT;
     if (memchr(h.service, '\0', sizeof(h.service)) == NULL || h.service[0] == '\0')
@@ -156,9 +171,11 @@ funcmon_validate_segment(const void *base, size_t len, struct funcmon_geometry *
         geo->segment_size = h.segment_size;
         geo->sites_offset = h.sites_offset;
         geo->slots_offset = h.slots_offset;
-        geo->rings_offset = h.rings_offset;
-        geo->ring_bytes = (uint64_t)h.ring_records * h.record_size;
-        geo->ring_records = h.ring_records;
+        geo->chunks_offset = h.chunks_offset;
+        geo->records_offset = h.records_offset;
+        geo->chunk_bytes = (uint64_t)h.chunk_records * h.record_size;
+        geo->chunk_records = h.chunk_records;
+        geo->pool_chunks = h.pool_chunks;
         geo->max_threads = h.max_threads;
         geo->max_sites = h.max_sites;
         geo->major = h.major;
