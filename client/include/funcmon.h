@@ -58,8 +58,9 @@ struct funcmon_options {
     int enabled;            /* FUNCMON_ON, FUNCMON_OFF (every call runs plain), 0: FUNCMON_ENABLED, default on */
     const char *service;    /* FUNCMON_SERVICE, default the program name */
     const char *shm_prefix; /* FUNCMON_SHM_PREFIX, default "funcmon": segment /<prefix>.<service>.<pid> */
-    uint32_t ring_records;  /* FUNCMON_RING_RECORDS, default 8192, a power of two in [64, 4194304] */
-    uint32_t max_threads;   /* FUNCMON_MAX_THREADS, default 64, in [1, 4096] */
+    uint32_t pool_records;  /* FUNCMON_POOL_RECORDS, default 458752, in [32, 2^30]: records in the pool shared by the threads */
+    uint32_t chunk_records; /* FUNCMON_CHUNK_RECORDS, default 128, a power of two in [16, 65536]: records a thread takes at once */
+    uint32_t max_threads;   /* FUNCMON_MAX_THREADS, default 4096, in [1, 4096]: threads with a slot (the others: counts only) */
     uint32_t max_sites;     /* FUNCMON_MAX_SITES, default 4096, in [16, 65536]; fixed by the first init or site */
     int track_alloc;        /* FUNCMON_ON, FUNCMON_OFF, 0: FUNCMON_TRACK_ALLOC, default off */
     int quiet;              /* non-zero: no line on stderr when init fails */
@@ -222,7 +223,7 @@ FUNCMON_API void funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32
 #define FUNCMON__MODE_SLOW 3u /* no ring: calls counted by the slow path */
 
 /* Per-thread state, in static TLS. Everything the hot path touches is here or in the
- * thread's own slot and ring. */
+ * thread's own slot and chunk. */
 struct funcmon__thread {
     uint32_t state; /* generation << 2 | FUNCMON__MODE_* */
     uint32_t depth; /* profiled calls in flight */
@@ -230,10 +231,10 @@ struct funcmon__thread {
      * read back from the slot's in-flight stack, so it is right at any depth and whatever
      * the slot held before this thread owned it. */
     uint64_t top;
-    uint64_t head;     /* next ring position */
-    uint64_t check_at; /* head at which funcmon_end must take the slow path (high water, full) */
-    uint64_t mask;     /* ring_records - 1 */
-    struct funcmon_record *records;
+    uint64_t head;                  /* next position */
+    uint64_t check_at;              /* head at which funcmon_end must take the slow path: the end of the chunk */
+    uint64_t mask;                  /* chunk_records - 1 */
+    struct funcmon_record *records; /* the current chunk's records: position p at records[p & mask] */
     struct funcmon_thread_slot *slot;
     uint64_t err_bits;     /* bit d: the call at depth d was marked failed */
     uint32_t record_flags; /* flags every record of this thread carries (FUNCMON_RECORD_ALLOC) */
@@ -242,6 +243,13 @@ struct funcmon__thread {
     uint32_t max_sites;
     struct funcmon_shm_header *hdr; /* the segment this thread writes to (slow paths only) */
     struct funcmon_site_entry *sites;
+    struct funcmon_chunk *chunks; /* the segment's chunk headers */
+    struct funcmon_record *pool;  /* the segment's chunk records */
+    struct funcmon_chunk *chunk;  /* the chunk written now, NULL if none */
+    uint64_t chunk_end;           /* the position after the current chunk's last (head if none) */
+    uint32_t pool_chunks;
+    uint32_t slot_index;
+    uint32_t wake_backlog;              /* unread records of the slot at which a sleeping sidecar is woken */
     struct funcmon__thread *alloc_next; /* the allocation tracker's list of counting threads */
     struct funcmon__thread *alloc_prev;
     uint32_t alloc_listed; /* 0 not yet, 1 listed, 2 exited (never again) */

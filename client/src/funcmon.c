@@ -89,7 +89,8 @@ funcmon_options_from_env(struct funcmon_options *o, const char **bad)
     o->enabled = FUNCMON_ON;
     o->service = program_invocation_short_name;
     o->shm_prefix = FUNCMON_DEFAULT_PREFIX;
-    o->ring_records = FUNCMON_DEFAULT_RING_RECORDS;
+    o->pool_records = FUNCMON_DEFAULT_POOL_RECORDS;
+    o->chunk_records = FUNCMON_DEFAULT_CHUNK_RECORDS;
     o->max_threads = FUNCMON_DEFAULT_MAX_THREADS;
     o->max_sites = FUNCMON_DEFAULT_MAX_SITES;
     o->track_alloc = FUNCMON_OFF;
@@ -115,9 +116,15 @@ funcmon_options_from_env(struct funcmon_options *o, const char **bad)
         else
             o->shm_prefix = v;
     }
-    if ((v = getenv("FUNCMON_RING_RECORDS")) != NULL &&
-        parse_range(v, FUNCMON_RING_RECORDS_MIN, FUNCMON_RING_RECORDS_MAX, 1, &o->ring_records) != 0)
-        BAD("FUNCMON_RING_RECORDS");
+    if ((v = getenv("FUNCMON_POOL_RECORDS")) != NULL &&
+        parse_range(v, FUNCMON_POOL_RECORDS_MIN, FUNCMON_POOL_RECORDS_MAX, 0, &o->pool_records) != 0)
+        BAD("FUNCMON_POOL_RECORDS");
+    if ((v = getenv("FUNCMON_CHUNK_RECORDS")) != NULL &&
+        parse_range(v, FUNCMON_CHUNK_RECORDS_MIN, FUNCMON_CHUNK_RECORDS_MAX, 1, &o->chunk_records) != 0)
+        BAD("FUNCMON_CHUNK_RECORDS");
+    /* Protocol 1's per-thread ring size means nothing now: say so rather than ignore it. */
+    if (getenv("FUNCMON_RING_RECORDS") != NULL)
+        BAD("FUNCMON_RING_RECORDS (protocol 1's; the buffer is now FUNCMON_POOL_RECORDS, shared by all threads)");
     if ((v = getenv("FUNCMON_MAX_THREADS")) != NULL &&
         parse_range(v, FUNCMON_MAX_THREADS_MIN, FUNCMON_MAX_THREADS_MAX, 0, &o->max_threads) != 0)
         BAD("FUNCMON_MAX_THREADS");
@@ -151,11 +158,16 @@ merge_options(struct funcmon_options *eff, const struct funcmon_options *opts, c
             return *bad = "shm_prefix", -EINVAL;
         eff->shm_prefix = opts->shm_prefix;
     }
-    if (opts->ring_records != 0) {
-        uint32_t r = opts->ring_records;
-        if (r < FUNCMON_RING_RECORDS_MIN || r > FUNCMON_RING_RECORDS_MAX || (r & (r - 1)) != 0)
-            return *bad = "ring_records", -EINVAL;
-        eff->ring_records = r;
+    if (opts->pool_records != 0) {
+        if (opts->pool_records < FUNCMON_POOL_RECORDS_MIN || opts->pool_records > FUNCMON_POOL_RECORDS_MAX)
+            return *bad = "pool_records", -EINVAL;
+        eff->pool_records = opts->pool_records;
+    }
+    if (opts->chunk_records != 0) {
+        uint32_t r = opts->chunk_records;
+        if (r < FUNCMON_CHUNK_RECORDS_MIN || r > FUNCMON_CHUNK_RECORDS_MAX || (r & (r - 1)) != 0)
+            return *bad = "chunk_records", -EINVAL;
+        eff->chunk_records = r;
     }
     if (opts->max_threads != 0) {
         if (opts->max_threads > FUNCMON_MAX_THREADS_MAX)
@@ -470,7 +482,9 @@ funcmon_record_span(uint32_t site, uint64_t start_ticks, uint32_t flags)
              * flags may make it an error. */
             uint64_t bit = (uint64_t)(c.depth < 64) << (c.depth & 63);
             t->err_bits = err_bits & ~bit;
-            funcmon__end_slow(&c, funcmon__ticks(), flags);
+            c.start = start_ticks;
+            uint64_t now = funcmon__ticks();
+            funcmon__end_slow(&c, now < start_ticks ? start_ticks : now, flags);
             t->err_bits = err_bits;
             return;
         }

@@ -17,8 +17,11 @@
 
 #include "funcmon.h"
 
-#define FUNCMON_DEFAULT_RING_RECORDS 8192u
-#define FUNCMON_DEFAULT_MAX_THREADS 64u
+#define FUNCMON_DEFAULT_CHUNK_RECORDS 128u
+#define FUNCMON_DEFAULT_POOL_RECORDS (3584u * FUNCMON_DEFAULT_CHUNK_RECORDS)
+#define FUNCMON_DEFAULT_MAX_THREADS 4096u
+#define FUNCMON_POOL_RECORDS_MIN 32u
+#define FUNCMON_POOL_RECORDS_MAX (1u << 30)
 #define FUNCMON_DEFAULT_MAX_SITES 4096u
 #define FUNCMON_DEFAULT_PREFIX "funcmon"
 #define FUNCMON_PREFIX_MAX 64
@@ -33,8 +36,10 @@ struct funcmon__segment {
     char name[FUNCMON_SHM_NAME_MAX]; /* "/<prefix>.<service>.<pid>" */
     struct funcmon_site_entry *sites;
     struct funcmon_thread_slot *slots;
-    struct funcmon_record *rings;
-    uint32_t ring_records;
+    struct funcmon_chunk *chunks;
+    struct funcmon_record *records; /* chunk i's at records + i * chunk_records */
+    uint32_t chunk_records;
+    uint32_t pool_chunks;
     uint32_t max_threads;
     uint32_t max_sites;
 };

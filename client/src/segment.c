@@ -111,7 +111,11 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     char safe_service[FUNCMON_SERVICE_MAX + 1];
     uint64_t start_time = funcmon_process_start_time(0);
     int32_t pid = (int32_t)getpid();
-    uint64_t size = funcmon_segment_bytes(opts->ring_records, opts->max_threads, opts->max_sites);
+    /* The pool holds whole chunks, at least two: pool_records rounded up. */
+    uint32_t pool_chunks = (opts->pool_records + opts->chunk_records - 1) / opts->chunk_records;
+    if (pool_chunks < FUNCMON_POOL_CHUNKS_MIN)
+        pool_chunks = FUNCMON_POOL_CHUNKS_MIN;
+    uint64_t size = funcmon_segment_bytes(opts->chunk_records, pool_chunks, opts->max_threads, opts->max_sites);
     void *map = MAP_FAILED;
     int fd, ret;
 
@@ -149,7 +153,8 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     struct funcmon_shm_header *hdr = map;
     seg->hdr = hdr;
     seg->size = (size_t)size;
-    seg->ring_records = opts->ring_records;
+    seg->chunk_records = opts->chunk_records;
+    seg->pool_chunks = pool_chunks;
     seg->max_threads = opts->max_threads;
     seg->max_sites = opts->max_sites;
     hdr->major = FUNCMON_SHM_MAJOR;
@@ -158,13 +163,16 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     hdr->record_size = sizeof(struct funcmon_record);
     hdr->site_size = sizeof(struct funcmon_site_entry);
     hdr->slot_size = sizeof(struct funcmon_thread_slot);
-    hdr->ring_records = opts->ring_records;
+    hdr->chunk_size = sizeof(struct funcmon_chunk);
+    hdr->chunk_records = opts->chunk_records;
+    hdr->pool_chunks = pool_chunks;
     hdr->max_threads = opts->max_threads;
     hdr->max_sites = opts->max_sites;
     hdr->segment_size = size;
     hdr->sites_offset = FUNCMON_HEADER_SIZE;
     hdr->slots_offset = hdr->sites_offset + (uint64_t)opts->max_sites * sizeof(struct funcmon_site_entry);
-    hdr->rings_offset = hdr->slots_offset + (uint64_t)opts->max_threads * sizeof(struct funcmon_thread_slot);
+    hdr->chunks_offset = hdr->slots_offset + (uint64_t)opts->max_threads * sizeof(struct funcmon_thread_slot);
+    hdr->records_offset = hdr->chunks_offset + (uint64_t)pool_chunks * sizeof(struct funcmon_chunk);
     hdr->pid = pid;
     hdr->proc_start_time = start_time;
     hdr->created_real_ns = funcmon__real_ns();
@@ -172,7 +180,12 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     hdr->state = FUNCMON_STATE_LIVE;
     seg->sites = (struct funcmon_site_entry *)((char *)map + hdr->sites_offset);
     seg->slots = (struct funcmon_thread_slot *)((char *)map + hdr->slots_offset);
-    seg->rings = (struct funcmon_record *)((char *)map + hdr->rings_offset);
+    seg->chunks = (struct funcmon_chunk *)((char *)map + hdr->chunks_offset);
+    seg->records = (struct funcmon_record *)((char *)map + hdr->records_offset);
+    /* Every chunk starts on the free list, in index order from the top. */
+    for (uint32_t i = 0; i < pool_chunks; i++)
+        seg->chunks[i].next_free = i + 1 < pool_chunks ? i + 2 : 0;
+    hdr->pool_free = FUNCMON_POOL_WORD(1, 0);
     funcmon__clock_publish(hdr);
     funcmon__sites_mirror(seg);
     /* Last: a reader that sees the magic sees everything above. */
@@ -235,5 +248,6 @@ funcmon__segment_retire(struct funcmon__segment *seg, int unlink_it)
     seg->hdr = NULL;
     seg->sites = NULL;
     seg->slots = NULL;
-    seg->rings = NULL;
+    seg->chunks = NULL;
+    seg->records = NULL;
 }

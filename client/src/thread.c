@@ -1,20 +1,23 @@
 /*
- * thread.c - a thread's ring: claiming a slot, the rare paths of a call, releasing it.
+ * thread.c - a thread's slot and chunks: claiming a slot, the rare paths of a call,
+ * releasing it.
  *
- * Each thread claims a slot (its ring and in-flight stack) on its first profiled call and
- * releases it from a TLS destructor when it exits. A released slot is RETIRED until the
- * sidecar has drained it; then the sidecar, or the next thread looking for a slot, makes
- * it reusable. Ring positions are never reset, so a reader's tail stays valid across
- * owners.
+ * Each thread claims a slot (its chain of chunks and its in-flight stack) on its first
+ * profiled call and releases it from a TLS destructor when it exits. A released slot is
+ * RETIRED, still holding its last chunk: the next thread to claim it carries on in that
+ * chunk, or the sidecar, once it has read the slot to the end, gives the chunk back and
+ * makes the slot FREE. Positions are never reset, so a reader's tail stays valid across
+ * owners. funcmon/layout.h describes the protocol.
  *
  * Everything funcmon_begin/funcmon_end cannot do in a few instructions comes here:
  *  - first call of a thread, or first call after init, shutdown or fork (generation
  *    changed): attach;
  *  - no slot free (more threads than FUNCMON_MAX_THREADS): the thread runs in "slow" mode,
- *    its calls counted in the per-site spill counters (exact counts, no detail), and it
- *    tries again for a slot every SLOT_RETRY_CALLS calls;
- *  - the ring reached its high-water mark: wake a sleeping sidecar (futex) if it asked;
- *  - the ring is full: drop the record, count it in the slot and in the site's spill
+ *    its calls counted in the per-site spill counters (exact counts and durations, no
+ *    detail), and it tries again for a slot every SLOT_RETRY_CALLS calls;
+ *  - the first record of a chunk: take a chunk from the pool and link it to the chain;
+ *    wake a sleeping sidecar (futex) if the slot's backlog is past the high-water mark;
+ *  - the pool is empty: drop the record, count it in the slot and in the site's spill
  *    counters. Nothing here waits or blocks on the sidecar.
  */
 #define _GNU_SOURCE
@@ -29,9 +32,11 @@
 #include "internal.h"
 
 #define SLOT_RETRY_CALLS 4096u
-/* High water: a sleeping sidecar is woken once a ring is a quarter full, which leaves it
- * three quarters of a ring of time to respond before a producer at full speed drops. */
-#define FUNCMON_WAKE_DIVISOR 4
+/* High water: a sleeping sidecar is woken once a slot holds this many unread records, or a
+ * quarter of the pool if that is less (looked at when a chunk is taken). It was a quarter
+ * of protocol 1's default ring; the default pool behind it is 224 times larger, so the
+ * sidecar has that much longer to respond. */
+#define WAKE_BACKLOG 2048u
 
 FUNCMON_API __thread struct funcmon__thread funcmon__tls __attribute__((tls_model("initial-exec")));
 /* Generation 1, ring mode. Thread states start at 0, so every thread attaches first. */
@@ -63,49 +68,88 @@ funcmon__thread_want_exit_hook(struct funcmon__thread *t)
         pthread_setspecific(exit_key, t);
 }
 
-/* Drops the thread's ring. check_at = head sends the end of any call still in flight to
- * funcmon__end_slow, which counts it without a ring instead of writing through NULL. */
+/* Drops the thread's slot. check_at = head sends the end of any call still in flight to
+ * funcmon__end_slow, which counts it without a record instead of writing through NULL. */
 static void
 forget_ring(struct funcmon__thread *t)
 {
     t->slot = NULL;
     t->records = NULL;
+    t->chunk = NULL;
+    t->chunk_end = t->head;
     t->check_at = t->head;
 }
 
-static uint32_t
-ring_mask(const struct funcmon__thread *t)
-{
-    return (uint32_t)t->mask;
-}
-
-/* Where funcmon_end must next leave the fast path, given the consumer's tail: at the
- * high-water mark (a quarter full), then every 1/16 of the ring above it, and at every call
- * while the ring is full. */
+/* Counts a call that produced no record in its site's spill counters: the call, its error
+ * and 4xx flags, its duration and duration bucket. */
 static void
-set_check_at(struct funcmon__thread *t, uint64_t tail)
-{
-    uint64_t cap = (uint64_t)ring_mask(t) + 1, used = t->head - tail;
-    if (used >= cap) {
-        t->check_at = t->head;
-    } else if (used < cap / FUNCMON_WAKE_DIVISOR) {
-        t->check_at = tail + cap / FUNCMON_WAKE_DIVISOR;
-    } else {
-        uint64_t next = t->head + cap / 16;
-        t->check_at = next < tail + cap ? next : tail + cap;
-    }
-}
-
-static void
-spill(struct funcmon__thread *t, uint32_t site, uint32_t flags)
+spill(struct funcmon__thread *t, uint32_t site, uint32_t flags, uint64_t ticks)
 {
     if (t->sites == NULL || site >= t->max_sites)
         return;
-    __atomic_fetch_add(&t->sites[site].spill_calls, 1, __ATOMIC_RELAXED);
+    struct funcmon_site_entry *s = &t->sites[site];
+    __atomic_fetch_add(&s->spill_calls, 1, __ATOMIC_RELAXED);
     if (flags & FUNCMON_RECORD_ERROR)
-        __atomic_fetch_add(&t->sites[site].spill_errors, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->spill_errors, 1, __ATOMIC_RELAXED);
     if (flags & FUNCMON_RECORD_CLIENT_ERROR)
-        __atomic_fetch_add(&t->sites[site].spill_client_errors, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->spill_client_errors, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->spill_ticks, ticks, __ATOMIC_RELAXED);
+    /* The calibration may be refined meanwhile: a bucket from the one before is as good. */
+    uint64_t ns = ticks;
+    if (t->hdr != NULL) {
+        uint64_t mult = __atomic_load_n(&t->hdr->tick_mult, __ATOMIC_RELAXED);
+        uint32_t shift = __atomic_load_n(&t->hdr->tick_shift, __ATOMIC_RELAXED);
+        unsigned __int128 wide = ((unsigned __int128)ticks * mult) >> (shift & 63);
+        ns = wide > UINT64_MAX ? UINT64_MAX : (uint64_t)wide;
+    }
+    __atomic_fetch_add(&s->spill_hist[funcmon_spill_bucket(ns)], 1, __ATOMIC_RELAXED);
+}
+
+/* Takes a chunk off the pool's free list: its index, or -1 when the pool is empty. The
+ * acquire pairs with the release of the sidecar's push (give_back in proto/src/consumer.c):
+ * its reads of the chunk's records are over before we write them, and the next_free it
+ * wrote is visible. */
+static int64_t
+pool_pop(struct funcmon__thread *t)
+{
+    uint64_t word = __atomic_load_n(&t->hdr->pool_free, __ATOMIC_ACQUIRE);
+    for (;;) {
+        uint32_t top = FUNCMON_POOL_TOP(word);
+        if (top == 0 || top > t->pool_chunks)
+            return -1;
+        /* The chunk may be popped by another thread between this load and the
+         * compare-and-swap; then the tag has changed and the swap fails. */
+        uint32_t below = __atomic_load_n(&t->chunks[top - 1].next_free, __ATOMIC_RELAXED);
+        if (__atomic_compare_exchange_n(&t->hdr->pool_free, &word, FUNCMON_POOL_WORD(below, FUNCMON_POOL_TAG(word) + 1u), 1,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+            return (int64_t)top - 1;
+    }
+}
+
+/* Starts a chunk at t's head and links it after the current one (or as the slot's first).
+ * Returns 0 when the pool is empty. */
+static int
+take_chunk(struct funcmon__thread *t)
+{
+    int64_t idx = t->hdr != NULL && t->chunks != NULL ? pool_pop(t) : -1;
+    if (idx < 0)
+        return 0;
+    struct funcmon_chunk *c = &t->chunks[idx];
+    __atomic_fetch_add(&t->hdr->chunks_taken, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->slot, t->slot_index, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->first, t->head, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->next, 0, __ATOMIC_RELAXED);
+    /* Release: pairs with the sidecar's acquire load of the link (enter_chunk in
+     * proto/src/consumer.c), which then sees the header above. */
+    if (t->chunk != NULL)
+        __atomic_store_n(&t->chunk->next, (uint32_t)idx + 1, __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(&t->slot->first_chunk, (uint32_t)idx + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->slot->cur_chunk, (uint32_t)idx + 1, __ATOMIC_RELEASE);
+    t->chunk = c;
+    t->records = t->pool + (uint64_t)idx * (t->mask + 1);
+    t->chunk_end = t->head + t->mask + 1;
+    return 1;
 }
 
 /* Wakes the sidecar if it sleeps waiting for a ring to fill (it set consumer_waiting). */
@@ -210,12 +254,33 @@ attach(struct funcmon__thread *t)
     __atomic_fetch_add(&slot->generation, 1, __ATOMIC_RELEASE);
     __atomic_fetch_add(&seg->hdr->threads_claimed, 1, __ATOMIC_RELAXED);
     t->slot = slot;
-    t->records = seg->rings + (uint64_t)index * seg->ring_records;
-    t->mask = seg->ring_records - 1;
+    t->slot_index = index;
+    t->chunks = seg->chunks;
+    t->pool = seg->records;
+    t->pool_chunks = seg->pool_chunks;
+    t->mask = seg->chunk_records - 1;
+    uint64_t quarter = (uint64_t)seg->pool_chunks * seg->chunk_records / 4;
+    t->wake_backlog = quarter < WAKE_BACKLOG ? (uint32_t)quarter : WAKE_BACKLOG;
     t->head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
-    /* tail: pairs with the consumer's release store (drain_ring in proto/src/consumer.c);
-     * depth: with its acquire load before it reads inflight[] (funcmon_consumer_slot). */
-    set_check_at(t, __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE));
+    /* A retired slot's chain goes on in its last chunk (it belongs to the slot); a free
+     * slot has none, and the first record starts one. The claim's acquire orders these
+     * reads after the last owner's and the sidecar's stores. */
+    t->chunk = NULL;
+    t->records = NULL;
+    t->chunk_end = t->head;
+    uint32_t cur = __atomic_load_n(&slot->cur_chunk, __ATOMIC_RELAXED);
+    if (cur != 0 && cur <= seg->pool_chunks) {
+        struct funcmon_chunk *c = &seg->chunks[cur - 1];
+        uint64_t first = __atomic_load_n(&c->first, __ATOMIC_RELAXED);
+        if (t->head - first <= (uint64_t)seg->chunk_records) {
+            t->chunk = c;
+            t->records = seg->records + (uint64_t)(cur - 1) * seg->chunk_records;
+            t->chunk_end = first + seg->chunk_records;
+        }
+    }
+    t->check_at = t->chunk_end;
+    /* Pairs with the sidecar's acquire load of depth before it reads inflight[]
+     * (funcmon_consumer_slot). */
     __atomic_store_n(&slot->depth, t->depth, __ATOMIC_RELEASE);
     if (exit_key_ok)
         pthread_setspecific(exit_key, t);
@@ -254,27 +319,34 @@ funcmon__begin_slow(uint32_t site)
     return c;
 }
 
-/* At a check point of t's ring: 0 when it is full (the record is dropped and counted, the
- * call and its error in the site's spill counters, and the sidecar woken), 1 when there is
- * room (the sidecar woken if the ring is past high water). *tail: the consumer's tail. */
+/* At a check point (check_at): the end of t's chunk, or the position at which the slot's
+ * backlog would reach high water. 1 when the record has room, in a new chunk if the last
+ * one is full (the sidecar woken if the backlog is past high water); 0 when the pool is
+ * empty (the record is dropped and counted, the call with its duration in the site's spill
+ * counters, the sidecar woken; the next record tries the pool again). */
 static int
-room_for_record(struct funcmon__thread *t, uint32_t site, uint32_t flags, uint64_t *tail)
+room_for_record(struct funcmon__thread *t, uint32_t site, uint32_t flags, uint64_t ticks)
 {
-    uint64_t cap = t->mask + 1;
-    /* Pairs with the consumer's release store of tail (drain_ring in proto/src/consumer.c). */
-    *tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE);
-    uint64_t used = t->head - *tail;
-    if (used >= cap) {
-        /* Full: drop the detail, keep the count. Only this thread writes `dropped`. */
+    if (t->head == t->chunk_end && !take_chunk(t)) {
+        /* Only this thread writes `dropped`. */
         __atomic_store_n(&t->slot->dropped, t->slot->dropped + 1, __ATOMIC_RELAXED);
-        spill(t, site, flags);
-        set_check_at(t, *tail);
-        if (t->hdr != NULL)
+        spill(t, site, flags, ticks);
+        t->check_at = t->head;
+        if (t->hdr != NULL) {
+            __atomic_fetch_add(&t->hdr->pool_empty, 1, __ATOMIC_RELAXED);
             wake_consumer(t->hdr);
+        }
         return 0;
     }
-    if (used >= cap / FUNCMON_WAKE_DIVISOR && t->hdr != NULL)
+    /* Pairs with the consumer's release store of tail (drain_ring in proto/src/consumer.c). */
+    uint64_t tail = __atomic_load_n(&t->slot->tail, __ATOMIC_ACQUIRE);
+    if (t->head - tail >= t->wake_backlog) {
         wake_consumer(t->hdr);
+        t->check_at = t->chunk_end;
+    } else {
+        uint64_t high_water = tail + t->wake_backlog;
+        t->check_at = high_water < t->chunk_end ? high_water : t->chunk_end;
+    }
     return 1;
 }
 
@@ -287,8 +359,9 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
 
     if ((t->err_bits & bit) != 0)
         flags |= FUNCMON_RECORD_ERROR;
+    uint64_t ticks = end > call->start ? end - call->start : 0;
     if (call->mode == FUNCMON__CALL_SLOW || t->slot == NULL) {
-        spill(t, call->site, flags);
+        spill(t, call->site, flags, ticks);
         if (t->hdr != NULL)
             __atomic_fetch_add(&t->hdr->fallback_calls, 1, __ATOMIC_RELAXED);
         t->err_bits &= ~bit;
@@ -296,8 +369,7 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
         t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
         return;
     }
-    uint64_t tail;
-    if (!room_for_record(t, call->site, flags, &tail)) {
+    if (!room_for_record(t, call->site, flags, ticks)) {
         t->err_bits &= ~bit;
         t->depth = depth;
         t->top = (uint64_t)call->parent_stack << 32 | call->parent_site;
@@ -305,10 +377,9 @@ funcmon__end_slow(struct funcmon_call *call, uint64_t end, uint32_t flags)
         return;
     }
     funcmon__publish(t, call, end, flags, t->head);
-    set_check_at(t, tail);
 }
 
-/* A span's record at ring position head: like funcmon__publish, without touching the
+/* A span's record at position head: like funcmon__publish, without touching the
  * thread's call stack (depth 0, no parent, no allocation figures). */
 static void
 publish_span(struct funcmon__thread *t, uint32_t site, uint64_t start, uint64_t end, uint32_t flags, uint64_t head)
@@ -339,11 +410,15 @@ funcmon__record_span(struct funcmon__thread *t, uint32_t site, uint64_t start, u
         publish_span(t, site, start, end, flags, head);
         return;
     }
-    uint64_t tail;
-    if (!room_for_record(t, site, flags, &tail))
+    if (t->slot == NULL) {
+        spill(t, site, flags, end - start);
+        if (t->hdr != NULL)
+            __atomic_fetch_add(&t->hdr->fallback_calls, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (!room_for_record(t, site, flags, end - start))
         return;
     publish_span(t, site, start, end, flags, head);
-    set_check_at(t, tail);
 }
 
 FUNCMON_API void

@@ -148,10 +148,16 @@ site_at(const struct funcmon_consumer *c, uint32_t i)
     return (struct funcmon_site_entry *)(c->base + c->geo.sites_offset + (uint64_t)i * sizeof(struct funcmon_site_entry));
 }
 
-static const struct funcmon_record *
-ring_at(const struct funcmon_consumer *c, uint32_t i)
+static struct funcmon_chunk *
+chunk_at(const struct funcmon_consumer *c, uint32_t idx)
 {
-    return (const struct funcmon_record *)(c->base + c->geo.rings_offset + (uint64_t)i * c->geo.ring_bytes);
+    return (struct funcmon_chunk *)(c->base + c->geo.chunks_offset + (uint64_t)idx * sizeof(struct funcmon_chunk));
+}
+
+static const struct funcmon_record *
+records_at(const struct funcmon_consumer *c, uint32_t idx)
+{
+    return (const struct funcmon_record *)(c->base + c->geo.records_offset + (uint64_t)idx * c->geo.chunk_bytes);
 }
 
 static uint64_t
@@ -216,8 +222,12 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     long hz = sysconf(_SC_CLK_TCK);
     uint64_t ns_per_tick = hz > 0 && hz <= 1000000000L ? 1000000000u / (uint64_t)hz : 10000000u;
     uint64_t started = c->geo.proc_start_time <= now / ns_per_tick ? c->geo.proc_start_time * ns_per_tick : now;
-    /* Continue where an earlier reader stopped: its tail is in the slot. A tail that is
-     * not within one capacity below head is a lie; such a ring is never read. */
+    c->pool_records = (uint64_t)c->geo.pool_chunks * c->geo.chunk_records;
+    /* Continue where an earlier reader stopped: its tail is in the slot (its chunk is found
+     * at the first read). A tail more than the whole pool below head is a lie; such a ring
+     * is never read. A slot an earlier reader left half recycled is finished: its chunk
+     * references are cleared before its last chunk goes back, so that chunk is back or lost
+     * (one chunk at most), never pushed twice. */
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
         struct funcmon_thread_slot *s = slot_at(c, i);
         /* Pairs with the producer's release store of head (funcmon__publish in funcmon.h,
@@ -227,7 +237,13 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
         c->rings[i].tail = tail;
         c->rings[i].generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
         c->rings[i].dropped_ns = started;
-        if (head - tail > c->geo.ring_records) {
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RECYCLING) {
+            __atomic_store_n(&s->first_chunk, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&s->cur_chunk, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&s->tail_chunk, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&s->state, FUNCMON_SLOT_FREE, __ATOMIC_RELEASE);
+        }
+        if (head - tail > c->pool_records) {
             c->rings[i].bad = 1;
             c->bad_rings++;
         }
@@ -357,7 +373,7 @@ funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t 
 {
     if (id >= c->geo.max_sites)
         return -EINVAL;
-    *client_errors = c->hdr->minor >= 1 ? __atomic_load_n(&site_at(c, id)->spill_client_errors, __ATOMIC_RELAXED) : 0;
+    *client_errors = __atomic_load_n(&site_at(c, id)->spill_client_errors, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -409,14 +425,117 @@ check_dropped(struct funcmon_consumer *c, uint32_t i)
 #define TAIL_RELEASE_EVERY 256u
 #define FULL_PASS_EVERY FUNCMON_CONSUMER_FULL_PASS_EVERY
 
-/* Drains ring i. On a full pass, also makes its slot free again if it is retired and
- * read to the end. Returns the records delivered. */
+/* Gives chunk idx (0-based) back to the pool: a push onto the free list. The release pairs
+ * with the producer's acquire pop (pool_pop in client/src/thread.c): our reads of its
+ * records are over before it writes them. The client can change the list word at will, so
+ * the attempts are bounded; a chunk that could not be pushed is counted and kept out of
+ * the pool (the client is not following the protocol). */
+static void
+give_back(struct funcmon_consumer *c, uint32_t idx)
+{
+    uint64_t word = __atomic_load_n(&c->hdr->pool_free, __ATOMIC_RELAXED);
+    for (int tries = 0; tries < 64; tries++) {
+        __atomic_store_n(&chunk_at(c, idx)->next_free, FUNCMON_POOL_TOP(word), __ATOMIC_RELAXED);
+        if (__atomic_compare_exchange_n(&c->hdr->pool_free, &word, FUNCMON_POOL_WORD(idx + 1, FUNCMON_POOL_TAG(word) + 1u), 1,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            c->chunks_returned++;
+            __atomic_fetch_add(&c->hdr->chunks_returned, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    c->chunks_kept++;
+}
+
+/* Follows `link` (a chunk reference loaded from the segment) to the chunk that must hold
+ * ring i's positions from `tail`: in range, of this slot, first == tail (or, for the chunk
+ * a reader resumes in, first <= tail <= first + chunk_records). Returns 1 and makes it the
+ * ring's chunk, 0 when the link is wrong. */
+static int
+enter_chunk(struct funcmon_consumer *c, uint32_t i, uint32_t link, int resume)
+{
+    struct funcmon_consumer_ring *ring = &c->rings[i];
+    if (link == 0 || link > c->geo.pool_chunks)
+        return 0;
+    const struct funcmon_chunk *ch = chunk_at(c, link - 1);
+    uint32_t owner = __atomic_load_n(&ch->slot, __ATOMIC_RELAXED);
+    uint64_t first = __atomic_load_n(&ch->first, __ATOMIC_RELAXED);
+    if (owner != i || (resume ? ring->tail - first > c->geo.chunk_records : first != ring->tail))
+        return 0;
+    ring->chunk = link;
+    ring->chunk_first = first;
+    /* Published before the chunk before it goes back to the pool: a reader that resumes
+     * from the slot finds a chunk this slot still holds. */
+    __atomic_store_n(&slot_at(c, i)->tail_chunk, link, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* Makes sure ring i's chunk holds its tail, moving along the chain (and giving finished
+ * chunks back) as needed. Called only while head > tail. Returns 0 on a broken link. */
+static int
+find_tail_chunk(struct funcmon_consumer *c, uint32_t i)
+{
+    struct funcmon_consumer_ring *ring = &c->rings[i];
+    struct funcmon_thread_slot *slot = slot_at(c, i);
+    if (ring->chunk == 0) {
+        /* Resume where a reader before us stopped, or at the chain's start. The acquire
+         * loads pair with the producer's release stores of the links (take_chunk in
+         * client/src/thread.c). */
+        uint32_t link = __atomic_load_n(&slot->tail_chunk, __ATOMIC_ACQUIRE);
+        if (link != 0 ? !enter_chunk(c, i, link, 1) : !enter_chunk(c, i, __atomic_load_n(&slot->first_chunk, __ATOMIC_ACQUIRE), 0))
+            return 0;
+    }
+    if (ring->tail - ring->chunk_first < c->geo.chunk_records)
+        return 1;
+    /* The tail left the chunk and head is past it, so the producer has linked the next one
+     * (its release store of head came after the link). */
+    uint32_t done = ring->chunk;
+    if (!enter_chunk(c, i, __atomic_load_n(&chunk_at(c, done - 1)->next, __ATOMIC_ACQUIRE), 0))
+        return 0;
+    give_back(c, done - 1);
+    return 1;
+}
+
+/* Turns retired slot i, read to the end, into a free one: RETIRED -> RECYCLING by
+ * compare-and-swap (a thread claiming the slot at the same moment wins or loses as a
+ * whole), clear its chunk references, give its last chunk back, then FREE. The state load
+ * pairs with the owner's release store of RETIRED (release_slot in client/src/thread.c), so
+ * the head read after it is the owner's last; the release store of FREE pairs with the next
+ * claimer's acquire compare-and-swap (claim_slot): it starts from our final tail and sees
+ * no chunk. */
+static void
+recycle_slot(struct funcmon_consumer *c, uint32_t i)
+{
+    struct funcmon_consumer_ring *ring = &c->rings[i];
+    struct funcmon_thread_slot *slot = slot_at(c, i);
+    uint32_t state = FUNCMON_SLOT_RETIRED;
+    if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_RETIRED ||
+        __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != ring->tail ||
+        !__atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_RECYCLING, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    /* The last chunk: ours if we read any of the chain, else the one a reader before us
+     * stopped in, else the chain's first (a chain never read); each checked like a link. */
+    uint32_t last = ring->chunk;
+    if (last == 0 && (enter_chunk(c, i, __atomic_load_n(&slot->tail_chunk, __ATOMIC_ACQUIRE), 1) ||
+                      enter_chunk(c, i, __atomic_load_n(&slot->first_chunk, __ATOMIC_ACQUIRE), 1)))
+        last = ring->chunk;
+    __atomic_store_n(&slot->first_chunk, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->cur_chunk, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->tail_chunk, 0, __ATOMIC_RELAXED);
+    if (last != 0)
+        give_back(c, last - 1);
+    ring->chunk = 0;
+    __atomic_store_n(&slot->state, FUNCMON_SLOT_FREE, __ATOMIC_RELEASE);
+    c->recycled++;
+}
+
+/* Drains ring i (slot i's chain of chunks). On a full pass, also makes its slot free again
+ * if it is retired and read to the end. Returns the records delivered. */
 static size_t
 drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *arg, size_t max_per_ring, int full)
 {
     struct funcmon_consumer_ring *ring = &c->rings[i];
     struct funcmon_thread_slot *slot = slot_at(c, i);
-    uint64_t mask = c->geo.ring_records - 1;
+    uint64_t mask = c->geo.chunk_records - 1;
     size_t delivered = 0;
 
     if (ring->bad)
@@ -425,54 +544,56 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
      * (funcmon__publish in funcmon.h, publish_span in client/src/thread.c). */
     uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
     uint64_t avail = head - ring->tail;
-    if (avail > c->geo.ring_records) {
+    if (avail > c->pool_records) {
         ring->bad = 1;
         c->bad_rings++;
         return 0;
     }
     if (avail > max_per_ring)
         avail = max_per_ring;
-    const struct funcmon_record *base = ring_at(c, i);
-    for (uint64_t k = 0; k < avail; k++) {
-        struct funcmon_record rec;
-        uint64_t pos = ring->tail + k;
-        /* The producer wrote these lines on another core: ask for a few ahead, but only
-         * lines already published; touching one it is about to write would make it wait
-         * for the line to come back. */
-        if (k + 8 < avail)
-            __builtin_prefetch(&base[(pos + 8) & mask]);
-        memcpy(&rec, &base[pos & mask], sizeof(rec));
-        /* Hand back what is copied as the pass goes, not at its end: a producer at full
-         * speed fills a whole ring while one ring is processed, and would see it full. */
-        if (((k + 1) & (TAIL_RELEASE_EVERY - 1)) == 0) /* pairs as the release of tail below */
-            __atomic_store_n(&slot->tail, pos + 1, __ATOMIC_RELEASE);
-        if (!record_ok(c, &rec, pos)) {
-            c->bad_records++;
-            continue;
+    uint64_t since_release = 0;
+    while (avail != 0) {
+        if (!find_tail_chunk(c, i)) {
+            ring->bad = 1;
+            c->bad_rings++;
+            break;
         }
-        fn(arg, i, &rec);
-        delivered++;
-    }
-    if (avail != 0) {
-        ring->tail += avail;
-        /* Pairs with the producer's acquire load of tail before it reuses a record
-         * (room_for_record and attach in client/src/thread.c). */
-        __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
+        uint64_t n = c->geo.chunk_records - (ring->tail - ring->chunk_first);
+        if (n > avail)
+            n = avail;
+        const struct funcmon_record *base = records_at(c, ring->chunk - 1);
+        for (uint64_t k = 0; k < n; k++) {
+            struct funcmon_record rec;
+            uint64_t pos = ring->tail + k;
+            /* The producer wrote these lines on another core: ask for a few ahead, but only
+             * lines already published; touching one it is about to write would make it
+             * wait for the line to come back. */
+            if (k + 8 < n)
+                __builtin_prefetch(&base[(pos + 8) & mask]);
+            memcpy(&rec, &base[pos & mask], sizeof(rec));
+            if (!record_ok(c, &rec, pos)) {
+                c->bad_records++;
+                continue;
+            }
+            fn(arg, i, &rec);
+            delivered++;
+        }
+        ring->tail += n;
+        avail -= n;
+        /* Hand back what is copied as the pass goes, not at its end: the producer's
+         * wake-up check looks at this tail. Pairs with its acquire load (room_for_record
+         * in client/src/thread.c). */
+        since_release += n;
+        if (since_release >= TAIL_RELEASE_EVERY || avail == 0) {
+            __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
+            since_release = 0;
+        }
     }
     if (!full)
         return delivered;
     ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
-    /* A retired slot whose records are all read can be claimed by a new thread. The state
-     * load pairs with the owner's release store of RETIRED (release_slot in
-     * client/src/thread.c), so the head read after it is the owner's last; the head load
-     * pairs with funcmon__publish's release store. The release half of the swap to FREE
-     * pairs with the next claimer's acquire compare-and-swap (claim_slot): it starts from
-     * our final tail. */
-    uint32_t state = FUNCMON_SLOT_RETIRED;
-    if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RETIRED &&
-        __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == ring->tail &&
-        __atomic_compare_exchange_n(&slot->state, &state, FUNCMON_SLOT_FREE, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        c->recycled++;
+    if (!ring->bad)
+        recycle_slot(c, i);
     return delivered;
 }
 
@@ -533,6 +654,15 @@ funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcm
     memcpy(out->thread_name, s->thread_name, sizeof(out->thread_name));
     out->thread_name[FUNCMON_THREAD_NAME_MAX] = '\0';
     return 0;
+}
+
+uint32_t
+funcmon_consumer_pool_used(const struct funcmon_consumer *c)
+{
+    uint64_t taken = __atomic_load_n(&c->hdr->chunks_taken, __ATOMIC_RELAXED);
+    uint64_t returned = __atomic_load_n(&c->hdr->chunks_returned, __ATOMIC_RELAXED);
+    uint64_t used = taken >= returned ? taken - returned : 0;
+    return used < c->geo.pool_chunks ? (uint32_t)used : c->geo.pool_chunks;
 }
 
 uint64_t

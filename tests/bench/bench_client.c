@@ -237,7 +237,6 @@ main(void)
     snprintf(prefix, sizeof(prefix), "fmbench-%d", (int)getpid());
     o.shm_prefix = prefix;
     o.service = "bench";
-    o.ring_records = 65536;
 
     double floor_rdtsc = measure(b_floor_rdtsc);
     double clock2 = measure(b_clock_gettime);

@@ -69,7 +69,7 @@ bench_drain(void)
     char err[256], env_prefix[96];
     o.shm_prefix = prefix;
     o.service = "bench";
-    o.ring_records = RING;
+    o.pool_records = 2 * THREADS * RING;
     o.max_threads = THREADS * 2;
     if (funcmon_init(&o) != 0)
         exit(1);
@@ -98,7 +98,8 @@ bench_drain(void)
         if (p == NULL)
             exit(1);
         uint64_t before = p->records, t0 = now_ns();
-        funcmond_ingest_drain(d, p);
+        while (funcmond_ingest_drain(d, p) != 0)
+            ;
         uint64_t t1 = now_ns();
         if (round > 0)
             rates[round - 1] = (double)(p->records - before) / ((double)(t1 - t0) / 1e9);

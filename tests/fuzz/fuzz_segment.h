@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FUZZ_RING 64u
+#define FUZZ_CHUNK 16u
+#define FUZZ_CHUNKS 6u
 #define FUZZ_THREADS 2u
 #define FUZZ_SITES 16u
 

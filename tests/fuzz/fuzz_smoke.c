@@ -4,7 +4,8 @@
  * built.
  *
  * Mutations start from the valid seed segment and flip bytes, write extreme values into
- * header fields, ring positions and records, and truncate the mapping: the places a
+ * header fields, positions, chunk links, the free list and records, and truncate the
+ * mapping: the places a
  * hostile client would aim at. The seed of the generator is fixed: a failure repeats.
  */
 #include <stdint.h>
@@ -17,7 +18,8 @@
 #include "fuzz_segment.h"
 
 #define SLOTS_AT (FUNCMON_HEADER_SIZE + FUZZ_SITES * sizeof(struct funcmon_site_entry))
-#define RINGS_AT (SLOTS_AT + FUZZ_THREADS * sizeof(struct funcmon_thread_slot))
+#define CHUNKS_AT (SLOTS_AT + FUZZ_THREADS * sizeof(struct funcmon_thread_slot))
+#define RECORDS_AT (CHUNKS_AT + FUZZ_CHUNKS * sizeof(struct funcmon_chunk))
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -35,7 +37,8 @@ main(void)
 {
     unsigned char *buf = malloc(fuzz_seed_size());
     /* Field offsets a hostile writer would target: header identity and geometry, site
-     * count, calibration, a slot's head, tail and state, the first record. */
+     * count, calibration, the free list, a slot's head, tail, state and chunk references,
+     * chunk headers (owner, link, first position, free link), the first record. */
     const size_t hot[] = {0,
                           8,
                           12,
@@ -51,17 +54,28 @@ main(void)
                           64,
                           72,
                           96,
+                          160,
+                          168,
                           256,
                           264,
                           272,
                           324,
+                          13 * FUNCMON_CACHE_LINE,
                           FUNCMON_HEADER_SIZE,
                           SLOTS_AT,
                           SLOTS_AT + 8,
                           SLOTS_AT + 64,
                           SLOTS_AT + 128,
-                          RINGS_AT,
-                          RINGS_AT + 8};
+                          SLOTS_AT + 176,
+                          SLOTS_AT + sizeof(struct funcmon_thread_slot) + 72,
+                          SLOTS_AT + sizeof(struct funcmon_thread_slot) + 176,
+                          CHUNKS_AT,
+                          CHUNKS_AT + 8,
+                          CHUNKS_AT + 16,
+                          CHUNKS_AT + 2 * sizeof(struct funcmon_chunk),
+                          CHUNKS_AT + 2 * sizeof(struct funcmon_chunk) + 8,
+                          RECORDS_AT,
+                          RECORDS_AT + 8};
     const uint64_t extremes[] = {0, 1, 63, 64, 0x7fffffff, 0xffffffff, UINT64_MAX, 1ull << 40, 4095, 4096};
     struct funcmon_geometry geo;
 
@@ -84,7 +98,7 @@ main(void)
                 break;
             }
             case 2: { /* a record with random contents */
-                size_t off = RINGS_AT + (next() % (FUZZ_THREADS * FUZZ_RING)) * sizeof(struct funcmon_record);
+                size_t off = RECORDS_AT + (next() % (FUZZ_CHUNKS * FUZZ_CHUNK)) * sizeof(struct funcmon_record);
                 for (size_t k = 0; k < sizeof(struct funcmon_record) && off + k + 8 <= len; k += 8) {
                     uint64_t v = next();
                     memcpy(buf + off + k, &v, 8);

@@ -5,7 +5,8 @@
  *
  * Random bytes almost never make a header the validator accepts, so a libFuzzer input is
  * read as edits to a valid seed segment: a length change, then (offset, length, bytes)
- * patches. The fuzzer thereby steers every header field, ring position, record and name
+ * patches. The fuzzer thereby steers every header field, position, chunk link, free-list
+ * word, record and name
  * while the rest stays plausible. The mutated segment is copied into a buffer of exactly
  * its size, so ASan reports any over-read. Built as a libFuzzer driver with FUNCMON_FUZZ=ON
  * (clang); fuzz_smoke.c runs the same checks over generated mutations in every test run.
@@ -22,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 size_t
 fuzz_seed_size(void)
 {
-    return (size_t)funcmon_segment_bytes(FUZZ_RING, FUZZ_THREADS, FUZZ_SITES);
+    return (size_t)funcmon_segment_bytes(FUZZ_CHUNK, FUZZ_CHUNKS, FUZZ_THREADS, FUZZ_SITES);
 }
 
 size_t
@@ -37,13 +38,16 @@ fuzz_seed_build(unsigned char *buf)
     h->record_size = sizeof(struct funcmon_record);
     h->site_size = sizeof(struct funcmon_site_entry);
     h->slot_size = sizeof(struct funcmon_thread_slot);
-    h->ring_records = FUZZ_RING;
+    h->chunk_size = sizeof(struct funcmon_chunk);
+    h->chunk_records = FUZZ_CHUNK;
+    h->pool_chunks = FUZZ_CHUNKS;
     h->max_threads = FUZZ_THREADS;
     h->max_sites = FUZZ_SITES;
     h->segment_size = size;
     h->sites_offset = FUNCMON_HEADER_SIZE;
     h->slots_offset = h->sites_offset + FUZZ_SITES * sizeof(struct funcmon_site_entry);
-    h->rings_offset = h->slots_offset + FUZZ_THREADS * sizeof(struct funcmon_thread_slot);
+    h->chunks_offset = h->slots_offset + FUZZ_THREADS * sizeof(struct funcmon_thread_slot);
+    h->records_offset = h->chunks_offset + FUZZ_CHUNKS * sizeof(struct funcmon_chunk);
     h->pid = 1;
     strcpy(h->service, "fuzz");
     h->clock_source = FUNCMON_CLOCK_TSC;
@@ -54,15 +58,43 @@ fuzz_seed_build(unsigned char *buf)
     for (int i = 0; i < 4; i++)
         s[i].name[0] = (char)('a' + i);
     struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(buf + h->slots_offset);
-    struct funcmon_record *r = (struct funcmon_record *)(buf + h->rings_offset);
+    struct funcmon_chunk *ch = (struct funcmon_chunk *)(buf + h->chunks_offset);
+    struct funcmon_record *r = (struct funcmon_record *)(buf + h->records_offset);
+    /* Slot 0, retired: a chain of chunks 0 -> 2 -> 4 holding positions [0, 40). Slot 1,
+     * active: chunk 1 from position 5 (not a multiple of the chunk size), read up to 5,
+     * written up to 12. Chunks 3 and 5 are free. */
+    static const uint32_t chain[3] = {0, 2, 4};
     for (uint64_t p = 0; p < 40; p++) {
-        r[p].seq = p;
-        r[p].site = (uint32_t)(p % 4);
-        r[p].end = p + 1;
+        struct funcmon_record *rec = &r[chain[p / FUZZ_CHUNK] * FUZZ_CHUNK + (p & (FUZZ_CHUNK - 1))];
+        rec->seq = p;
+        rec->site = (uint32_t)(p % 4);
+        rec->end = p + 1;
+    }
+    for (int k = 0; k < 3; k++) {
+        ch[chain[k]].slot = 0;
+        ch[chain[k]].first = (uint64_t)k * FUZZ_CHUNK;
+        ch[chain[k]].next = k < 2 ? chain[k + 1] + 1 : 0;
     }
     slot[0].head = 40;
     slot[0].depth = 3;
+    slot[0].first_chunk = 1;
+    slot[0].cur_chunk = 5;
     slot[0].state = FUNCMON_SLOT_RETIRED;
+    for (uint64_t p = 5; p < 12; p++) {
+        struct funcmon_record *rec = &r[1 * FUZZ_CHUNK + (p & (FUZZ_CHUNK - 1))];
+        rec->seq = p;
+        rec->site = 2;
+        rec->end = p + 3;
+    }
+    ch[1].slot = 1;
+    ch[1].first = 5;
+    slot[1].head = 12;
+    slot[1].tail = 5;
+    slot[1].first_chunk = 2;
+    slot[1].cur_chunk = 2;
+    slot[1].state = FUNCMON_SLOT_ACTIVE;
+    ch[3].next_free = 6;
+    h->pool_free = FUNCMON_POOL_WORD(4, 7);
     return size;
 }
 

@@ -227,7 +227,7 @@ case_fork(void)
 static int
 case_fork_busy(void)
 {
-    struct funcmon_options o = {.ring_records = FUNCMON_RING_RECORDS_MIN, .max_threads = 4};
+    struct funcmon_options o = {.pool_records = 256, .chunk_records = FUNCMON_CHUNK_RECORDS_MIN, .max_threads = 4};
     for (int round = 0; round < 40; round++) {
         CHECK_EQ(funcmon_init(&o), 0);
         char name[300];
@@ -406,15 +406,19 @@ main(int argc, char **argv)
     /* A prefix that cannot name a shm object, bad values: EINVAL, one line naming it. */
     r = run_case("init_fails", (const char *const[]){"FUNCMON_SHM_PREFIX", "no/such/dir", "EXPECT_ERRNO", "22", NULL});
     expect_one_line(&r, "FUNCMON_SHM_PREFIX");
-    r = run_case("init_fails", (const char *const[]){"FUNCMON_RING_RECORDS", "100", "EXPECT_ERRNO", "22", NULL});
-    expect_one_line(&r, "FUNCMON_RING_RECORDS '100'");
+    r = run_case("init_fails", (const char *const[]){"FUNCMON_CHUNK_RECORDS", "100", "EXPECT_ERRNO", "22", NULL});
+    expect_one_line(&r, "FUNCMON_CHUNK_RECORDS '100'");
+    r = run_case("init_fails", (const char *const[]){"FUNCMON_POOL_RECORDS", "10", "EXPECT_ERRNO", "22", NULL});
+    expect_one_line(&r, "FUNCMON_POOL_RECORDS '10'");
+    /* Protocol 1's setting, left in an environment: named, with what replaced it. */
+    r = run_case("init_fails", (const char *const[]){"FUNCMON_RING_RECORDS", "8192", "EXPECT_ERRNO", "22", NULL});
+    expect_one_line(&r, "FUNCMON_RING_RECORDS (protocol 1's; the buffer is now FUNCMON_POOL_RECORDS");
     r = run_case("init_fails", (const char *const[]){"FUNCMON_MAX_THREADS", "0", "EXPECT_ERRNO", "22", NULL});
     expect_one_line(&r, "FUNCMON_MAX_THREADS");
     r = run_case("init_fails", (const char *const[]){"FUNCMON_ENABLED", "maybe", "EXPECT_ERRNO", "22", NULL});
     expect_one_line(&r, "FUNCMON_ENABLED");
     /* More shared memory than the machine has: ENOSPC at init, never SIGBUS later. */
-    r = run_case("init_fails", (const char *const[]){"FUNCMON_RING_RECORDS", "4194304", "FUNCMON_MAX_THREADS", "2048",
-                                                     "EXPECT_ERRNO", "28", NULL});
+    r = run_case("init_fails", (const char *const[]){"FUNCMON_POOL_RECORDS", "1073741824", "EXPECT_ERRNO", "28", NULL});
     expect_one_line(&r, "No space left on device");
     CHECK_EQ(harness_remove_segments(prefix), 0); /* nothing left behind */
 

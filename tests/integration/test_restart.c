@@ -130,7 +130,7 @@ run(int stop_signal, int late)
     uint64_t calls, errors, lost;
     int out;
     char *argv[] = {"e2e_client", "2", "0", "200", "7", NULL};
-    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", "FUNCMON_RING_RECORDS", "65536", NULL};
+    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "svc", "FUNCMON_POOL_RECORDS", "1048576", NULL};
 
     /* A fresh start: no state file, and no segment of an earlier run's client (whose
      * records, consumed and in no state file now, would count as lost). */

@@ -85,7 +85,7 @@ static pid_t
 client(const char *service, const char *threads, const char *calls, const char *sleep_us, const char *fail_every, int *out)
 {
     char *argv[] = {"e2e_client", (char *)threads, (char *)calls, (char *)sleep_us, (char *)fail_every, NULL};
-    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", service, "FUNCMON_RING_RECORDS", "65536", NULL};
+    const char *env[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", service, "FUNCMON_POOL_RECORDS", "1048576", NULL};
     return spawn(E2E_CLIENT, argv, env, out);
 }
 
@@ -225,6 +225,35 @@ case_kill9(void)
     return 0;
 }
 
+/* Rewinds every slot of a copied segment image to the start of its chain, so a reader
+ * reads its records again. A drained slot's chunks went back to the pool, but a chunk's
+ * header still names its slot and first position until it is taken again: the chain's
+ * first chunk is the one of the slot starting at 0. Rewinds at most `max` slots; returns
+ * the chunk found for the first slot rewound (index + 1), 0 if none. */
+static uint32_t
+rewind_slots(unsigned char *img, uint32_t max)
+{
+    struct funcmon_shm_header *h = (struct funcmon_shm_header *)img;
+    struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(img + h->slots_offset);
+    struct funcmon_chunk *ch = (struct funcmon_chunk *)(img + h->chunks_offset);
+    uint32_t found = 0, rewound = 0;
+    for (uint32_t i = 0; i < h->max_threads && rewound < max; i++) {
+        if (slot[i].head == 0)
+            continue;
+        for (uint32_t k = 0; k < h->pool_chunks; k++) {
+            if (ch[k].slot == i && ch[k].first == 0) {
+                slot[i].tail = 0;
+                slot[i].tail_chunk = 0;
+                slot[i].first_chunk = k + 1;
+                found = found != 0 ? found : k + 1;
+                rewound++;
+                break;
+            }
+        }
+    }
+    return found;
+}
+
 /* A segment file with the test's prefix, holding `len` bytes from `data`. */
 static void
 plant(const char *service, int pid, const void *data, size_t len)
@@ -251,7 +280,7 @@ case_hostile(void)
     /* A real, valid segment to start from: a client that waits before exiting. */
     sidecar_start(&s, env);
     char *argv[] = {"e2e_client", "2", "1000", "0", "5", NULL};
-    const char *cenv[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "good", "FUNCMON_RING_RECORDS", "4096", NULL};
+    const char *cenv[] = {"FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "good", "FUNCMON_POOL_RECORDS", "8192", NULL};
     pid_t good = spawn(E2E_CLIENT, argv, cenv, &out);
     read_done(out, &calls, &errors);
     wait_ok(good);
@@ -284,7 +313,7 @@ case_hostile(void)
 
     VARIANT(h->magic = 0x6e6f74206d616763ull, 1);            /* not funcmon */
     VARIANT(h->major = 77, 1);                               /* future major */
-    VARIANT(h->rings_offset = h->segment_size, 1);           /* rings past the end */
+    VARIANT(h->records_offset = h->segment_size, 1);         /* records past the end */
     VARIANT(h->slots_offset = h->sites_offset, 1);           /* overlapping regions */
     VARIANT(h->max_threads = 0x7fffffff, 1);                 /* huge counts */
     VARIANT(memset(h->service, 'S', sizeof(h->service)), 1); /* unterminated service */
@@ -299,11 +328,16 @@ case_hostile(void)
         0);
     VARIANT(
         {
+            /* Replay a thread's first chunk (and no more), every record with a bad site id. */
+            struct funcmon_record *r = (struct funcmon_record *)(m + h->records_offset);
             struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(m + h->slots_offset);
-            struct funcmon_record *r = (struct funcmon_record *)(m + h->rings_offset);
-            slot[0].tail = 0; /* replay the first ring: every record with a bad site id */
-            for (uint64_t p = 0; p < slot[0].head && p < h->ring_records; p++)
-                r[p].site = 0xfffffff0u;
+            uint32_t first = rewind_slots(m, 1);
+            CHECK_NE(first, 0);
+            for (uint32_t i = 0; i < h->max_threads; i++)
+                if (slot[i].first_chunk == first && slot[i].head > h->chunk_records)
+                    slot[i].head = h->chunk_records;
+            for (uint32_t k = 0; k < h->chunk_records; k++)
+                r[(uint64_t)(first - 1) * h->chunk_records + k].site = 0xfffffff0u;
         },
         0);
     VARIANT(
@@ -578,9 +612,7 @@ case_guardfull(void)
     size_t len;
     unsigned char *img = copy_segment("first", first, &len);
     struct funcmon_shm_header *h = (struct funcmon_shm_header *)img;
-    struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(img + h->slots_offset);
-    for (uint32_t i = 0; i < h->max_threads; i++)
-        slot[i].tail = 0; /* the copies' records are read again */
+    CHECK_NE(rewind_slots(img, h->max_threads), 0); /* the copies' records are read again */
     for (int k = 1; k <= 2; k++) {
         h->pid = 900000 + k;
         plant("first", h->pid, img, len);
@@ -910,6 +942,15 @@ case_rejectlog(void)
     int saved = dup(2);
     CHECK_EQ(dup2(logfd, 2), 2);
     sidecar_start(&s, env);
+    /* A segment of the first protocol (major 1), as an older client library writes it:
+     * rejected with a line naming both versions. */
+    struct funcmon_shm_header old;
+    memset(&old, 0, sizeof(old));
+    old.magic = FUNCMON_SHM_MAGIC;
+    old.major = 1;
+    old.minor = 1;
+    plant("old", 799999, &old, sizeof(old));
+    CHECK_EQ(WAIT_COUNTER(&s, segments_rejected, 1, 10), 1);
     /* Sparse files larger than any segment: each one rejected, none costing memory. */
     for (int k = 0; k < N; k++) {
         snprintf(path, sizeof(path), "/dev/shm/%s.big.%d", prefix, 800000 + k);
@@ -918,7 +959,7 @@ case_rejectlog(void)
         CHECK_EQ(ftruncate(fd, (off_t)FUNCMON_SEGMENT_SIZE_MAX + 4096), 0);
         close(fd);
     }
-    uint64_t rejected = WAIT_COUNTER(&s, segments_rejected, N, 30);
+    uint64_t rejected = WAIT_COUNTER(&s, segments_rejected, N + 1, 30);
     usleep(3500000); /* three rescans */
     struct funcmond_counters counters;
     struct funcmond_proc_view procs[1];
@@ -936,6 +977,7 @@ case_rejectlog(void)
     unsigned long long summed = 0, more;
     for (char *q = log; (q = strstr(q, "rejected segment")) != NULL; q++)
         lines++;
+    CHECK(strstr(log, ".old.799999: protocol major version 1, this funcmond reads major 2") != NULL);
     /* Lines left out are summed up: "<n> more segment rejections or waits not logged". */
     for (char *q = log; (q = strstr(q, " more segment rejections")) != NULL; q++) {
         char *num = q;
@@ -949,9 +991,9 @@ case_rejectlog(void)
     unlink(logpath);
     fprintf(stderr, "rejectlog: %d files, %llu rejections counted (%llu before the rescans), %zu lines logged, %llu summed\n", N,
             (unsigned long long)counters.segments_rejected, (unsigned long long)rejected, lines, summed);
-    CHECK_EQ(counters.segments_rejected, N);
-    CHECK_LE(lines, N);
-    CHECK_EQ(lines + summed, N); /* each rejection logged once, or summed up once */
+    CHECK_EQ(counters.segments_rejected, N + 1); /* and the old one */
+    CHECK_LE(lines, N + 1);
+    CHECK_EQ(lines + summed, N + 1); /* each rejection logged once, or summed up once */
     printf("test_sidecar rejectlog: %d rejected files counted once, %zu lines logged\n", N, lines);
     return 0;
 }
@@ -1013,10 +1055,10 @@ case_crowd(void)
     int outs[CROWD];
     unsigned long long calls, errors;
     unsigned room0 = funcmon_consumer_guard_room(), room = room0;
-    /* Idle clients with small rings: a hundred default segments would fill /dev/shm. */
+    /* Idle clients with small pools: a hundred default segments would fill /dev/shm. */
     char *argv[] = {"e2e_client", "1", "0", "1000", "0", NULL};
     const char *env[] = {
-        "FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "crowd", "FUNCMON_RING_RECORDS", "1024", "FUNCMON_MAX_THREADS", "4", NULL};
+        "FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "crowd", "FUNCMON_POOL_RECORDS", "4096", "FUNCMON_MAX_THREADS", "4", NULL};
 
     CHECK_GE(room0, CROWD);
     sidecar_start(&s, NULL);

@@ -104,7 +104,7 @@ producer(void *arg)
     uint32_t site = sites[(intptr_t)arg];
     for (uint64_t k = 0; k < CALLS; k++) {
         if ((k & 63) == 0) {
-            /* Pace on this thread's own ring (its TLS state and slot): leave room. */
+            /* Pace on this thread's own backlog (its TLS state and slot): leave room. */
             while (funcmon__tls.slot != NULL &&
                    funcmon__tls.head - __atomic_load_n(&funcmon__tls.slot->tail, __ATOMIC_ACQUIRE) > RING - 128)
                 sched_yield();
@@ -123,7 +123,8 @@ main(void)
     char name[300];
 
     harness_private_prefix();
-    o.ring_records = RING;
+    /* Room for every thread's paced backlog, plus the chunk each is part way through. */
+    o.pool_records = THREADS * (RING + 256);
     o.max_threads = 16;
     CHECK_EQ(funcmon_init(&o), 0);
     snprintf(name, sizeof(name), "%s", funcmon_segment_name());

@@ -88,7 +88,7 @@ main(void)
 
     harness_private_prefix();
     o.max_threads = SLOTS;
-    o.ring_records = 128;
+    o.pool_records = 64 * 128;
     CHECK_EQ(funcmon_init(&o), 0);
     site = FUNCMON_SITE("churn", "stress");
     harness_open_self(&c);

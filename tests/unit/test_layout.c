@@ -25,7 +25,8 @@ main(void)
 
     harness_private_prefix();
     o.service = "layout svc/1"; /* the file name gets a sanitised copy */
-    o.ring_records = 256;
+    o.pool_records = 1000;      /* rounded up to 4 chunks of 256 */
+    o.chunk_records = 256;
     o.max_threads = 8;
     o.max_sites = 64;
     CHECK_EQ(funcmon_init(&o), 0);
@@ -38,7 +39,7 @@ main(void)
     CHECK_EQ(stat(path, &st), 0);
     CHECK_EQ(st.st_mode & 0777, 0600);
     /* Everything reserved up front: allocated blocks cover the whole size. */
-    CHECK_EQ((uint64_t)st.st_size, 4096 + 64 * 256 + 8 * 512 + 8 * 256 * 64); /* header, sites, slots, rings */
+    CHECK_EQ((uint64_t)st.st_size, 4096 + 64 * 512 + 8 * 512 + 4 * 64 + 4 * 256 * 64); /* header, sites, slots, chunks, records */
     CHECK_GE((uint64_t)st.st_blocks * 512, (uint64_t)st.st_size);
 
     uint32_t site = FUNCMON_SITE("layout_fn", "layout_pkg");
@@ -51,13 +52,21 @@ main(void)
     CHECK_EQ(h->record_size, 64);
     CHECK_EQ(h->site_size, sizeof(struct funcmon_site_entry));
     CHECK_EQ(h->slot_size, sizeof(struct funcmon_thread_slot));
-    CHECK_EQ(h->ring_records, 256);
+    CHECK_EQ(h->chunk_records, 256);
+    CHECK_EQ(h->pool_chunks, 4);
+    CHECK_EQ(h->chunk_size, sizeof(struct funcmon_chunk));
     CHECK_EQ(h->max_threads, 8);
     CHECK_EQ(h->max_sites, 64);
     CHECK_EQ(h->sites_offset, FUNCMON_HEADER_SIZE);
     CHECK_EQ(h->slots_offset, h->sites_offset + 64 * sizeof(struct funcmon_site_entry));
-    CHECK_EQ(h->rings_offset, h->slots_offset + 8 * sizeof(struct funcmon_thread_slot));
-    CHECK_EQ(h->rings_offset + 8ull * 256 * 64, h->segment_size);
+    CHECK_EQ(h->chunks_offset, h->slots_offset + 8 * sizeof(struct funcmon_thread_slot));
+    CHECK_EQ(h->records_offset, h->chunks_offset + 4 * sizeof(struct funcmon_chunk));
+    CHECK_EQ(h->records_offset + 4ull * 256 * 64, h->segment_size);
+    /* Every chunk on the free list, from the first down. */
+    CHECK_EQ(FUNCMON_POOL_TOP(h->pool_free), 1);
+    const struct funcmon_chunk *chunks = (const struct funcmon_chunk *)((const char *)h + h->chunks_offset);
+    for (uint32_t i = 0; i < 4; i++)
+        CHECK_EQ(chunks[i].next_free, i < 3 ? i + 2 : 0);
     CHECK_EQ(h->pid, getpid());
     CHECK_STREQ(h->service, "layout svc/1");
     CHECK_GT(h->proc_start_time, 0);
@@ -65,10 +74,12 @@ main(void)
     CHECK_EQ(h->calib_seq % 2, 0);
     CHECK_EQ(h->state, FUNCMON_STATE_LIVE);
     CHECK_EQ(h->consumer_pid, getpid());
-    CHECK_EQ(c.geo.ring_bytes, 256 * 64);
+    CHECK_EQ(c.geo.chunk_bytes, 256 * 64);
+    CHECK_EQ(c.geo.pool_chunks, 4);
 
     /* The record's cache-line alignment holds in the mapping. */
-    CHECK_EQ(h->rings_offset % 64, 0);
+    CHECK_EQ(h->records_offset % 64, 0);
+    CHECK_EQ(h->chunks_offset % 64, 0);
     CHECK_EQ(h->slots_offset % 64, 0);
 
     /* The site table mirrors the registry: reserved ids first, then ours. */

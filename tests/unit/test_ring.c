@@ -54,7 +54,8 @@ main(void)
     int made = 0, errs = 0;
 
     harness_private_prefix();
-    o.ring_records = RING;
+    o.pool_records = RING;
+    o.chunk_records = 16;
     o.max_threads = 2;
     CHECK_EQ(funcmon_init(&o), 0);
     harness_open_self(&c);
@@ -80,17 +81,21 @@ main(void)
     CHECK_EQ(funcmon_consumer_spill(&c, site, &spill_calls, &spill_errors), 0);
     CHECK_EQ(ord.errors + spill_errors, (uint64_t)errs);
 
-    /* A partial drain leaves the rest for later, in order. */
+    /* A partial drain leaves the rest for later, in order. The chunk holding the tail is
+     * kept whole until the tail leaves it, so up to a chunk (16) less than the pool fits. */
     calls(site, 50, &made, &errs);
     CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, 20), 20);
-    calls(site, 30, &made, &errs); /* 30 + 30 left = 60 <= 64: still no drop */
-    CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, SIZE_MAX), 60);
+    calls(site, 18, &made, &errs); /* 30 + 18 left = 48 <= 64 - 16: still no drop */
+    CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, SIZE_MAX), 48);
     CHECK_EQ(ord.records + funcmon_consumer_dropped(&c), (uint64_t)made);
 
-    /* Filling again after drops resumes recording as soon as there is room. */
+    /* Filling again after drops resumes recording as soon as there is room. The chunk the
+     * thread writes in (chunks start at multiples of 16 here) has `spent` positions
+     * already read: the pool takes that many fewer. */
+    uint64_t spent = funcmon__tls.head % 16;
     calls(site, RING + 10, &made, &errs);
-    CHECK_EQ(funcmon_consumer_dropped(&c), 100 - RING + 10);
-    CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, SIZE_MAX), RING);
+    CHECK_EQ(funcmon_consumer_dropped(&c), 100 - RING + 10 + spent);
+    CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, SIZE_MAX), RING - spent);
     calls(site, 5, &made, &errs);
     CHECK_EQ(funcmon_consumer_drain(&c, in_order, &ord, SIZE_MAX), 5);
     CHECK_EQ(ord.records + funcmon_consumer_dropped(&c), (uint64_t)made);

@@ -168,7 +168,7 @@ spans_are_recorded(void)
 static void
 full_ring_counts(void)
 {
-    struct funcmon_options o = {.ring_records = 64};
+    struct funcmon_options o = {.pool_records = 64, .chunk_records = 16};
     struct funcmon_consumer c;
     struct harness_tally t = {0};
     struct funcmon_slot_info si;

@@ -1,12 +1,12 @@
 /*
  * test_validate.c - corrupt and hostile segments are rejected with the right reason, and
- * the consumer skips and counts what the validator cannot see (bad rings, records, names).
+ * the consumer skips and counts what the validator cannot see (bad chains, records, names).
  *
  * Segments are built by hand here, not by the client, so the validator is checked against
  * an independent reading of the layout. Every buffer is allocated at exactly the size
  * handed to the validator, so an over-read shows up under ASan. The SIGBUS guard is checked
  * from the first read (a file that shrank before attach) to a full table (nothing read,
- * nothing claimed), and drop counters are believed only as far as a ring could drop.
+ * nothing claimed), and drop counters are believed only as far as a slot could drop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,14 +23,15 @@
 #include "funcmon/consumer.h"
 #include "funcmon/validate.h"
 
-#define RING 64u
+#define CHUNK 16u
+#define CHUNKS 8u
 #define THREADS 2u
 #define SITES 16u
 
 static size_t
 seg_size(void)
 {
-    return (size_t)funcmon_segment_bytes(RING, THREADS, SITES);
+    return (size_t)funcmon_segment_bytes(CHUNK, CHUNKS, THREADS, SITES);
 }
 
 static unsigned char *
@@ -44,15 +45,18 @@ make_segment(void)
     h->minor = FUNCMON_SHM_MINOR;
     h->header_size = FUNCMON_HEADER_SIZE;
     h->record_size = 64;
-    h->site_size = 256;
+    h->site_size = 512;
     h->slot_size = 512;
-    h->ring_records = RING;
+    h->chunk_size = 64;
+    h->chunk_records = CHUNK;
+    h->pool_chunks = CHUNKS;
     h->max_threads = THREADS;
     h->max_sites = SITES;
     h->segment_size = seg_size();
     h->sites_offset = FUNCMON_HEADER_SIZE;
-    h->slots_offset = h->sites_offset + SITES * 256;
-    h->rings_offset = h->slots_offset + THREADS * 512;
+    h->slots_offset = h->sites_offset + SITES * 512;
+    h->chunks_offset = h->slots_offset + THREADS * 512;
+    h->records_offset = h->chunks_offset + CHUNKS * 64;
     h->pid = 4242;
     strcpy(h->service, "svc");
     h->clock_source = FUNCMON_CLOCK_MONOTONIC;
@@ -65,6 +69,19 @@ make_segment(void)
     strcpy(sites[1].name, "<overflow>");
     strcpy(sites[0].name, "<none>");
     h->site_count = 3;
+    /* Slot 0's chain: chunks 0 -> 1 -> 2 -> 3, positions [0, 64); chunks 4..7 free. */
+    struct funcmon_chunk *ch = (struct funcmon_chunk *)(buf + h->chunks_offset);
+    for (uint32_t k = 0; k < 4; k++) {
+        ch[k].slot = 0;
+        ch[k].first = (uint64_t)k * CHUNK;
+        ch[k].next = k < 3 ? k + 2 : 0;
+    }
+    for (uint32_t k = 4; k < CHUNKS; k++)
+        ch[k].next_free = k + 1 < CHUNKS ? k + 2 : 0;
+    h->pool_free = FUNCMON_POOL_WORD(5, 0);
+    struct funcmon_thread_slot *slots = (struct funcmon_thread_slot *)(buf + h->slots_offset);
+    slots[0].first_chunk = 1;
+    slots[0].cur_chunk = 4;
     return buf;
 }
 
@@ -114,19 +131,26 @@ validator_cases(void)
     CASE(hdr(m)->header_size = 0xffffffffu, FUNCMON_INVALID_HEADER_SIZE);
     CASE(hdr(m)->record_size = 32, FUNCMON_INVALID_RECORD_SIZE);
     CASE(hdr(m)->slot_size = 0, FUNCMON_INVALID_RECORD_SIZE);
-    CASE(hdr(m)->ring_records = 100, FUNCMON_INVALID_GEOMETRY); /* not a power of two */
-    CASE(hdr(m)->ring_records = 0, FUNCMON_INVALID_GEOMETRY);
-    CASE(hdr(m)->ring_records = 1u << 31, FUNCMON_INVALID_GEOMETRY);
-    CASE(hdr(m)->max_threads = 0xffffffffu, FUNCMON_INVALID_GEOMETRY); /* huge counts */
+    CASE(hdr(m)->chunk_size = 128, FUNCMON_INVALID_RECORD_SIZE);
+    CASE(hdr(m)->chunk_records = 100, FUNCMON_INVALID_GEOMETRY); /* not a power of two */
+    CASE(hdr(m)->chunk_records = 0, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->chunk_records = 1u << 31, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->pool_chunks = 1, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->pool_chunks = 0xffffffffu, FUNCMON_INVALID_GEOMETRY);
+    CASE(hdr(m)->pool_chunks = CHUNKS * 2, FUNCMON_INVALID_SEGMENT_SIZE); /* the pool would not fit */
+    CASE(hdr(m)->max_threads = 0xffffffffu, FUNCMON_INVALID_GEOMETRY);    /* huge counts */
     CASE(hdr(m)->max_sites = 0xffffffffu, FUNCMON_INVALID_GEOMETRY);
-    CASE(hdr(m)->max_threads = THREADS * 2, FUNCMON_INVALID_SEGMENT_SIZE); /* rings would not fit */
+    CASE(hdr(m)->max_threads = THREADS * 2, FUNCMON_INVALID_SEGMENT_SIZE); /* slots would not fit */
     CASE(hdr(m)->segment_size = UINT64_MAX, FUNCMON_INVALID_SEGMENT_SIZE);
-    CASE(hdr(m)->rings_offset = UINT64_MAX - 63, FUNCMON_INVALID_OFFSET); /* past the end, and would wrap */
-    CASE(hdr(m)->rings_offset += 64, FUNCMON_INVALID_OFFSET);             /* last ring past the end */
-    CASE(hdr(m)->slots_offset += 8, FUNCMON_INVALID_OFFSET);              /* misaligned */
-    CASE(hdr(m)->sites_offset = 0, FUNCMON_INVALID_OFFSET);               /* inside the header */
+    CASE(hdr(m)->records_offset = UINT64_MAX - 63, FUNCMON_INVALID_OFFSET); /* past the end, and would wrap */
+    CASE(hdr(m)->records_offset += 64, FUNCMON_INVALID_OFFSET);             /* last chunk past the end */
+    CASE(hdr(m)->chunks_offset = hdr(m)->segment_size, FUNCMON_INVALID_OFFSET);
+    CASE(hdr(m)->slots_offset += 8, FUNCMON_INVALID_OFFSET); /* misaligned */
+    CASE(hdr(m)->sites_offset = 0, FUNCMON_INVALID_OFFSET);  /* inside the header */
     CASE(hdr(m)->slots_offset = hdr(m)->sites_offset + 256, FUNCMON_INVALID_OVERLAP);
-    CASE(hdr(m)->rings_offset = hdr(m)->slots_offset, FUNCMON_INVALID_OVERLAP);
+    CASE(hdr(m)->records_offset = hdr(m)->slots_offset, FUNCMON_INVALID_OVERLAP);
+    CASE(hdr(m)->chunks_offset = hdr(m)->sites_offset + 512, FUNCMON_INVALID_OVERLAP);
+    CASE(hdr(m)->records_offset = hdr(m)->chunks_offset + 64, FUNCMON_INVALID_OVERLAP);
     CASE(hdr(m)->site_count = SITES + 1, FUNCMON_INVALID_COUNT);
     CASE(hdr(m)->site_count = 0xffffffffu, FUNCMON_INVALID_COUNT);
     CASE(memset(hdr(m)->service, 'x', sizeof(hdr(m)->service)), FUNCMON_INVALID_SERVICE); /* unterminated */
@@ -159,10 +183,17 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
     s->n++;
 }
 
-static struct funcmon_record *
-ring0(unsigned char *b)
+static struct funcmon_chunk *
+chunk(unsigned char *b, uint32_t idx)
 {
-    return (struct funcmon_record *)(b + hdr(b)->rings_offset);
+    return (struct funcmon_chunk *)(b + hdr(b)->chunks_offset) + idx;
+}
+
+/* Slot 0's record at position pos (make_segment's chain: chunk pos / CHUNK). */
+static struct funcmon_record *
+rec0(unsigned char *b, uint64_t pos)
+{
+    return (struct funcmon_record *)(b + hdr(b)->records_offset) + (pos / CHUNK) * CHUNK + pos % CHUNK;
 }
 
 static struct funcmon_thread_slot *
@@ -174,7 +205,7 @@ slot(unsigned char *b, int i)
 static void
 put(unsigned char *b, uint64_t pos, uint32_t site, uint16_t flags, uint64_t start, uint64_t end)
 {
-    struct funcmon_record *r = &ring0(b)[pos % RING];
+    struct funcmon_record *r = rec0(b, pos);
     memset(r, 0, sizeof(*r));
     r->seq = pos;
     r->site = site;
@@ -199,7 +230,7 @@ consumer_cases(void)
     put(b, 4, 2, 0, 30, 20);                             /* ends before it starts */
     put(b, 5, 2, FUNCMON_RECORD_ERROR, 10, 20);          /* good */
     put(b, 6, 2, 0, 10, 20);
-    ring0(b)[6].seq = 99; /* stale or torn: position mismatch */
+    rec0(b, 6)->seq = 99; /* stale or torn: position mismatch */
     slot(b, 0)->head = 7;
     /* Ring 1: producer index far ahead of the tail. */
     slot(b, 1)->head = 1000000;
@@ -258,6 +289,13 @@ consumer_cases(void)
     CHECK_EQ(slot(b, 0)->state, FUNCMON_SLOT_FREE);
     CHECK_EQ(slot(b, 1)->state, FUNCMON_SLOT_FREE);
     CHECK_EQ(c.recycled, 2);
+    /* Slot 0's last chunk went back to the pool; no chunk reference is left behind. */
+    CHECK_EQ(slot(b, 0)->first_chunk, 0);
+    CHECK_EQ(slot(b, 0)->cur_chunk, 0);
+    CHECK_EQ(slot(b, 0)->tail_chunk, 0);
+    CHECK_EQ(FUNCMON_POOL_TOP(hdr(b)->pool_free), 1);
+    CHECK_EQ(chunk(b, 0)->next_free, 5);
+    CHECK_EQ(c.chunks_returned, 1);
     /* A calibration that keeps changing (odd sequence forever) is reported, not waited on. */
     struct funcmon_clock clk;
     hdr(b)->calib_seq = 1;
@@ -271,6 +309,127 @@ consumer_cases(void)
     hdr(b)->major = 99;
     CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), -EPROTO);
     CHECK_EQ(why, FUNCMON_INVALID_MAJOR);
+    free(b);
+}
+
+/* Drains slot 0's chain as make_segment links it, after `mutate`; returns records delivered. */
+static size_t
+drain_chain(uint64_t head, void (*mutate)(unsigned char *), struct funcmon_consumer *c, unsigned char **out)
+{
+    enum funcmon_invalid why;
+    struct seen s;
+    unsigned char *b = make_segment();
+    for (uint64_t p = 0; p < head; p++)
+        put(b, p, 2, 0, p, p + 1);
+    slot(b, 0)->head = head;
+    if (mutate != NULL)
+        mutate(b);
+    CHECK_EQ(funcmon_consumer_attach(c, b, seg_size(), &why), 0);
+    memset(&s, 0, sizeof(s));
+    size_t n = 0, got;
+    while ((got = funcmon_consumer_drain(c, on_record, &s, 16)) != 0) {
+        n += got;
+        s.n = 0;
+    }
+    *out = b;
+    return n;
+}
+
+static void
+other_slots_chunk(unsigned char *b)
+{
+    chunk(b, 1)->slot = 1;
+}
+
+static void
+cycle(unsigned char *b)
+{
+    chunk(b, 1)->next = 1; /* back to chunk 0 */
+}
+
+static void
+out_of_range(unsigned char *b)
+{
+    chunk(b, 0)->next = 1000;
+}
+
+static void
+resume_mid_chain(unsigned char *b)
+{
+    slot(b, 0)->tail = 20;
+    slot(b, 0)->tail_chunk = 2; /* chunk 1 holds 16..31 */
+}
+
+static void
+resume_lie(unsigned char *b)
+{
+    slot(b, 0)->tail = 20;
+    slot(b, 0)->tail_chunk = 4; /* chunk 3 holds 48..63, not 20 */
+}
+
+static void
+left_recycling(unsigned char *b)
+{
+    slot(b, 1)->state = FUNCMON_SLOT_RECYCLING;
+    slot(b, 1)->cur_chunk = 6;
+    slot(b, 1)->first_chunk = 6;
+}
+
+/* Chains of chunks: read in order across chunks, finished chunks given back; links that
+ * name another slot's chunk, loop back, or point outside the pool stop the slot's reading
+ * after what was good; a reader resumes where the slot says one stopped, unless that is a
+ * lie; a recycling left half done by an earlier reader is finished. */
+static void
+chain_cases(void)
+{
+    struct funcmon_consumer c;
+    unsigned char *b;
+
+    CHECK_EQ(drain_chain(40, NULL, &c, &b), 40);
+    CHECK_EQ(c.bad_records, 0);
+    CHECK_EQ(c.bad_rings, 0);
+    CHECK_EQ(c.chunks_returned, 2); /* chunks 0 and 1; chunk 2 holds the tail */
+    CHECK_EQ(slot(b, 0)->tail, 40);
+    CHECK_EQ(slot(b, 0)->tail_chunk, 3);
+    CHECK_EQ(FUNCMON_POOL_TOP(hdr(b)->pool_free), 2);
+    CHECK_EQ(chunk(b, 1)->next_free, 1);
+    CHECK_EQ(chunk(b, 0)->next_free, 5);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(40, other_slots_chunk, &c, &b), 16);
+    CHECK_EQ(c.bad_rings, 1);
+    CHECK_EQ(c.chunks_returned, 0);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(40, cycle, &c, &b), 32);
+    CHECK_EQ(c.bad_rings, 1);
+    CHECK_EQ(c.chunks_returned, 1);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(40, out_of_range, &c, &b), 16);
+    CHECK_EQ(c.bad_rings, 1);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(40, resume_mid_chain, &c, &b), 20);
+    CHECK_EQ(c.bad_rings, 0);
+    CHECK_EQ(c.chunks_returned, 1); /* chunk 1; chunk 0 was an earlier reader's to give back */
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(40, resume_lie, &c, &b), 0);
+    CHECK_EQ(c.bad_rings, 1);
+    funcmon_consumer_close(&c);
+    free(b);
+
+    CHECK_EQ(drain_chain(0, left_recycling, &c, &b), 0);
+    CHECK_EQ(slot(b, 1)->state, FUNCMON_SLOT_FREE);
+    CHECK_EQ(slot(b, 1)->cur_chunk, 0);
+    CHECK_EQ(slot(b, 1)->first_chunk, 0);
+    funcmon_consumer_close(&c);
     free(b);
 }
 
@@ -441,6 +600,7 @@ main(void)
 {
     validator_cases();
     consumer_cases();
+    chain_cases();
     truncated_under_us();
     truncated_among_many();
     shrunk_before_attach();

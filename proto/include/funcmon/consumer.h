@@ -23,13 +23,16 @@
 extern "C" {
 #endif
 
-/* The reader's own state for one ring: never taken from the segment after attach. */
+/* The reader's own state for one thread slot's chain: never taken from the segment after
+ * attach, except through checked links. */
 struct funcmon_consumer_ring {
     uint64_t tail;
-    uint64_t generation; /* last owner generation seen */
-    uint64_t dropped;    /* the slot's drop counter, as far as it was believed */
-    uint64_t dropped_ns; /* CLOCK_BOOTTIME of that read (the process start before the first) */
-    int bad;             /* a protocol violation was seen: the ring is no longer read */
+    uint64_t chunk_first; /* the first position of the chunk holding tail */
+    uint32_t chunk;       /* that chunk, index + 1; 0 before the first read of the chain */
+    uint64_t generation;  /* last owner generation seen */
+    uint64_t dropped;     /* the slot's drop counter, as far as it was believed */
+    uint64_t dropped_ns;  /* CLOCK_BOOTTIME of that read (the process start before the first) */
+    int bad;              /* a protocol violation was seen: the ring is no longer read */
 };
 
 /* A site as copied out of the segment. */
@@ -74,11 +77,14 @@ struct funcmon_consumer {
     struct funcmon_site_info *sites;
     uint32_t sites_known; /* sites [0, sites_known) copied */
     /* what this reader has seen */
-    uint64_t records;     /* records delivered */
-    uint64_t bad_records; /* records skipped: bad position, site, flags or times */
-    uint64_t bad_rings;   /* rings given up on: position out of range */
-    uint64_t recycled;    /* retired slots made free again */
-    uint64_t passes;      /* funcmon_consumer_drain calls */
+    uint64_t records;         /* records delivered */
+    uint64_t bad_records;     /* records skipped: bad position, site, flags or times */
+    uint64_t bad_rings;       /* rings given up on: position out of range */
+    uint64_t recycled;        /* retired slots made free again */
+    uint64_t chunks_returned; /* chunks given back to the pool */
+    uint64_t chunks_kept;     /* chunks that could not be given back (the free list kept changing) */
+    uint64_t pool_records;    /* pool_chunks * chunk_records */
+    uint64_t passes;          /* funcmon_consumer_drain calls */
     /* Rings in use at the last full pass (a slot not free, or with records), so that a pass
      * over an idle client reads only those; a slot claimed since is seen by the header's
      * claim counter changing, which makes the next pass a full one. */
@@ -124,7 +130,7 @@ const struct funcmon_site_info *funcmon_consumer_site(struct funcmon_consumer *c
 
 /* The spill counters of site `id`: calls and errors that produced no record. */
 int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *calls, uint64_t *errors);
-/* Of those calls, HTTP requests answered 4xx (0 from a client of minor 0). */
+/* Of those calls, HTTP requests answered 4xx. */
 int funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t id, uint64_t *client_errors);
 
 /* A copy of thread slot `i`. Returns 0 or -EINVAL. */
@@ -140,6 +146,10 @@ unsigned funcmon_consumer_guard_room(void);
 /* Sets how many mappings may be guarded at once (0 or more than the table: the whole
  * table, 4096); returns the previous limit. Tests lower it to fill the table cheaply. */
 unsigned funcmon_consumer_guard_limit(unsigned n);
+
+/* Chunks of the pool held by the client's threads now (taken minus given back, as the
+ * segment's counters say; clamped to the pool). */
+uint32_t funcmon_consumer_pool_used(const struct funcmon_consumer *c);
 
 /* Sum of the rings' drop counters as far as they are believable (see consumer.c): rings in
  * use read now, the others as of the last full pass (all read now before the first pass). */

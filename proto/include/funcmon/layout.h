@@ -61,9 +61,9 @@
  * the link (the previous chunk's next, or first_chunk) with acquire and checks it: index
  * in range, the chunk's slot is this slot and its first is exactly the tail. When the
  * tail leaves a chunk and the next one is entered, the consumer pushes the finished chunk
- * onto the free list. A link that fails its check stops the slot's reading until its
- * owner changes; no link is followed without these checks, so a hostile chain (a cycle,
- * an index out of range, another slot's chunk) costs one check, not a loop.
+ * onto the free list. A link that fails its check marks the slot bad: it is not read
+ * again. No link is followed without these checks, so a hostile chain (a cycle, an index
+ * out of range, another slot's chunk) costs one check, not a loop.
  *
  * Slot reuse. A thread that exits leaves its slot RETIRED, still holding its last chunk.
  * A thread that claims it (compare-and-swap RETIRED -> ACTIVE once tail == head) simply
@@ -445,7 +445,9 @@ struct funcmon_shm_header {
     /* line 13: the pool's free list, changed by compare-and-swap by producers taking a
      * chunk and by the consumer giving one back (FUNCMON_POOL_WORD) */
     uint64_t pool_free;
-    uint8_t pad7[FUNCMON_CACHE_LINE - 8];
+    uint64_t chunks_taken;    /* chunks producers took off the list (they own the line then) */
+    uint64_t chunks_returned; /* chunks the consumer gave back */
+    uint8_t pad7[FUNCMON_CACHE_LINE - 24];
 
     uint8_t reserved_tail[FUNCMON_HEADER_SIZE - 14 * FUNCMON_CACHE_LINE];
 };

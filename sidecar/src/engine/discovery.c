@@ -543,7 +543,7 @@ enum attach_outcome {
 static void
 try_attach(struct funcmond *d, const char *name)
 {
-    char path[FUNCMOND_PATH_MAX + 256], msg[96];
+    char path[FUNCMOND_PATH_MAX + 256], msg[128];
     struct stat lst, st;
     const struct stat *reject_st = NULL;
     enum funcmon_invalid why;
@@ -631,6 +631,14 @@ try_attach(struct funcmond *d, const char *name)
             reason = ret == -EBUSY ? "every mapping funcmond can guard is taken" : "out of memory";
         } else if (why == FUNCMON_INVALID_NOT_READY) {
             outcome = ATTACH_NOT_READY;
+        } else if (why == FUNCMON_INVALID_MAJOR) {
+            /* The usual cause is a client library and a funcmond of different releases:
+             * say which is which. */
+            outcome = ATTACH_REJECT;
+            snprintf(msg, sizeof(msg),
+                     "protocol major version %u, this funcmond reads major %u (client library and funcmond must match)",
+                     (unsigned)p->c.geo.major, (unsigned)FUNCMON_SHM_MAJOR);
+            reason = msg;
         } else {
             outcome = ATTACH_REJECT;
             reason = funcmon_invalid_reason(why);

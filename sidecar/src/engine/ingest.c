@@ -24,6 +24,12 @@
 
 /* Wake-ups per tick that found little to drain, beyond which a client waits for the timer. */
 #define WAKES_PER_TICK 64
+/* Records read from one thread slot per pass: a backlog of the whole pool is read over
+ * several passes, so one busy slot cannot hold the others (and other clients) for long. */
+#define SLOT_RECORDS_PER_PASS 16384u
+/* A pass that finds this many records means the client is producing fast: half of the
+ * backlog at which a client wakes us (WAKE_BACKLOG in client/src/thread.c). */
+#define BUSY_PASS_RECORDS 1024u
 
 int
 funcmond_ingest_skip_http(const struct funcmond_config *cfg, const char *package, const char *name)
@@ -175,7 +181,7 @@ funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p)
      * its acquire load of a ring's head pairs with the producer's release store of it
      * (client/include/funcmon.h), its release store of the tail with the producer's
      * acquire load (client/src/thread.c). */
-    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, p->c.geo.ring_records);
+    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, SLOT_RECORDS_PER_PASS);
     p->records += n;
     d->counters.records += n;
     d->counters.bad_records += p->c.bad_records - bad_before;
@@ -262,15 +268,15 @@ funcmond_ingest_inflight(struct funcmond *d)
 
 /* --- watching a client through the loop --- */
 
-/* Drains a client that woke us. While it produces fast (a pass finds an eighth of a ring
- * or more) it is drained again at once instead of waiting for its next wake-up. Returns
- * whether the wake-up was earned: a ring past high water holds a quarter of a ring. */
+/* Drains a client that woke us. While it produces fast (a pass finds BUSY_PASS_RECORDS or
+ * more) it is drained again at once instead of waiting for its next wake-up. Returns
+ * whether the wake-up was earned: a slot past high water holds twice that. */
 static int
 drain_busy(struct funcmond *d, struct funcmond_process *p)
 {
-    size_t eighth = p->c.geo.ring_records / 8, n = funcmond_ingest_drain(d, p);
-    int earned = n >= eighth;
-    for (int pass = 0; pass < 64 && n >= eighth; pass++)
+    size_t n = funcmond_ingest_drain(d, p);
+    int earned = n >= BUSY_PASS_RECORDS;
+    for (int pass = 0; pass < 64 && n >= BUSY_PASS_RECORDS; pass++)
         n = funcmond_ingest_drain(d, p);
     funcmond_ingest_arm_wake(d, p);
     return earned;

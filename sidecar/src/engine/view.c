@@ -172,6 +172,8 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     v->dropped = p->dropped_seen;
     v->bad_records = p->c.bad_records;
     v->rings_total = p->c.geo.max_threads;
+    v->pool_chunks = p->c.geo.pool_chunks;
+    v->pool_chunks_used = funcmon_consumer_pool_used(&p->c);
     for (uint32_t i = 0; i < p->c.geo.max_threads; i++)
         if (funcmon_consumer_slot(&p->c, i, &si) == 0 && si.state == FUNCMON_SLOT_ACTIVE)
             v->rings_active++;

@@ -126,7 +126,9 @@ struct funcmond_proc_view {
     uint64_t dropped;
     uint64_t bad_records;
     uint32_t rings_active; /* thread slots owned by live threads */
-    uint32_t rings_total;
+    uint32_t rings_total;  /* thread slots */
+    uint32_t pool_chunks;
+    uint32_t pool_chunks_used; /* chunks holding records not yet read, or being written */
     uint32_t sites;
     uint64_t fallback_calls; /* calls of threads that had no ring */
     struct funcmond_runtime rt;

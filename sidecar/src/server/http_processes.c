@@ -82,6 +82,8 @@ fill_process(struct fdoc *doc, struct fval *o, const struct funcmond_view *v, co
     fobj_str(doc, o, "segment", p->segment);
     fobj_u64(doc, o, "rings", p->rings_active);
     fobj_u64(doc, o, "rings_total", p->rings_total);
+    fobj_u64(doc, o, "pool_chunks", p->pool_chunks);
+    fobj_u64(doc, o, "pool_chunks_used", p->pool_chunks_used);
     fobj_u64(doc, o, "records", p->records);
     fobj_u64(doc, o, "drops", p->dropped);
     fobj_u64(doc, o, "bad_records", p->bad_records);

@@ -677,7 +677,7 @@ render(struct render *r)
     svc_family(r, "process_open_fds", SVC_FDS, hz);
 
     own_u64(r, "funcmon_records_total", "counter", "Records funcmond aggregated.", v->counters.records);
-    own_u64(r, "funcmon_records_dropped_total", "counter", "Records clients dropped because their ring was full.",
+    own_u64(r, "funcmon_records_dropped_total", "counter", "Records clients dropped because their pool had no free chunk.",
             v->counters.dropped);
     own_u64(r, "funcmon_clients", "gauge", "Client processes attached and running.", v->clients);
     own_u64(r, "funcmon_functions_overflow_total", "counter", "Functions folded into an overflow entry past SIDECAR.MAX_FUNCTIONS.",
