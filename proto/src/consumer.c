@@ -222,6 +222,10 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     long hz = sysconf(_SC_CLK_TCK);
     uint64_t ns_per_tick = hz > 0 && hz <= 1000000000L ? 1000000000u / (uint64_t)hz : 10000000u;
     uint64_t started = c->geo.proc_start_time <= now / ns_per_tick ? c->geo.proc_start_time * ns_per_tick : now;
+    /* Until the first full pass decides, every slot counts as in use. */
+    for (uint32_t i = 0; i < c->geo.max_threads; i++)
+        c->live[i] = i;
+    c->n_live = c->geo.max_threads;
     c->pool_records = (uint64_t)c->geo.pool_chunks * c->geo.chunk_records;
     /* Continue where an earlier reader stopped: its tail is in the slot (its chunk is found
      * at the first read). A tail more than the whole pool below head is a lie; such a ring
@@ -629,6 +633,13 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     c->claims_seen = claims;
     c->records += delivered;
     return delivered;
+}
+
+uint32_t
+funcmon_consumer_slots_in_use(const struct funcmon_consumer *c, const uint32_t **slots)
+{
+    *slots = c->live;
+    return c->n_live;
 }
 
 int

@@ -133,6 +133,11 @@ int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64
 /* Of those calls, HTTP requests answered 4xx. */
 int funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t id, uint64_t *client_errors);
 
+/* The thread slots in use as of the last full pass (claimed, retired, or with records
+ * left), in index order; every slot before the first pass. Readers of in-flight calls
+ * walk these rather than every slot: a client has 4,096 slots and most are free. */
+uint32_t funcmon_consumer_slots_in_use(const struct funcmon_consumer *c, const uint32_t **slots);
+
 /* A copy of thread slot `i`. Returns 0 or -EINVAL. */
 int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out);
 

@@ -237,8 +237,10 @@ resolve_inflight(struct funcmond *d, struct funcmond_process *p)
     struct funcmon_slot_info si;
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
         return;
-    for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
-        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+    const uint32_t *in_use;
+    uint32_t n = funcmon_consumer_slots_in_use(&p->c, &in_use);
+    for (uint32_t j = 0; j < n; j++) {
+        if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
             continue;
         uint32_t parent = 0;
         int linking = 1;

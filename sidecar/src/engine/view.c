@@ -72,8 +72,10 @@ count_inflight(const struct funcmond *d, struct funcmond_fn_view *fns, uint32_t 
     for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next) {
         if (p->state != FUNCMOND_PROC_LIVE || p->detaching)
             continue;
-        for (uint32_t i = 0; i < p->c.geo.max_threads; i++) {
-            if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+        const uint32_t *in_use;
+        uint32_t n = funcmon_consumer_slots_in_use(&p->c, &in_use);
+        for (uint32_t j = 0; j < n; j++) {
+            if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
                 continue;
             for (uint32_t k = 0; k < si.entries; k++) {
                 uint32_t fn;
@@ -174,8 +176,10 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     v->rings_total = p->c.geo.max_threads;
     v->pool_chunks = p->c.geo.pool_chunks;
     v->pool_chunks_used = funcmon_consumer_pool_used(&p->c);
-    for (uint32_t i = 0; i < p->c.geo.max_threads; i++)
-        if (funcmon_consumer_slot(&p->c, i, &si) == 0 && si.state == FUNCMON_SLOT_ACTIVE)
+    const uint32_t *in_use;
+    uint32_t n_in_use = funcmon_consumer_slots_in_use(&p->c, &in_use);
+    for (uint32_t j = 0; j < n_in_use; j++)
+        if (funcmon_consumer_slot(&p->c, in_use[j], &si) == 0 && si.state == FUNCMON_SLOT_ACTIVE)
             v->rings_active++;
     v->sites = p->c.sites_known;
     v->fallback_calls = __atomic_load_n(&p->c.hdr->fallback_calls, __ATOMIC_RELAXED);
@@ -184,8 +188,8 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     if (p->state != FUNCMOND_PROC_LIVE || p->detaching || v->rings_active == 0 ||
         (v->threads = calloc(v->rings_active, sizeof(*v->threads))) == NULL)
         return;
-    for (uint32_t i = 0; i < p->c.geo.max_threads && v->n_threads < v->rings_active; i++) {
-        if (funcmon_consumer_slot(&p->c, i, &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+    for (uint32_t j = 0; j < n_in_use && v->n_threads < v->rings_active; j++) {
+        if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
             continue;
         struct funcmond_thread_view *t = &v->threads[v->n_threads++];
         t->tid = si.tid;
