@@ -491,7 +491,10 @@ find_tail_chunk(struct funcmon_consumer *c, uint32_t i)
     if (ring->tail - ring->chunk_first < c->geo.chunk_records)
         return 1;
     /* The tail left the chunk and head is past it, so the producer has linked the next one
-     * (its release store of head came after the link). */
+     * (its release store of head came after the link). The slot's tail is published
+     * first: a reader that resumes from the slot must find tail and tail_chunk in step
+     * (tail is the next chunk's first position, which the finished chunk ends at). */
+    __atomic_store_n(&slot->tail, ring->tail, __ATOMIC_RELEASE);
     uint32_t done = ring->chunk;
     if (!enter_chunk(c, i, __atomic_load_n(&chunk_at(c, done - 1)->next, __ATOMIC_ACQUIRE), 0))
         return 0;

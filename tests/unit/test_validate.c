@@ -420,6 +420,30 @@ chain_cases(void)
     funcmon_consumer_close(&c);
     free(b);
 
+    /* A reader stopped part way (after a chunk was given back) and a new one resumes
+     * where it left the slot: nothing read twice, nothing skipped. */
+    {
+        enum funcmon_invalid why;
+        struct seen s;
+        b = make_segment();
+        for (uint64_t p = 0; p < 40; p++)
+            put(b, p, 2, 0, p, p + 1);
+        slot(b, 0)->head = 40;
+        CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+        memset(&s, 0, sizeof(s));
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, 20), 20);
+        CHECK_EQ(c.chunks_returned, 1);
+        funcmon_consumer_close(&c);
+        CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+        memset(&s, 0, sizeof(s));
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 20);
+        CHECK_EQ(s.seqs[0], 20);
+        CHECK_EQ(s.seqs[19], 39);
+        CHECK_EQ(c.bad_rings, 0);
+        funcmon_consumer_close(&c);
+        free(b);
+    }
+
     CHECK_EQ(drain_chain(40, resume_lie, &c, &b), 0);
     CHECK_EQ(c.bad_rings, 1);
     funcmon_consumer_close(&c);
