@@ -11,7 +11,7 @@
  *                                the clock for 5 s, one per core, count the times their CPU
  *                                was taken from them for more than 200 us, the time a
  *                                default ring lasts a producer at full speed
- *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients attached for 30 s,
+ *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients of 200 threads for 30 s,
  *                                in % of one core (bar: 0.5)
  *   sidecar_epoll_idle_cpu_pct   the same with io_uring refused (a seccomp filter, as in a
  *                                container), so funcmond runs on epoll, against the line
@@ -297,7 +297,7 @@ event_loop_of(int port, char *out, size_t size)
     snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), p);
 }
 
-/* funcmond's CPU share (% of a core) with 10 idle clients, on io_uring or on epoll. Exits
+/* funcmond's CPU share (% of a core) with 10 idle clients of 200 threads, on io_uring or on epoll. Exits
  * (failing) when funcmond did not start (the seccomp filter could not be installed, say),
  * or, asked for epoll, does not say it runs on epoll: a figure of a process that is not
  * there, or not on epoll, would be printed as if measured. */
@@ -305,7 +305,8 @@ static double
 idle_cpu_pct(const char *funcmond, const char *client, int refuse_uring, double *secs)
 {
     char *argv[] = {"funcmond", NULL};
-    char *cargv[] = {"e2e_client", "1", "0", "60000000", "0", NULL}; /* one call, sleeping a minute */
+    /* 200 threads each: one call each, sleeping a minute; every thread holds a slot. */
+    char *cargv[] = {"e2e_client", "200", "0", "60000000", "0", NULL};
     const char *env = getenv("BENCH_IDLE_SECONDS");
     int seconds = env != NULL && atoi(env) > 0 ? atoi(env) : 30;
     char listen[64], loop[16] = "";
@@ -349,7 +350,7 @@ static void
 bench_idle(const char *funcmond, const char *client)
 {
     double secs, pct = idle_cpu_pct(funcmond, client, 0, &secs);
-    printf("sidecar_idle_cpu_pct median=%.3f bar=0.5 ratio=%.2f (10 idle clients, %.0f s)\n", pct, pct / 0.5, secs);
+    printf("sidecar_idle_cpu_pct median=%.3f bar=0.5 ratio=%.2f (10 idle clients of 200 threads, %.0f s)\n", pct, pct / 0.5, secs);
     double epct = idle_cpu_pct(funcmond, client, 1, &secs);
     printf("sidecar_epoll_idle_cpu_pct median=%.3f io_uring=%.3f ratio=%.2f (the same, io_uring refused: the epoll loop)\n", epct,
            pct, pct > 0 ? epct / pct : 0);

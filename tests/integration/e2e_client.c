@@ -24,7 +24,9 @@
 static long threads, calls, sleep_us, fail_every;
 static const char *fn_name = "work", *fn_package = "e2e";
 static int stop; /* set by SIGTERM's handler, read by every thread: atomic */
-static uint64_t made[64], failed[64];
+#define MAX_THREADS 512
+
+static uint64_t made[MAX_THREADS], failed[MAX_THREADS];
 
 static long alloc_bytes; /* E2E_ALLOC_BYTES: allocated and freed inside each call of FN */
 
@@ -81,7 +83,7 @@ main(int argc, char **argv)
     fail_every = strtol(argv[4], NULL, 10);
     if (argc > 5)
         fn_name = argv[5];
-    if (threads < 1 || threads > 64)
+    if (threads < 1 || threads > MAX_THREADS)
         return 2;
     if (getenv("E2E_PACKAGE") != NULL)
         fn_package = getenv("E2E_PACKAGE");
@@ -90,7 +92,7 @@ main(int argc, char **argv)
     signal(SIGTERM, on_term);
     if (funcmon_init(NULL) != 0)
         return 3;
-    pthread_t th[64];
+    pthread_t th[MAX_THREADS];
     for (long t = 0; t < threads; t++)
         pthread_create(&th[t], NULL, run, (void *)(intptr_t)t);
     uint64_t total = 0, errors = 0;
