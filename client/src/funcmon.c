@@ -116,7 +116,7 @@ funcmon_options_from_env(struct funcmon_options *o, const char **bad)
             o->shm_prefix = v;
     }
     if ((v = getenv("FUNCMON_RING_RECORDS")) != NULL &&
-        parse_range(v, FUNCMON_RING_RECORDS_MIN, FUNCMON_RING_RECORDS_MAX, 1, &o->ring_records) != 0)
+        parse_range(v, FUNCMON_CHUNK_RECORDS_MIN, FUNCMON_CHUNK_RECORDS_MAX, 1, &o->ring_records) != 0)
         BAD("FUNCMON_RING_RECORDS");
     if ((v = getenv("FUNCMON_MAX_THREADS")) != NULL &&
         parse_range(v, FUNCMON_MAX_THREADS_MIN, FUNCMON_MAX_THREADS_MAX, 0, &o->max_threads) != 0)
@@ -153,7 +153,7 @@ merge_options(struct funcmon_options *eff, const struct funcmon_options *opts, c
     }
     if (opts->ring_records != 0) {
         uint32_t r = opts->ring_records;
-        if (r < FUNCMON_RING_RECORDS_MIN || r > FUNCMON_RING_RECORDS_MAX || (r & (r - 1)) != 0)
+        if (r < FUNCMON_CHUNK_RECORDS_MIN || r > FUNCMON_CHUNK_RECORDS_MAX || (r & (r - 1)) != 0)
             return *bad = "ring_records", -EINVAL;
         eff->ring_records = r;
     }

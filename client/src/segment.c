@@ -111,7 +111,8 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     char safe_service[FUNCMON_SERVICE_MAX + 1];
     uint64_t start_time = funcmon_process_start_time(0);
     int32_t pid = (int32_t)getpid();
-    uint64_t size = funcmon_segment_bytes(opts->ring_records, opts->max_threads, opts->max_sites);
+    uint32_t pool_chunks = opts->max_threads < FUNCMON_POOL_CHUNKS_MIN ? FUNCMON_POOL_CHUNKS_MIN : opts->max_threads;
+    uint64_t size = funcmon_segment_bytes(opts->ring_records, pool_chunks, opts->max_threads, opts->max_sites);
     void *map = MAP_FAILED;
     int fd, ret;
 
@@ -158,13 +159,16 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     hdr->record_size = sizeof(struct funcmon_record);
     hdr->site_size = sizeof(struct funcmon_site_entry);
     hdr->slot_size = sizeof(struct funcmon_thread_slot);
-    hdr->ring_records = opts->ring_records;
+    hdr->chunk_size = sizeof(struct funcmon_chunk);
+    hdr->chunk_records = opts->ring_records;
+    hdr->pool_chunks = pool_chunks;
     hdr->max_threads = opts->max_threads;
     hdr->max_sites = opts->max_sites;
     hdr->segment_size = size;
     hdr->sites_offset = FUNCMON_HEADER_SIZE;
     hdr->slots_offset = hdr->sites_offset + (uint64_t)opts->max_sites * sizeof(struct funcmon_site_entry);
-    hdr->rings_offset = hdr->slots_offset + (uint64_t)opts->max_threads * sizeof(struct funcmon_thread_slot);
+    hdr->chunks_offset = hdr->slots_offset + (uint64_t)opts->max_threads * sizeof(struct funcmon_thread_slot);
+    hdr->records_offset = hdr->chunks_offset + (uint64_t)pool_chunks * sizeof(struct funcmon_chunk);
     hdr->pid = pid;
     hdr->proc_start_time = start_time;
     hdr->created_real_ns = funcmon__real_ns();
@@ -172,7 +176,7 @@ funcmon__segment_create(struct funcmon__segment *seg, const struct funcmon_optio
     hdr->state = FUNCMON_STATE_LIVE;
     seg->sites = (struct funcmon_site_entry *)((char *)map + hdr->sites_offset);
     seg->slots = (struct funcmon_thread_slot *)((char *)map + hdr->slots_offset);
-    seg->rings = (struct funcmon_record *)((char *)map + hdr->rings_offset);
+    seg->rings = (struct funcmon_record *)((char *)map + hdr->records_offset);
     funcmon__clock_publish(hdr);
     funcmon__sites_mirror(seg);
     /* Last: a reader that sees the magic sees everything above. */

@@ -151,7 +151,7 @@ site_at(const struct funcmon_consumer *c, uint32_t i)
 static const struct funcmon_record *
 ring_at(const struct funcmon_consumer *c, uint32_t i)
 {
-    return (const struct funcmon_record *)(c->base + c->geo.rings_offset + (uint64_t)i * c->geo.ring_bytes);
+    return (const struct funcmon_record *)(c->base + c->geo.records_offset + (uint64_t)i * c->geo.chunk_bytes);
 }
 
 static uint64_t
@@ -227,7 +227,7 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
         c->rings[i].tail = tail;
         c->rings[i].generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
         c->rings[i].dropped_ns = started;
-        if (head - tail > c->geo.ring_records) {
+        if (head - tail > c->geo.chunk_records) {
             c->rings[i].bad = 1;
             c->bad_rings++;
         }
@@ -416,7 +416,7 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
 {
     struct funcmon_consumer_ring *ring = &c->rings[i];
     struct funcmon_thread_slot *slot = slot_at(c, i);
-    uint64_t mask = c->geo.ring_records - 1;
+    uint64_t mask = c->geo.chunk_records - 1;
     size_t delivered = 0;
 
     if (ring->bad)
@@ -425,7 +425,7 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
      * (funcmon__publish in funcmon.h, publish_span in client/src/thread.c). */
     uint64_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
     uint64_t avail = head - ring->tail;
-    if (avail > c->geo.ring_records) {
+    if (avail > c->geo.chunk_records) {
         ring->bad = 1;
         c->bad_rings++;
         return 0;

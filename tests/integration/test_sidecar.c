@@ -284,7 +284,7 @@ case_hostile(void)
 
     VARIANT(h->magic = 0x6e6f74206d616763ull, 1);            /* not funcmon */
     VARIANT(h->major = 77, 1);                               /* future major */
-    VARIANT(h->rings_offset = h->segment_size, 1);           /* rings past the end */
+    VARIANT(h->records_offset = h->segment_size, 1);           /* rings past the end */
     VARIANT(h->slots_offset = h->sites_offset, 1);           /* overlapping regions */
     VARIANT(h->max_threads = 0x7fffffff, 1);                 /* huge counts */
     VARIANT(memset(h->service, 'S', sizeof(h->service)), 1); /* unterminated service */
@@ -300,9 +300,9 @@ case_hostile(void)
     VARIANT(
         {
             struct funcmon_thread_slot *slot = (struct funcmon_thread_slot *)(m + h->slots_offset);
-            struct funcmon_record *r = (struct funcmon_record *)(m + h->rings_offset);
+            struct funcmon_record *r = (struct funcmon_record *)(m + h->records_offset);
             slot[0].tail = 0; /* replay the first ring: every record with a bad site id */
-            for (uint64_t p = 0; p < slot[0].head && p < h->ring_records; p++)
+            for (uint64_t p = 0; p < slot[0].head && p < h->chunk_records; p++)
                 r[p].site = 0xfffffff0u;
         },
         0);

@@ -175,7 +175,7 @@ funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p)
      * its acquire load of a ring's head pairs with the producer's release store of it
      * (client/include/funcmon.h), its release store of the tail with the producer's
      * acquire load (client/src/thread.c). */
-    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, p->c.geo.ring_records);
+    size_t n = funcmon_consumer_drain(&p->c, on_record, &x, p->c.geo.chunk_records);
     p->records += n;
     d->counters.records += n;
     d->counters.bad_records += p->c.bad_records - bad_before;
@@ -268,7 +268,7 @@ funcmond_ingest_inflight(struct funcmond *d)
 static int
 drain_busy(struct funcmond *d, struct funcmond_process *p)
 {
-    size_t eighth = p->c.geo.ring_records / 8, n = funcmond_ingest_drain(d, p);
+    size_t eighth = p->c.geo.chunk_records / 8, n = funcmond_ingest_drain(d, p);
     int earned = n >= eighth;
     for (int pass = 0; pass < 64 && n >= eighth; pass++)
         n = funcmond_ingest_drain(d, p);
