@@ -188,8 +188,10 @@ drain_spill_durations(struct funcmond *d, struct funcmond_process *p, uint32_t s
 
 /* Adds what the client's spill counters gained since we last looked. The seen values only
  * grow: a counter that goes back is a client's lie, and climbing back adds nothing. The
- * durations (four more cache lines a site) are read only when the calls grew, or now and
- * then while some of a site's calls still wait for their bucket. */
+ * durations (four more cache lines a site) are read only when the calls grew, now and then
+ * while some of a site's calls still wait for their bucket, and once more for every site
+ * that spilled when the client has ended (a duration it added just after a call we had
+ * counted is not left behind). */
 static void
 drain_spills(struct funcmond *d, struct funcmond_process *p)
 {
@@ -198,13 +200,14 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
     uint32_t count = __atomic_load_n(&p->c.hdr->site_count, __ATOMIC_ACQUIRE);
     if (count > p->c.geo.max_sites)
         count = p->c.geo.max_sites;
-    int pending_look = p->spill_looks++ % SPILL_PENDING_LOOK_EVERY == 0;
+    int pending_look = p->spill_looks++ % SPILL_PENDING_LOOK_EVERY == 0, last_look = p->state != FUNCMOND_PROC_LIVE;
     for (uint32_t site = 1; site < count; site++) {
         uint64_t calls, errors, client_errors;
         funcmon_consumer_spill(&p->c, site, &calls, &errors);
         funcmon_consumer_spill_client_errors(&p->c, site, &client_errors);
         const struct funcmond_spill_buckets_seen *seen = p->spill_buckets_seen[site];
-        int pending = pending_look && (seen != NULL ? seen->credited : 0) < p->spill_calls_seen[site];
+        int pending = (pending_look && (seen != NULL ? seen->credited : 0) < p->spill_calls_seen[site]) ||
+                      (last_look && p->spill_calls_seen[site] != 0);
         int calls_grew = calls > p->spill_calls_seen[site];
         if (!calls_grew && !pending && errors <= p->spill_errors_seen[site] && client_errors <= p->spill_client_errors_seen[site])
             continue;
