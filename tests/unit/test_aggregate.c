@@ -15,6 +15,7 @@
 #include "aggregate.h"
 #include "check.h"
 #include "publish.h"
+#include "unit_funcmond.h"
 
 #define N 200000
 
@@ -49,22 +50,6 @@ cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
-}
-
-/* A funcmond with settings `env` (NULL-terminated), an empty aggregate and views, started
- * long ago (rates over the full window). */
-static struct funcmond *
-new_funcmond(char *const *env)
-{
-    struct funcmond *d = calloc(1, sizeof(*d));
-    char err[256];
-    CHECK(d != NULL);
-    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
-    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
-    d->start_real_ns = 1;
-    CHECK_EQ(funcmond_view_init(d), 0);
-    funcmond_agg_tick(&d->agg, 1000000000000ull);
-    return d;
 }
 
 /* Relative error of `got` as the q-quantile of sorted[0..n): against the exact order
@@ -193,7 +178,7 @@ check_spill_fold(void)
     enum { RECORDED = 20000, SPILLED = 20000, PARTS = 4 };
     static uint64_t truth[RECORDED + SPILLED], entered[RECORDED + SPILLED];
     char *const env[] = {NULL};
-    struct funcmond *d = new_funcmond(env);
+    struct funcmond *d = unit_funcmond_new(env);
     uint32_t id = function_id(&d->agg, "svc", "pkg", "mixed");
     uint64_t sum = 0, errors = 0;
     for (size_t i = 0; i < RECORDED; i++) {
@@ -280,9 +265,7 @@ check_spill_fold(void)
     CHECK_EQ(d->agg.fns[one]->total_ns, UINT64_MAX);
 
     funcmond_view_reader_free(r);
-    funcmond_view_close(d);
-    funcmond_agg_free(&d->agg);
-    free(d);
+    unit_funcmond_free(d);
 }
 
 int
@@ -290,7 +273,7 @@ main(void)
 {
     static uint64_t a[N], b[N];
     char *const env[] = {"SIDECAR_MAX_FUNCTIONS=2", NULL};
-    struct funcmond *d = new_funcmond(env);
+    struct funcmond *d = unit_funcmond_new(env);
 
     uint32_t ln = function_id(&d->agg, "svc", "pkg", "lognormal");
     uint32_t bi = function_id(&d->agg, "svc", "pkg", "bimodal");
@@ -352,9 +335,7 @@ main(void)
     funcmond_view_end(r);
     funcmond_view_reader_free(r);
 
-    funcmond_view_close(d);
-    funcmond_agg_free(&d->agg);
-    free(d);
+    unit_funcmond_free(d);
     check_bounded();
     check_spill_fold();
     printf("test_aggregate: ok\n");

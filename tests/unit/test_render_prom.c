@@ -25,6 +25,7 @@
 #include "check.h"
 #include "render_prom.h"
 #include "publish.h"
+#include "unit_funcmond.h"
 
 #define MAX_LINES 8192
 
@@ -330,28 +331,8 @@ elapsed_ms(const struct timespec *a, const struct timespec *b)
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
-static struct funcmond *
-new_sidecar(void)
-{
-    struct funcmond *d = calloc(1, sizeof(*d));
-    char err[256];
-    char *const env[] = {NULL};
-    CHECK(d != NULL);
-    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
-    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
-    d->start_real_ns = 1;
-    CHECK_EQ(funcmond_view_init(d), 0);
-    funcmond_agg_tick(&d->agg, 1000000000000ull);
-    return d;
-}
-
-static void
-free_sidecar(struct funcmond *d)
-{
-    funcmond_view_close(d);
-    funcmond_agg_free(&d->agg);
-    free(d);
-}
+/* The default settings. */
+static char *const no_settings[] = {NULL};
 
 /* Names that need care, their package "odd" in service "svc"; `shown` is the label value
  * expected on the page (NULL: the name itself). */
@@ -377,7 +358,7 @@ static const struct {
 int
 main(void)
 {
-    struct funcmond *d = new_sidecar();
+    struct funcmond *d = unit_funcmond_new(no_settings);
     struct funcmond_aggregate *agg = &d->agg;
     size_t len;
 
@@ -659,10 +640,10 @@ main(void)
 
     funcmond_view_end(rd);
     funcmond_view_reader_free(rd);
-    free_sidecar(d);
+    unit_funcmond_free(d);
 
     /* (d) 1,000 functions */
-    d = new_sidecar();
+    d = unit_funcmond_new(no_settings);
     for (int i = 0; i < 1000; i++) {
         char name[64];
         snprintf(name, sizeof(name), "handler_%04d", i);
@@ -688,7 +669,7 @@ main(void)
     }
     funcmond_view_end(rd);
     funcmond_view_reader_free(rd);
-    free_sidecar(d);
+    unit_funcmond_free(d);
     printf("test_render_prom: 1,000 functions rendered in %.2f ms (best of 5, %zu bytes)\n", best, big_len);
 
     /* (b) promtool */
