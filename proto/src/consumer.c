@@ -381,6 +381,19 @@ funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t 
     return 0;
 }
 
+int
+funcmon_consumer_spill_durations(const struct funcmon_consumer *c, uint32_t id, uint64_t *ticks,
+                                 uint32_t hist[FUNCMON_SPILL_BUCKETS])
+{
+    if (id >= c->geo.max_sites)
+        return -EINVAL;
+    const struct funcmon_site_entry *s = site_at(c, id);
+    *ticks = __atomic_load_n(&s->spill_ticks, __ATOMIC_RELAXED);
+    for (uint32_t b = 0; b < FUNCMON_SPILL_BUCKETS; b++)
+        hist[b] = __atomic_load_n(&s->spill_hist[b], __ATOMIC_RELAXED);
+    return 0;
+}
+
 static int
 record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
 {

@@ -159,17 +159,35 @@ spawn(const char *program, char *const argv[], const char *const *env, int *out_
     return pid;
 }
 
+/* Reads what a child writes until it closes fd (at most 127 bytes) into buf. */
+static void
+read_all(int fd, char buf[128])
+{
+    size_t len = 0;
+    ssize_t n;
+    while (len < 127 && (n = read(fd, buf + len, 127 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fd);
+}
+
 void
 read_done(int fd, unsigned long long *calls, unsigned long long *errors)
 {
     char buf[128];
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fd);
+    read_all(fd, buf);
     if (sscanf(buf, "done %llu %llu", calls, errors) != 2) {
+        fprintf(stderr, "client said: '%s'\n", buf);
+        CHECK(0);
+    }
+}
+
+void
+read_done_timed(int fd, unsigned long long *calls, unsigned long long *errors, unsigned long long *ns)
+{
+    char buf[128];
+    read_all(fd, buf);
+    if (sscanf(buf, "done %llu %llu %llu", calls, errors, ns) != 3) {
         fprintf(stderr, "client said: '%s'\n", buf);
         CHECK(0);
     }

@@ -38,6 +38,8 @@ pid_t spawn(const char *program, char *const argv[], const char *const *env, int
 
 /* Reads a child's "done CALLS ERRORS" line. */
 void read_done(int fd, unsigned long long *calls, unsigned long long *errors);
+/* Reads a child's "done CALLS ERRORS NS" line (e2e_client with E2E_TIME_CALLS=1). */
+void read_done_timed(int fd, unsigned long long *calls, unsigned long long *errors, unsigned long long *ns);
 
 /* Waits for pid and checks it exited with status 0. */
 void wait_ok(pid_t pid);

@@ -108,6 +108,7 @@ check_same(const struct funcmond *a, const struct funcmond *b)
         FUZZ_ASSERT(f->overflow == g->overflow);
         FUZZ_ASSERT(f->calls == g->calls && f->errors == g->errors && f->cancelled == g->cancelled);
         FUZZ_ASSERT(f->deadline_exceeded == g->deadline_exceeded && f->client_errors == g->client_errors);
+        FUZZ_ASSERT(f->dropped == g->dropped);
         FUZZ_ASSERT(f->total_ns == g->total_ns && f->min_ns == g->min_ns && f->max_ns == g->max_ns);
         FUZZ_ASSERT(f->total_bytes == g->total_bytes && f->max_bytes == g->max_bytes && f->freed_bytes == g->freed_bytes);
         FUZZ_ASSERT(f->last_real_ns == g->last_real_ns);
@@ -209,7 +210,7 @@ seed_with_segments(size_t *size)
         for (int k = 0; k < 4; k++)
             msgpack_pack_uint64(&pk, (uint64_t)k * 1000);
         pack_str(&pk, "spill");
-        msgpack_pack_array(&pk, 2);
+        msgpack_pack_array(&pk, 3);
         for (int k = 0; k < 2; k++) {
             msgpack_pack_array(&pk, 3 + (uint32_t)(k == 0)); /* older files have three fields */
             msgpack_pack_uint64(&pk, 2 + (uint64_t)k);
@@ -218,6 +219,19 @@ seed_with_segments(size_t *size)
             if (k == 0)
                 msgpack_pack_uint64(&pk, 1);
         }
+        /* and newer ones seven: client errors, ticks, calls with a bucket, the buckets */
+        unsigned char buckets[4 * FUNCMON_SPILL_BUCKETS] = {0};
+        buckets[4 * 20] = 40;
+        buckets[4 * 21 + 3] = 0xff; /* a counter past 2^31: they wrap */
+        msgpack_pack_array(&pk, 7);
+        msgpack_pack_uint64(&pk, 4);
+        msgpack_pack_uint64(&pk, 60);
+        msgpack_pack_uint64(&pk, 6);
+        msgpack_pack_uint64(&pk, 2);
+        msgpack_pack_uint64(&pk, 123456789);
+        msgpack_pack_uint64(&pk, 40);
+        msgpack_pack_bin(&pk, sizeof(buckets));
+        msgpack_pack_bin_body(&pk, buckets, sizeof(buckets));
     }
     *size = buf.size;
     return (uint8_t *)msgpack_sbuffer_release(&buf);
@@ -240,6 +254,9 @@ seed_written(uint32_t n, uint32_t services, size_t *size)
             funcmond_agg_record(&d->agg, id, 1000 + k * 777777 * (i + 1), k == 1 ? FUNCMON_RECORD_ERROR : FUNCMON_RECORD_ALLOC,
                                 4096 * k, 1024 * k, 1764547200000000000ull + k);
         funcmond_agg_spill(&d->agg, id, i, i / 2, i / 3);
+        uint32_t buckets[FUNCMON_SPILL_BUCKETS] = {0};
+        buckets[i % FUNCMON_SPILL_BUCKETS] = i;
+        funcmond_agg_spill_durations(&d->agg, id, (uint64_t)i * 3000000, buckets);
     }
     d->counters.records = 1000 + n;
     d->counters.lost = n / 2;

@@ -9,6 +9,8 @@
  * CALLS = 0: calls until SIGTERM (one call every SLEEP_US), then prints the same line.
  * E2E_ALLOC_BYTES=N: each call of FN also allocates and frees N bytes.
  * E2E_PACKAGE=P: FN's package is P instead of "e2e".
+ * E2E_TIME_CALLS=1: each call of FN is also timed from outside (CLOCK_MONOTONIC), and the
+ *   line ends with their total in nanoseconds: "done <calls> <errors> <ns>".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,7 +28,8 @@ static const char *fn_name = "work", *fn_package = "e2e";
 static int stop; /* set by SIGTERM's handler, read by every thread: atomic */
 #define MAX_THREADS 512
 
-static uint64_t made[MAX_THREADS], failed[MAX_THREADS];
+static uint64_t made[MAX_THREADS], failed[MAX_THREADS], timed_ns[MAX_THREADS];
+static int time_calls; /* E2E_TIME_CALLS */
 
 static long alloc_bytes; /* E2E_ALLOC_BYTES: allocated and freed inside each call of FN */
 
@@ -57,7 +60,14 @@ run(void *arg)
 {
     long t = (long)(intptr_t)arg;
     for (long i = 0; calls == 0 ? !__atomic_load_n(&stop, __ATOMIC_RELAXED) : i < calls; i++) {
+        struct timespec t0, t1;
+        if (time_calls)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
         failed[t] += funcmon_profile(fn_name, fn_package, work, (void *)(intptr_t)i) != 0;
+        if (time_calls) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            timed_ns[t] += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec));
+        }
         made[t]++;
         if (calls != 0)
             funcmon_profile("fast", "e2e", fast, NULL);
@@ -87,6 +97,7 @@ main(int argc, char **argv)
         return 2;
     if (getenv("E2E_PACKAGE") != NULL)
         fn_package = getenv("E2E_PACKAGE");
+    time_calls = getenv("E2E_TIME_CALLS") != NULL && atoi(getenv("E2E_TIME_CALLS")) != 0;
     if (getenv("E2E_ALLOC_BYTES") != NULL)
         alloc_bytes = strtol(getenv("E2E_ALLOC_BYTES"), NULL, 10);
     signal(SIGTERM, on_term);
@@ -95,13 +106,17 @@ main(int argc, char **argv)
     pthread_t th[MAX_THREADS];
     for (long t = 0; t < threads; t++)
         pthread_create(&th[t], NULL, run, (void *)(intptr_t)t);
-    uint64_t total = 0, errors = 0;
+    uint64_t total = 0, errors = 0, ns = 0;
     for (long t = 0; t < threads; t++) {
         pthread_join(th[t], NULL);
         total += made[t];
         errors += failed[t];
+        ns += timed_ns[t];
     }
-    printf("done %llu %llu\n", (unsigned long long)total, (unsigned long long)errors);
+    if (time_calls)
+        printf("done %llu %llu %llu\n", (unsigned long long)total, (unsigned long long)errors, (unsigned long long)ns);
+    else
+        printf("done %llu %llu\n", (unsigned long long)total, (unsigned long long)errors);
     fflush(stdout);
     funcmon_shutdown();
     return 0;

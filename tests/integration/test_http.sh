@@ -63,6 +63,9 @@ get "/debug/profiles/work?service=svc" > "$dir/p.json"
 expect_status 200 "profile"
 jq -e '.name == "work" and .package == "e2e" and .service == "svc" and .call_count == 100 and .error_count == 20' "$dir/p.json" >/dev/null ||
     fail "profile counts: $(cat "$dir/p.json")"
+# Nothing was dropped, and dropped_count says so, where DESIGN puts it: after error_rate_1m.
+jq -e '.dropped_count == 0 and ([keys_unsorted[]] | index("dropped_count")) == ([keys_unsorted[]] | index("error_rate_1m")) + 1' \
+    "$dir/p.json" >/dev/null || fail "dropped_count: $(cat "$dir/p.json")"
 jq -e '.min_duration_ns >= 2000000 and .avg_duration_ns >= 2000000 and .p50_duration_ns >= 1980000 and .max_duration_ns < 1000000000' \
     "$dir/p.json" >/dev/null || fail "profile durations: $(cat "$dir/p.json")"
 jq -e '(.avg_duration | test("^[0-9.]+(ns|µs|ms|s)$")) and (.total_duration | test("^([0-9]+h)?([0-9]+m)?[0-9.]+(ns|µs|ms|s)$"))' \
@@ -180,6 +183,7 @@ grep -q '^function_calls_total{service="svc",package="e2e",function="work"} 100$
 grep -q '^function_duration_seconds_count{service="svc",package="e2e",function="work"} 100$' "$dir/metrics.txt" ||
     fail "histogram count in metrics"
 grep -q '^function_errors_total{service="svc",package="e2e",function="work"} 20$' "$dir/metrics.txt" || fail "errors in metrics"
+grep -q '^function_dropped_total{service="svc",package="e2e",function="work"} 0$' "$dir/metrics.txt" || fail "dropped in metrics"
 
 # pprof: the index, a heap profile, and a CPU profile (503 where perf events are refused).
 get "/debug/pprof/" | jq -e '.count == 2' >/dev/null || fail "pprof index: $(cat "$dir/body")"

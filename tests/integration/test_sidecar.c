@@ -46,7 +46,14 @@
  *             are not counted again, nor as lost;
  *   carry     with a state file, a live client whose segment waits for room during a
  *             whole run (the guard table lowered to 1): the state file of that run still
- *             holds what was counted from it, so the next run counts none of it as lost.
+ *             holds what was counted from it, so the next run counts none of it as lost;
+ *   spilltime a client's spilled durations (ticks and coarse buckets) written into its
+ *             segment: counted as dropped, the total exact, quantiles within 20.5%, a
+ *             bucket ahead of its call or behind it credited once, bucket counters that
+ *             wrap past 2^32, and a restart with a state file counting nothing twice;
+ *   spillclient threads beyond FUNCMON_MAX_THREADS make calls that leave no record: each
+ *             is in dropped_count, and the total duration is within 1% of what the
+ *             client timed from outside (skipped while the client does not time them).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1191,6 +1198,40 @@ spiller(int ids, int quit)
     _exit(0);
 }
 
+/* Forks a spiller (before the sidecar's threads exist, so the child is a plain process):
+ * its pid in *c, its sites ("spilled", "marker") in id[], the pipe that stops it at end of
+ * file in *quit_out. Returns its segment, mapped (*len bytes). */
+static unsigned char *
+start_spiller(pid_t *c, uint32_t id[2], int *quit_out, size_t *len)
+{
+    int ids[2], quit[2];
+    CHECK_EQ(pipe(ids), 0);
+    CHECK_EQ(pipe(quit), 0);
+    *c = fork();
+    CHECK_GE(*c, 0);
+    if (*c == 0) {
+        close(quit[1]);
+        spiller(ids[1], quit[0]);
+    }
+    close(quit[0]);
+    CHECK_EQ(read(ids[0], id, 2 * sizeof(id[0])), (ssize_t)(2 * sizeof(id[0])));
+    close(ids[0]);
+    close(ids[1]);
+    CHECK(id[0] >= 2 && id[1] >= 2 && id[0] != id[1]);
+    char path[300];
+    snprintf(path, sizeof(path), "/dev/shm/%s.spiller.%d", prefix, (int)*c);
+    int fd = open(path, O_RDWR);
+    CHECK_GE(fd, 0);
+    struct stat st;
+    CHECK_EQ(fstat(fd, &st), 0);
+    unsigned char *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(map != MAP_FAILED);
+    close(fd);
+    *quit_out = quit[1];
+    *len = (size_t)st.st_size;
+    return map;
+}
+
 /* Waits until the sidecar has looked at the spill counters since they last changed: the
  * marker site's calls, bumped after them, reach `marker`. */
 static void
@@ -1221,31 +1262,13 @@ static int
 case_spills(void)
 {
     struct sidecar s;
-    int ids[2], quit[2];
+    int quit;
     uint32_t id[2];
     uint64_t marker = 0;
+    pid_t c;
+    size_t len;
 
-    /* Forked before the sidecar's threads exist, so the child is a plain process. */
-    CHECK_EQ(pipe(ids), 0);
-    CHECK_EQ(pipe(quit), 0);
-    pid_t c = fork();
-    CHECK_GE(c, 0);
-    if (c == 0) {
-        close(quit[1]);
-        spiller(ids[1], quit[0]);
-    }
-    close(quit[0]);
-    CHECK_EQ(read(ids[0], id, sizeof(id)), (ssize_t)sizeof(id));
-    CHECK(id[0] >= 2 && id[1] >= 2 && id[0] != id[1]);
-    char path[300];
-    snprintf(path, sizeof(path), "/dev/shm/%s.spiller.%d", prefix, (int)c);
-    int fd = open(path, O_RDWR);
-    CHECK_GE(fd, 0);
-    struct stat st;
-    CHECK_EQ(fstat(fd, &st), 0);
-    unsigned char *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    CHECK(map != MAP_FAILED);
-    close(fd);
+    unsigned char *map = start_spiller(&c, id, &quit, &len);
     struct funcmon_site_entry *sites = (struct funcmon_site_entry *)(map + ((struct funcmon_shm_header *)map)->sites_offset);
     struct funcmon_site_entry *sp = &sites[id[0]], *mk = &sites[id[1]];
 
@@ -1284,15 +1307,13 @@ case_spills(void)
     /* The client's end: its last counts are all there after its shutdown. */
     __atomic_fetch_add(&sp->spill_calls, 1, __ATOMIC_SEQ_CST);
     __atomic_fetch_add(&sp->spill_errors, 1, __ATOMIC_SEQ_CST);
-    munmap(map, (size_t)st.st_size);
-    close(quit[1]);
+    munmap(map, len);
+    close(quit);
     int status;
     CHECK_EQ(waitpid(c, &status, 0), c);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     spills_expect(&s, 16, 7, 3);
     sidecar_stop(&s);
-    close(ids[0]);
-    close(ids[1]);
     printf("test_sidecar spills: every spilled error counted with its call\n");
     return 0;
 }
@@ -1304,6 +1325,206 @@ state_file(char *dir, char *path, size_t size, char *env_out, size_t env_size)
     CHECK(mkdtemp(dir) != NULL);
     snprintf(path, size, "%s/state.msgpack", dir);
     snprintf(env_out, env_size, "SIDECAR_STATE_FILE=%s", path);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nanoseconds of `ticks` through the calibration in the segment's header. */
+static uint64_t
+header_ns(const struct funcmon_shm_header *h, uint64_t ticks)
+{
+    uint64_t mult = __atomic_load_n(&h->tick_mult, __ATOMIC_ACQUIRE);
+    uint32_t shift = __atomic_load_n(&h->tick_shift, __ATOMIC_ACQUIRE);
+    return (uint64_t)(((unsigned __int128)ticks * mult) >> shift);
+}
+
+/* Waits up to 2 s for the figures of "spilled" to reach (calls, records); returns the last
+ * ones seen in *f. */
+static void
+spilltime_expect(struct sidecar *s, uint64_t calls, uint64_t records, struct funcmond_fn_view *f)
+{
+    for (int i = 0; i < 200; i++) {
+        if (sidecar_function(s, "spiller", "e2e", "spilled", f) == 0 && f->calls == calls && f->records == records)
+            return;
+        usleep(10000);
+    }
+    fprintf(stderr, "spilled: calls %llu records %llu; expected %llu %llu\n", (unsigned long long)f->calls,
+            (unsigned long long)f->records, (unsigned long long)calls, (unsigned long long)records);
+    CHECK(0);
+}
+
+/* The total within a part in 10^4 of the ticks converted (the client refines its
+ * calibration in its first moments, and funcmond reads it once a second). */
+static void
+spilltime_total(const struct funcmond_fn_view *f, uint64_t expected_ns)
+{
+    uint64_t diff = f->total_ns > expected_ns ? f->total_ns - expected_ns : expected_ns - f->total_ns;
+    if (diff > expected_ns / 10000 + 10)
+        fprintf(stderr, "spilled: total %llu ns, expected %llu\n", (unsigned long long)f->total_ns,
+                (unsigned long long)expected_ns);
+    CHECK_LE(diff, expected_ns / 10000 + 10);
+}
+
+static int
+case_spilltime(void)
+{
+    enum { N = 1000 };
+    static uint64_t truth[N];
+    struct sidecar s;
+    struct funcmond_fn_view f;
+    int quit;
+    uint32_t id[2];
+    uint64_t marker = 0, rng = 0x2545f4914f6cdd1dull;
+    pid_t c;
+    size_t len;
+    char dir[] = "/tmp/funcmond-spilltime-XXXXXX", state[300], state_env[320];
+    state_file(dir, state, sizeof(state), state_env, sizeof(state_env));
+    const char *env[] = {state_env, NULL};
+
+    unsigned char *map = start_spiller(&c, id, &quit, &len);
+    const struct funcmon_shm_header *h = (const struct funcmon_shm_header *)map;
+    struct funcmon_site_entry *sites = (struct funcmon_site_entry *)(map + h->sites_offset);
+    struct funcmon_site_entry *sp = &sites[id[0]], *mk = &sites[id[1]];
+    sidecar_start(&s, env);
+
+    /* N calls spilled, as the client counts them: durations in ticks, each call's bucket by
+     * its duration in ns; the calls last. About 50 us to 50 ms. */
+    uint64_t ticks = 0, per_tick_ns = header_ns(h, 1ull << 20);
+    CHECK_GT(per_tick_ns, 0);
+    for (int i = 0; i < N; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        uint64_t want_ns = 50000ull << (rng % 11), t = (want_ns << 20) / per_tick_ns + rng % 1000;
+        truth[i] = header_ns(h, t);
+        ticks += t;
+        __atomic_fetch_add(&sp->spill_ticks, t, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&sp->spill_hist[funcmon_spill_bucket(truth[i])], 1, __ATOMIC_SEQ_CST);
+    }
+    __atomic_fetch_add(&sp->spill_calls, N, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, N, N, &f);
+    CHECK_EQ(f.dropped, N);
+    spilltime_total(&f, header_ns(h, ticks));
+    CHECK_EQ(f.avg_ns, f.total_ns / N);
+    qsort(truth, N, sizeof(truth[0]), cmp_u64);
+    CHECK_LE(f.min_ns, truth[0]);
+    CHECK_GE(f.max_ns, truth[N - 1]);
+    const int ranks[] = {N / 2, N * 9 / 10, N * 99 / 100, N * 999 / 1000}; /* ceil(q * N) */
+    const uint64_t got[] = {f.p50_ns, f.p90_ns, f.p99_ns, f.p999_ns};
+    for (int k = 0; k < 4; k++) {
+        uint64_t exact = truth[ranks[k] - 1], diff = got[k] > exact ? got[k] - exact : exact - got[k];
+        fprintf(stderr, "spilltime: rank %d: %llu ns, exact %llu\n", ranks[k], (unsigned long long)got[k],
+                (unsigned long long)exact);
+        CHECK_LE(diff, exact * 205 / 1000);
+    }
+
+    /* A call counted before its bucket: counted, its bucket credited once it comes. */
+    uint32_t b = funcmon_spill_bucket(1000000);
+    __atomic_fetch_add(&sp->spill_calls, 2, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, N + 2, N, &f);
+    __atomic_fetch_add(&sp->spill_hist[b], 2, __ATOMIC_SEQ_CST);
+    spilltime_expect(&s, N + 2, N + 2, &f);
+    /* A bucket ahead of its call waits for it. */
+    __atomic_fetch_add(&sp->spill_hist[b], 3, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, N + 2, N + 2, &f);
+    __atomic_fetch_add(&sp->spill_calls, 3, __ATOMIC_SEQ_CST);
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, N + 5, N + 5, &f);
+
+    /* A bucket counter that wraps past 2^32: its gains taken modulo 2^32. */
+    uint64_t calls = N + 5;
+    uint32_t start = __atomic_fetch_add(&sp->spill_hist[b], 0xfffffff0u, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_calls, 0xfffffff0u, __ATOMIC_SEQ_CST);
+    calls += 0xfffffff0u;
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, calls, calls, &f);
+    __atomic_fetch_add(&sp->spill_hist[b], 0x20, __ATOMIC_SEQ_CST);
+    /* 2^32 + 16 added in all: the counter went round once */
+    CHECK_EQ(__atomic_load_n(&sp->spill_hist[b], __ATOMIC_SEQ_CST), (uint32_t)(start + 0x10));
+    __atomic_fetch_add(&sp->spill_calls, 0x20, __ATOMIC_SEQ_CST);
+    calls += 0x20;
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, calls, calls, &f);
+    CHECK_EQ(f.dropped, calls);
+
+    /* A restart: the state file says what was counted; what came while funcmond was away
+     * is counted once. */
+    sidecar_stop(&s);
+    uint64_t t5 = 12345678;
+    __atomic_fetch_add(&sp->spill_ticks, t5, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_hist[funcmon_spill_bucket(header_ns(h, t5))], 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&sp->spill_calls, 1, __ATOMIC_SEQ_CST);
+    ticks += t5;
+    calls += 1;
+    sidecar_start(&s, env);
+    spilltime_expect(&s, calls, calls, &f);
+    spills_seen(&s, mk, &marker);
+    spilltime_expect(&s, calls, calls, &f);
+    CHECK_EQ(f.dropped, calls);
+    spilltime_total(&f, header_ns(h, ticks));
+
+    munmap(map, len);
+    close(quit);
+    wait_ok(c);
+    sidecar_stop(&s);
+    unlink(state);
+    rmdir(dir);
+    printf("test_sidecar spilltime: %llu spilled calls, totals exact, quantiles within 20.5%%\n", (unsigned long long)calls);
+    return 0;
+}
+
+static int
+case_spillclient(void)
+{
+    struct sidecar s;
+    struct funcmond_fn_view f;
+    unsigned long long calls, errors, timed_ns;
+    int out;
+
+    sidecar_start(&s, NULL);
+    /* One thread slot for three threads: two of them make calls that leave no record. */
+    char *argv[] = {"e2e_client", "3", "100", "2000", "4", NULL};
+    const char *env[] = {
+        "FUNCMON_SHM_PREFIX", prefix, "FUNCMON_SERVICE", "spillclient", "FUNCMON_MAX_THREADS", "1", "E2E_TIME_CALLS", "1", NULL};
+    pid_t c = spawn(E2E_CLIENT, argv, env, &out);
+    read_done_timed(out, &calls, &errors, &timed_ns);
+    wait_ok(c);
+    CHECK_EQ(calls, 300);
+    CHECK_EQ(sidecar_wait_calls(&s, "spillclient", "e2e", "work", calls, 10), 0);
+    /* Every call with a duration, once the last buckets are read. */
+    for (int i = 0; i < 200; i++) {
+        CHECK_EQ(sidecar_function(&s, "spillclient", "e2e", "work", &f), 0);
+        if (f.records == f.calls)
+            break;
+        usleep(10000);
+    }
+    fprintf(stderr, "spillclient: %llu calls, %llu dropped, %llu with a duration; %llu ns in all, the client timed %llu\n",
+            (unsigned long long)f.calls, (unsigned long long)f.dropped, (unsigned long long)f.records,
+            (unsigned long long)f.total_ns, timed_ns);
+    CHECK_EQ(f.errors, errors);
+    CHECK_GT(f.dropped, 0);
+    CHECK_LE(f.dropped, calls);
+    if (f.records < f.calls) {
+        sidecar_stop(&s);
+        SKIP("the client does not time the calls it spills yet: %llu of %llu calls without a duration",
+             (unsigned long long)(f.calls - f.records), (unsigned long long)f.calls);
+    }
+    CHECK_EQ(f.records, calls);
+    /* The client's timing from outside includes funcmon's own cost: a little more (and the
+     * two clocks may disagree by a part in a thousand). */
+    CHECK_LE(f.total_ns, timed_ns + timed_ns / 1000);
+    CHECK_GE(f.total_ns, timed_ns - timed_ns / 100);
+    CHECK_GE(f.p50_ns, 2000000 * 80 / 100);
+    sidecar_stop(&s);
+    printf("test_sidecar spillclient: %llu of %llu calls dropped, total duration within 1%%\n", (unsigned long long)f.dropped,
+           calls);
+    return 0;
 }
 
 static int
@@ -1456,5 +1677,9 @@ main(int argc, char **argv)
         return case_reattach();
     if (strcmp(argv[1], "carry") == 0)
         return case_carry();
+    if (strcmp(argv[1], "spilltime") == 0)
+        return case_spilltime();
+    if (strcmp(argv[1], "spillclient") == 0)
+        return case_spillclient();
     return 2;
 }

@@ -4,7 +4,8 @@
  * ones on log-normal and bimodal samples, exact counts, sums and extremes, window rates,
  * the overflow entry past MAX_FUNCTIONS, and that entries stay bounded by MAX_FUNCTIONS
  * however many services create functions, with room left for a quiet service that comes
- * late.
+ * late; and spilled calls folded in by their total and coarse buckets (quantile bound,
+ * exact totals, extremes that bracket them).
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -14,6 +15,7 @@
 #include "aggregate.h"
 #include "check.h"
 #include "publish.h"
+#include "unit_funcmond.h"
 
 #define N 200000
 
@@ -50,6 +52,27 @@ cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Relative error of `got` as the q-quantile of sorted[0..n): against the exact order
+ * statistic of rank ceil(q * n). */
+static double
+quantile_error(uint64_t got, const uint64_t *sorted, size_t n, double q)
+{
+    double exact = (double)sorted[(size_t)ceil(q * (double)n) - 1];
+    return fabs((double)got - exact) / exact;
+}
+
+/* Prometheus buckets: value <= bound, counted exactly. */
+static void
+check_prom_buckets(const struct funcmond_view *v, const struct funcmond_fn_view *f, const uint64_t *values, size_t n)
+{
+    for (uint32_t b = 0; b < v->n_dur_bounds; b++) {
+        uint64_t bound = (uint64_t)llround(v->dur_bounds_s[b] * 1e9), brute = 0;
+        for (size_t i = 0; i < n; i++)
+            brute += values[i] <= bound;
+        CHECK_EQ(f->dur_cum[b], brute);
+    }
+}
+
 static void
 check_function(struct funcmond *d, uint32_t id, uint64_t *samples, size_t n, uint64_t errors)
 {
@@ -68,21 +91,14 @@ check_function(struct funcmond *d, uint32_t id, uint64_t *samples, size_t n, uin
     CHECK_EQ(f->total_ns, sum);
     CHECK_EQ(f->min_ns, samples[0]);
     CHECK_EQ(f->max_ns, samples[n - 1]);
-    /* Prometheus buckets: value <= bound, counted exactly. */
-    for (uint32_t b = 0; b < v->n_dur_bounds; b++) {
-        uint64_t bound = (uint64_t)llround(v->dur_bounds_s[b] * 1e9), brute = 0;
-        for (size_t i = 0; i < n; i++)
-            brute += samples[i] <= bound;
-        CHECK_EQ(f->dur_cum[b], brute);
-    }
+    check_prom_buckets(v, f, samples, n);
     /* Quantiles within 1% of the exact order statistic. */
     const double qs[] = {0.5, 0.9, 0.99, 0.999};
     const uint64_t got[] = {f->p50_ns, f->p90_ns, f->p99_ns, f->p999_ns};
     for (int k = 0; k < 4; k++) {
-        size_t rank = (size_t)ceil(qs[k] * (double)n);
-        double exact = (double)samples[rank - 1], err = fabs((double)got[k] - exact) / exact;
+        double err = quantile_error(got[k], samples, n, qs[k]);
         if (err > 0.01)
-            fprintf(stderr, "q%.3f: %llu vs exact %.0f (%.3f%%)\n", qs[k], (unsigned long long)got[k], exact, err * 100);
+            fprintf(stderr, "q%.3f: %llu, %.3f%% off\n", qs[k], (unsigned long long)got[k], err * 100);
         CHECK(err <= 0.01);
     }
     /* Every call is inside the current window slot: the 1-minute figures see them all. */
@@ -151,20 +167,113 @@ check_bounded(void)
     funcmond_agg_free(&agg);
 }
 
+/* A function whose calls are half recorded, half spilled (their durations known only as a
+ * total and coarse buckets, folded in four parts): counts, total and average exact, the
+ * dropped count, quantiles within 1% of those of the calls as entered (a spilled call at
+ * its bucket's value) and so within 20.5% of the true ones, extremes that bracket every
+ * call, and Prometheus buckets exact for what was entered. */
+static void
+check_spill_fold(void)
+{
+    enum { RECORDED = 20000, SPILLED = 20000, PARTS = 4 };
+    static uint64_t truth[RECORDED + SPILLED], entered[RECORDED + SPILLED];
+    char *const env[] = {NULL};
+    struct funcmond *d = unit_funcmond_new(env);
+    uint32_t id = function_id(&d->agg, "svc", "pkg", "mixed");
+    uint64_t sum = 0, errors = 0;
+    for (size_t i = 0; i < RECORDED; i++) {
+        truth[i] = entered[i] = (uint64_t)llround(exp(log(2e6) + normal()));
+        errors += i % 7 == 0;
+        funcmond_agg_record(&d->agg, id, truth[i], i % 7 == 0 ? FUNCMON_RECORD_ERROR : 0, 0, 0, 1);
+        sum += truth[i];
+    }
+    for (int part = 0; part < PARTS; part++) {
+        uint32_t per_bucket[FUNCMON_SPILL_BUCKETS] = {0};
+        uint64_t part_ns = 0, part_errors = 0;
+        for (size_t i = RECORDED + (size_t)part * SPILLED / PARTS; i < RECORDED + (size_t)(part + 1) * SPILLED / PARTS; i++) {
+            truth[i] = (uint64_t)llround(exp(log(5e6) + 1.5 * normal()));
+            uint32_t b = funcmon_spill_bucket(truth[i]);
+            entered[i] = funcmon_spill_bucket_value(b);
+            per_bucket[b]++;
+            part_ns += truth[i];
+            part_errors += i % 5 == 0;
+        }
+        funcmond_agg_spill(&d->agg, id, SPILLED / PARTS, part_errors, 0);
+        funcmond_agg_spill_durations(&d->agg, id, part_ns, per_bucket);
+        sum += part_ns;
+        errors += part_errors;
+    }
+    /* A fold with nothing in it changes nothing. */
+    uint32_t none[FUNCMON_SPILL_BUCKETS] = {0};
+    funcmond_agg_spill_durations(&d->agg, id, 0, none);
+
+    struct funcmond_reader *r = funcmond_view_reader(d->views);
+    funcmond_view_maybe_publish(d, 0, 1);
+    const struct funcmond_view *v = funcmond_view_begin(r);
+    const struct funcmond_fn_view *f = &v->fns[id];
+    const size_t n = RECORDED + SPILLED;
+    CHECK_EQ(f->calls, n);
+    CHECK_EQ(f->dropped, SPILLED);
+    CHECK_EQ(f->records, n);
+    CHECK_EQ(f->errors, errors);
+    CHECK_EQ(f->total_ns, sum);
+    CHECK_EQ(f->avg_ns, sum / n);
+    qsort(truth, n, sizeof(*truth), cmp_u64);
+    CHECK_LE(f->min_ns, truth[0]);
+    CHECK_GE(f->max_ns, truth[n - 1]);
+    check_prom_buckets(v, f, entered, n);
+    qsort(entered, n, sizeof(*entered), cmp_u64);
+    const double qs[] = {0.5, 0.9, 0.99, 0.999};
+    const uint64_t got[] = {f->p50_ns, f->p90_ns, f->p99_ns, f->p999_ns};
+    for (int k = 0; k < 4; k++) {
+        double err_entered = quantile_error(got[k], entered, n, qs[k]), err_true = quantile_error(got[k], truth, n, qs[k]);
+        printf("spill fold q%.3f: %llu, %.2f%% off the true one\n", qs[k], (unsigned long long)got[k], err_true * 100);
+        CHECK(err_entered <= 0.01);
+        CHECK(err_true <= 0.205);
+    }
+    CHECK(fabs(f->error_rate_1m - (double)errors / (double)n) < 1e-9);
+    funcmond_view_end(r);
+
+    /* One spilled call: its extremes are its bucket's lower bound and, below the bucket's
+     * upper bound, the fold's total: here its exact duration. */
+    uint32_t one = function_id(&d->agg, "svc", "pkg", "one"), per_bucket[FUNCMON_SPILL_BUCKETS] = {0};
+    uint64_t lo, hi;
+    funcmon_spill_bucket_bounds(funcmon_spill_bucket(1000), &lo, &hi);
+    per_bucket[funcmon_spill_bucket(1000)] = 1;
+    funcmond_agg_spill(&d->agg, one, 1, 0, 0);
+    funcmond_agg_spill_durations(&d->agg, one, 1000, per_bucket);
+    CHECK(lo <= 1000 && 1000 < hi);
+    CHECK_EQ(d->agg.fns[one]->min_ns, lo);
+    CHECK_EQ(d->agg.fns[one]->max_ns, 1000);
+    /* The total lags behind the buckets (read a moment apart): the maximum is still at
+     * least the bucket's lower bound. Past 275 s, at most the total. */
+    memset(per_bucket, 0, sizeof(per_bucket));
+    per_bucket[FUNCMON_SPILL_BUCKETS - 1] = 2;
+    funcmond_agg_spill(&d->agg, one, 2, 0, 0);
+    funcmond_agg_spill_durations(&d->agg, one, 0, per_bucket);
+    CHECK_EQ(d->agg.fns[one]->max_ns, 1ull << 38);
+    funcmond_agg_spill_durations(&d->agg, one, 1000ull << 30, none);
+    CHECK_EQ(d->agg.fns[one]->max_ns, 1ull << 38); /* the total alone says nothing of one call */
+    per_bucket[FUNCMON_SPILL_BUCKETS - 1] = 1;
+    funcmond_agg_spill(&d->agg, one, 1, 0, 0);
+    funcmond_agg_spill_durations(&d->agg, one, 600ull * 1000000000, per_bucket);
+    CHECK_EQ(d->agg.fns[one]->max_ns, 600ull * 1000000000);
+    CHECK_EQ(d->agg.fns[one]->dropped, 4);
+    CHECK_EQ(d->agg.fns[one]->dur.count, 4);
+    /* A client's lie cannot wrap the total. */
+    funcmond_agg_spill_durations(&d->agg, one, UINT64_MAX - 5, none);
+    CHECK_EQ(d->agg.fns[one]->total_ns, UINT64_MAX);
+
+    funcmond_view_reader_free(r);
+    unit_funcmond_free(d);
+}
+
 int
 main(void)
 {
-    struct funcmond *d = calloc(1, sizeof(*d));
-    char err[256];
     static uint64_t a[N], b[N];
     char *const env[] = {"SIDECAR_MAX_FUNCTIONS=2", NULL};
-
-    CHECK(d != NULL);
-    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
-    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
-    d->start_real_ns = 1; /* long ago: rates over the full window */
-    CHECK_EQ(funcmond_view_init(d), 0);
-    funcmond_agg_tick(&d->agg, 1000000000000ull);
+    struct funcmond *d = unit_funcmond_new(env);
 
     uint32_t ln = function_id(&d->agg, "svc", "pkg", "lognormal");
     uint32_t bi = function_id(&d->agg, "svc", "pkg", "bimodal");
@@ -226,10 +335,9 @@ main(void)
     funcmond_view_end(r);
     funcmond_view_reader_free(r);
 
-    funcmond_view_close(d);
-    funcmond_agg_free(&d->agg);
-    free(d);
+    unit_funcmond_free(d);
     check_bounded();
+    check_spill_fold();
     printf("test_aggregate: ok\n");
     return 0;
 }

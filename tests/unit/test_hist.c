@@ -1,6 +1,7 @@
 /*
  * test_hist.c - the sidecar's log-linear histogram against exact answers: quantiles,
- * count_le, totals, merge, the extremes 0 and UINT64_MAX, and bucket geometry.
+ * count_le, totals, merge, the extremes 0 and UINT64_MAX, bucket geometry, and the
+ * weighted insert (n equal values at once) against as many single ones.
  *
  * Every expected value is computed by the test from its own copy of the samples, sorted:
  * a quantile is compared with the exact order statistic of the same rank (sorted index
@@ -545,6 +546,55 @@ bench_add(const struct samples *s)
     funcmond_hist_free(&h);
 }
 
+/* funcmond_hist_add_n: n equal values in one step land in the buckets and the count as n
+ * single adds do, and leave the sum and extremes to the caller; n = 0 adds nothing. */
+static void
+check_add_n(void)
+{
+    static const uint64_t values[] = {0, 1, 127, 128, 1000, 1797559, 28760941, 1ull << 38, UINT64_MAX - 1, UINT64_MAX};
+    static const uint64_t counts[] = {3, 0, 1, 2, 1000, 7, 1, 5, 2, 1};
+    struct funcmond_hist weighted, single, plain;
+    funcmond_hist_init(&weighted, 7);
+    funcmond_hist_init(&single, 7);
+    funcmond_hist_init(&plain, 7);
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        CHECK_EQ(funcmond_hist_add_n(&weighted, values[i], counts[i]), 0);
+        CHECK_EQ(funcmond_hist_add(&plain, values[i], counts[i]), 0);
+        for (uint64_t k = 0; k < counts[i]; k++)
+            CHECK_EQ(funcmond_hist_add_one(&single, values[i]), 0);
+        total += counts[i];
+    }
+    CHECK_EQ(weighted.count, total);
+    CHECK_EQ(weighted.count, single.count);
+    CHECK_EQ(weighted.sum, 0); /* the caller's */
+    CHECK(weighted.min == UINT64_MAX && weighted.max == 0);
+    struct buckets w = collect(&weighted), o = collect(&single), q = collect(&plain);
+    CHECK_EQ(w.len, o.len);
+    CHECK_EQ(w.len, q.len);
+    for (size_t i = 0; i < w.len; i++) {
+        CHECK(w.b[i].lo == o.b[i].lo && w.b[i].hi == o.b[i].hi && w.b[i].n == o.b[i].n);
+        CHECK(w.b[i].lo == q.b[i].lo && w.b[i].n == q.b[i].n);
+    }
+    /* With the extremes set by the caller, it answers as a histogram that kept them. */
+    weighted.min = plain.min;
+    weighted.max = plain.max;
+    for (int i = 0; i <= 1000; i++)
+        CHECK(funcmond_hist_quantile(&weighted, i / 1000.0) == funcmond_hist_quantile(&plain, i / 1000.0));
+    /* One step for a count no loop would reach. */
+    CHECK_EQ(funcmond_hist_add_n(&weighted, 5000, 1ull << 40), 0);
+    CHECK_EQ(weighted.count, total + (1ull << 40));
+    uint64_t lo, hi;
+    funcmond_hist_bucket_of(7, 5000, &lo, &hi);
+    CHECK_EQ(funcmond_hist_count_le(&weighted, hi) - funcmond_hist_count_le(&weighted, lo - 1), 1ull << 40);
+    free(w.b);
+    free(o.b);
+    free(q.b);
+    funcmond_hist_free(&weighted);
+    funcmond_hist_free(&single);
+    funcmond_hist_free(&plain);
+}
+
 int
 main(void)
 {
@@ -554,6 +604,7 @@ main(void)
     check_geometry();
     check_small_exact();
     check_edges();
+    check_add_n();
 
     /* Median 2 ms, sigma 1.0. */
     ln.v = malloc(ln.n * sizeof(*ln.v));

@@ -25,6 +25,7 @@
 #include "check.h"
 #include "render_prom.h"
 #include "publish.h"
+#include "unit_funcmond.h"
 
 #define MAX_LINES 8192
 
@@ -66,6 +67,16 @@ check_line(const char *page, const char *line)
         fprintf(stderr, "missing line: %s\n", line);
         exit(1);
     }
+}
+
+/* Checks the sample "<name>{<labels><more>} <value>" is a line of the page (`more`: further
+ * labels, with their leading comma, or ""). */
+static void
+check_sample(const char *page, const char *name, const char *labels, const char *more, const char *value)
+{
+    char line[1024];
+    snprintf(line, sizeof(line), "%s{%s%s} %s", name, labels, more, value);
+    check_line(page, line);
 }
 
 static void
@@ -230,6 +241,7 @@ static const char *const families[] = {
     "function_duration_seconds",
     "function_calls_total",
     "function_errors_total",
+    "function_dropped_total",
     "function_memory_bytes",
     "function_inflight",
     "threads_total",
@@ -319,28 +331,8 @@ elapsed_ms(const struct timespec *a, const struct timespec *b)
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
-static struct funcmond *
-new_sidecar(void)
-{
-    struct funcmond *d = calloc(1, sizeof(*d));
-    char err[256];
-    char *const env[] = {NULL};
-    CHECK(d != NULL);
-    CHECK_EQ(funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)), 0);
-    CHECK_EQ(funcmond_agg_init(&d->agg, &d->cfg), 0);
-    d->start_real_ns = 1;
-    CHECK_EQ(funcmond_view_init(d), 0);
-    funcmond_agg_tick(&d->agg, 1000000000000ull);
-    return d;
-}
-
-static void
-free_sidecar(struct funcmond *d)
-{
-    funcmond_view_close(d);
-    funcmond_agg_free(&d->agg);
-    free(d);
-}
+/* The default settings. */
+static char *const no_settings[] = {NULL};
 
 /* Names that need care, their package "odd" in service "svc"; `shown` is the label value
  * expected on the page (NULL: the name itself). */
@@ -366,7 +358,7 @@ static const struct {
 int
 main(void)
 {
-    struct funcmond *d = new_sidecar();
+    struct funcmond *d = unit_funcmond_new(no_settings);
     struct funcmond_aggregate *agg = &d->agg;
     size_t len;
 
@@ -382,6 +374,16 @@ main(void)
         sum_ns += durs[i];
     }
     funcmond_agg_spill(agg, simple, 3, 1, 0);
+    /* a function with calls whose record was dropped, timed by their total and buckets: two
+     * of 1 ms recorded, two of about 2 ms and one of 30 ms spilled */
+    uint32_t spilled = function_id(agg, "svc", "pkg", "spilled");
+    uint32_t spill_buckets[FUNCMON_SPILL_BUCKETS] = {0};
+    for (int i = 0; i < 2; i++)
+        funcmond_agg_record(agg, spilled, 1000000, 0, 0, 0, 1);
+    spill_buckets[funcmon_spill_bucket(2000000)] += 2;
+    spill_buckets[funcmon_spill_bucket(30000000)] += 1;
+    funcmond_agg_spill(agg, spilled, 3, 0, 0);
+    funcmond_agg_spill_durations(agg, spilled, 2000000 + 2100000 + 30000000, spill_buckets);
 
     /* odd names, one call each */
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
@@ -497,6 +499,8 @@ main(void)
     check_line(page, "function_errors_total{service=\"svc\",package=\"pkg\",function=\"simple\"} 3");
     check_line(page, "function_inflight{service=\"svc\",package=\"pkg\",function=\"simple\"} 0");
     expected_lines += 6; /* +Inf, _sum, _count, calls, errors, inflight */
+    check_line(page, "function_dropped_total{service=\"svc\",package=\"pkg\",function=\"simple\"} 3");
+    expected_lines++;
     for (int b = 0; b < 6; b++) {
         uint64_t brute = 0;
         for (int i = 0; i < 5; i++)
@@ -513,6 +517,21 @@ main(void)
     for (const char *p = page; (p = strstr(p, labels)) != NULL; p++)
         n++;
     CHECK_EQ(n, expected_lines); /* nothing else carries its label set */
+
+    /* dropped calls: in the histogram at their bucket's value (about 1.8 ms and 28.8 ms), in
+     * the sum exactly, and counted on their own */
+    CHECK_EQ(funcmon_spill_bucket_value(funcmon_spill_bucket(2000000)) / 100000, 17);
+    CHECK_EQ(funcmon_spill_bucket_value(funcmon_spill_bucket(30000000)) / 1000000, 28);
+    const char *spilled_labels = "service=\"svc\",package=\"pkg\",function=\"spilled\"";
+    check_sample(page, "function_duration_seconds_bucket", spilled_labels, ",le=\"0.005\"", "4");
+    check_sample(page, "function_duration_seconds_bucket", spilled_labels, ",le=\"0.025\"", "4");
+    check_sample(page, "function_duration_seconds_bucket", spilled_labels, ",le=\"0.05\"", "5");
+    check_sample(page, "function_duration_seconds_bucket", spilled_labels, ",le=\"+Inf\"", "5");
+    check_sample(page, "function_duration_seconds_sum", spilled_labels, "", "0.0361");
+    check_sample(page, "function_duration_seconds_count", spilled_labels, "", "5");
+    check_sample(page, "function_calls_total", spilled_labels, "", "5");
+    check_sample(page, "function_dropped_total", spilled_labels, "", "3");
+    check_line(page, "# TYPE function_dropped_total counter");
 
     /* (c) label values: valid UTF-8 (check_structure), and each name shown as itself or with
      * U+FFFD for each invalid byte */
@@ -621,10 +640,10 @@ main(void)
 
     funcmond_view_end(rd);
     funcmond_view_reader_free(rd);
-    free_sidecar(d);
+    unit_funcmond_free(d);
 
     /* (d) 1,000 functions */
-    d = new_sidecar();
+    d = unit_funcmond_new(no_settings);
     for (int i = 0; i < 1000; i++) {
         char name[64];
         snprintf(name, sizeof(name), "handler_%04d", i);
@@ -650,7 +669,7 @@ main(void)
     }
     funcmond_view_end(rd);
     funcmond_view_reader_free(rd);
-    free_sidecar(d);
+    unit_funcmond_free(d);
     printf("test_render_prom: 1,000 functions rendered in %.2f ms (best of 5, %zu bytes)\n", best, big_len);
 
     /* (b) promtool */

@@ -132,6 +132,13 @@ const struct funcmon_site_info *funcmon_consumer_site(struct funcmon_consumer *c
 int funcmon_consumer_spill(const struct funcmon_consumer *c, uint32_t id, uint64_t *calls, uint64_t *errors);
 /* Of those calls, HTTP requests answered 4xx. */
 int funcmon_consumer_spill_client_errors(const struct funcmon_consumer *c, uint32_t id, uint64_t *client_errors);
+/* Of those calls, their durations added up in clock ticks (convert with the segment's
+ * clock: the sum converts like one duration), and how many fell in each coarse duration
+ * bucket (funcmon_spill_bucket): 32-bit counters that wrap, to be taken as differences
+ * modulo 2^32. Relaxed loads, one counter at a time: a spill in progress may show in one
+ * figure and not yet in another. Returns 0 or -EINVAL. */
+int funcmon_consumer_spill_durations(const struct funcmon_consumer *c, uint32_t id, uint64_t *ticks,
+                                     uint32_t hist[FUNCMON_SPILL_BUCKETS]);
 
 /* The thread slots in use as of the last full pass (claimed, retired, or with records
  * left), in index order; every slot before the first pass. Readers of in-flight calls

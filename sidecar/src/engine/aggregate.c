@@ -324,11 +324,53 @@ funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, 
     f->calls += calls;
     f->errors += errors;
     f->client_errors += client_errors;
+    f->dropped += calls;
     struct funcmond_window_slot *w = window_slot(agg, f);
     w->calls += calls;
     w->errors += errors;
     f->changed = agg->generation;
     agg->dirty = 1;
+}
+
+void
+funcmond_agg_spill_durations(struct funcmond_aggregate *agg, uint32_t id, uint64_t total_ns,
+                             const uint32_t per_bucket[FUNCMON_SPILL_BUCKETS])
+{
+    struct funcmond_function *f = agg->fns[id];
+    struct funcmond_window_slot *w = window_slot(agg, f);
+    uint32_t highest = FUNCMON_SPILL_BUCKETS;
+
+    if (__builtin_add_overflow(f->total_ns, total_ns, &f->total_ns))
+        f->total_ns = UINT64_MAX; /* only a lying client gets there */
+    for (uint32_t b = 0; b < FUNCMON_SPILL_BUCKETS; b++) {
+        uint64_t n = per_bucket[b], v = funcmon_spill_bucket_value(b), lo, hi;
+        if (n == 0)
+            continue;
+        funcmond_hist_add_n(&f->dur, v, n); /* sum and extremes are f's own */
+        funcmond_hist_add_n(&w->dur, v, n);
+        f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, v)] += n;
+        if (highest == FUNCMON_SPILL_BUCKETS) {
+            funcmon_spill_bucket_bounds(b, &lo, &hi);
+            if (lo < f->min_ns)
+                f->min_ns = lo;
+        }
+        highest = b;
+    }
+    if (highest != FUNCMON_SPILL_BUCKETS) {
+        /* No call of the bucket reaches hi; none of this fold's calls exceeds their sum
+         * (unless the sum lags behind the buckets, read a moment apart: then lo). */
+        uint64_t lo, hi, upper;
+        funcmon_spill_bucket_bounds(highest, &lo, &hi);
+        upper = total_ns > lo ? total_ns : lo;
+        if (upper > hi - 1)
+            upper = hi - 1;
+        if (upper > f->max_ns)
+            f->max_ns = upper;
+    }
+    if (total_ns != 0 || highest != FUNCMON_SPILL_BUCKETS) {
+        f->changed = agg->generation;
+        agg->dirty = 1;
+    }
 }
 
 void

@@ -4,7 +4,8 @@
  * A function is identified by (service, package, name): the processes of one service add
  * into the same entry. Each keeps exact call and error counts (records plus the clients'
  * spill counters), duration total/min/max, a log-linear duration histogram (quantiles
- * within 1%), exact counts for the configured Prometheus buckets, bytes allocated per
+ * within 1%), exact counts for the configured Prometheus buckets (calls whose record was
+ * dropped are timed only to a coarse bucket: see funcmond_agg_spill_durations), bytes allocated per
  * call (total, max, histogram, buckets), the last call's wall-clock time, and a ring of
  * 10-second slots from which the 1-minute and 5-minute windows (rate, error rate,
  * quantiles) are read.
@@ -55,7 +56,8 @@ struct funcmond_function {
     uint64_t cancelled;
     uint64_t deadline_exceeded;
     uint64_t client_errors; /* HTTP requests answered 4xx (not errors) */
-    uint64_t total_ns;      /* over recorded calls (those with a duration) */
+    uint64_t dropped;       /* spilled calls: in every count and total, but with no record (stack, bytes) */
+    uint64_t total_ns;      /* over the calls with a duration: records and spilled calls */
     uint64_t min_ns;
     uint64_t max_ns;
     uint64_t total_bytes; /* bytes allocated, over calls measured with tracking on */
@@ -126,8 +128,21 @@ void funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t d
                          uint64_t free_bytes, uint64_t end_real_ns);
 
 /* Adds calls that left no record (a client's spill counters): counts only, errors and HTTP
- * 4xx answers among them. */
+ * 4xx answers among them. They are counted as dropped too. */
 void funcmond_agg_spill(struct funcmond_aggregate *agg, uint32_t id, uint64_t calls, uint64_t errors, uint64_t client_errors);
+
+/*
+ * Adds the durations of spilled calls (counted by funcmond_agg_spill): total_ns, their
+ * exact sum, to the total; and per coarse bucket b (funcmon_spill_bucket) per_bucket[b]
+ * calls, each entered into the histograms (quantiles, Prometheus buckets, windows) at
+ * funcmon_spill_bucket_value(b), within 20% of its true duration. The extremes take the
+ * bucket bounds, conservatively: the minimum at most the lower bound of the lowest bucket,
+ * the maximum at least what the highest bucket's calls can have taken (below its upper
+ * bound, and no more than total_ns when that is above the lower bound), so every quantile
+ * and the average stay between them.
+ */
+void funcmond_agg_spill_durations(struct funcmond_aggregate *agg, uint32_t id, uint64_t total_ns,
+                                  const uint32_t per_bucket[FUNCMON_SPILL_BUCKETS]);
 
 /* The duration histogram with its sum and extremes filled in from f (a shallow copy:
  * it shares f's buckets, read-only). */

@@ -441,6 +441,10 @@ already_attached(const struct funcmond *d, const struct stat *st)
 static void
 free_process(struct funcmond_process *p)
 {
+    if (p->spill_buckets_seen != NULL) /* before the consumer forgets max_sites */
+        for (uint32_t site = 0; site < p->c.geo.max_sites; site++)
+            free(p->spill_buckets_seen[site]);
+    free(p->spill_buckets_seen);
     funcmon_consumer_close(&p->c);
     if (p->pidfd >= 0)
         close(p->pidfd);
@@ -448,6 +452,7 @@ free_process(struct funcmond_process *p)
     free(p->spill_calls_seen);
     free(p->spill_errors_seen);
     free(p->spill_client_errors_seen);
+    free(p->spill_ticks_seen);
     funcmond_stacks_free(&p->stacks);
     free(p);
 }
@@ -660,7 +665,10 @@ try_attach(struct funcmond *d, const char *name)
     p->spill_calls_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
     p->spill_client_errors_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
-    if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL) {
+    p->spill_ticks_seen = calloc(p->c.geo.max_sites, sizeof(uint64_t));
+    p->spill_buckets_seen = calloc(p->c.geo.max_sites, sizeof(*p->spill_buckets_seen));
+    if (p->site_fn == NULL || p->spill_calls_seen == NULL || p->spill_errors_seen == NULL || p->spill_client_errors_seen == NULL ||
+        p->spill_ticks_seen == NULL || p->spill_buckets_seen == NULL) {
         outcome = ATTACH_DEFER;
         reason = "out of memory";
         goto out;

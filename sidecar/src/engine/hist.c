@@ -125,26 +125,36 @@ funcmond__hist_add_one_slow(struct funcmond_hist *h, unsigned k, uint64_t idx)
 }
 
 int
-funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n)
+funcmond_hist_add_n(struct funcmond_hist *h, uint64_t v, uint64_t n)
 {
-    uint64_t idx, total;
+    uint64_t idx;
     unsigned k;
 
     if (n == 0)
         return 0;
     h->count += n;
-    if (__builtin_mul_overflow(v, n, &total) || __builtin_add_overflow(h->sum, total, &h->sum))
-        h->sum = UINT64_MAX;
-    if (v < h->min)
-        h->min = v;
-    if (v > h->max)
-        h->max = v;
     k = slot_of(h->sub_bits, v, &idx);
     if (__builtin_expect((h->present >> k) & 1, 1)) {
         h->chunks[__builtin_popcountll(h->present & below(k))][idx] += n;
         return 0;
     }
     return add_slow(h, k, idx, n);
+}
+
+int
+funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n)
+{
+    uint64_t total;
+
+    if (n == 0)
+        return 0;
+    if (__builtin_mul_overflow(v, n, &total) || __builtin_add_overflow(h->sum, total, &h->sum))
+        h->sum = UINT64_MAX;
+    if (v < h->min)
+        h->min = v;
+    if (v > h->max)
+        h->max = v;
+    return funcmond_hist_add_n(h, v, n);
 }
 
 /* Totals are combined even when a chunk cannot be allocated, as funcmond_hist_add does:

@@ -37,6 +37,9 @@ int funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n);
  * histogram's extremes are unknown and queries do not clamp to them. Returns 0 or -ENOMEM
  * as funcmond_hist_add. */
 static inline int funcmond_hist_add_one(struct funcmond_hist *h, uint64_t v);
+/* Like funcmond_hist_add_one for n equal values at once (n = 0 adds nothing): calls
+ * known only by a count and a representative value. */
+int funcmond_hist_add_n(struct funcmond_hist *h, uint64_t v, uint64_t n);
 /* Adds every bucket of src into dst. Returns 0, -EINVAL when their sub_bits differ (nothing
  * added), or -ENOMEM when memory ran out. */
 int funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src);

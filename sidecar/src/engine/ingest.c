@@ -3,8 +3,8 @@
  * counters, drops, and the end of a client.
  *
  * A segment is untrusted: the consumer (proto/src/consumer.c) bounds every position and
- * site before a record reaches on_record, and what this file credits (spilled errors,
- * drops) never goes beyond what the client could have produced. Sites are resolved to
+ * site before a record reaches on_record, and what this file credits (spilled errors and
+ * duration buckets, drops) never goes beyond what the client could have produced. Sites are resolved to
  * aggregate functions once per process, METRICS.SKIP_PATHS applied then.
  *
  * Draining is driven from above (the tick, a client's wake-up, discovery when a client
@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -131,8 +132,72 @@ credit_errors(uint64_t seen_calls, uint64_t errors, uint64_t *seen_errors)
     return d;
 }
 
+/* Nanoseconds of `ticks` clock ticks: a sum of durations converts like one duration. */
+static uint64_t
+ticks_ns(const struct funcmon_clock *clk, uint64_t ticks)
+{
+    unsigned __int128 ns = ((unsigned __int128)ticks * clk->mult) >> clk->shift;
+    return ns > UINT64_MAX ? UINT64_MAX : (uint64_t)ns;
+}
+
+/* Of the bucket counters now[] (which wrap), what to credit: each counter's gain modulo
+ * 2^32, as long as the spilled calls counted so far have no bucket yet. The client counts
+ * a call and its bucket a moment apart, in either order: a bucket whose call is not
+ * counted yet waits for it (credited at a later look, not dropped), and a client that
+ * counts more buckets than calls gets no more than its calls. Returns the calls credited,
+ * gained[] per bucket. */
+static uint64_t
+credit_buckets(struct funcmond_spill_buckets_seen *seen, uint64_t calls_seen, const uint32_t now[FUNCMON_SPILL_BUCKETS],
+               uint32_t gained[FUNCMON_SPILL_BUCKETS])
+{
+    uint64_t room = calls_seen > seen->credited ? calls_seen - seen->credited : 0, credited = 0;
+    for (uint32_t b = 0; b < FUNCMON_SPILL_BUCKETS; b++) {
+        uint32_t gain = now[b] - seen->seen[b];
+        if (gain > room - credited)
+            gain = (uint32_t)(room - credited);
+        gained[b] = gain;
+        seen->seen[b] += gain;
+        credited += gain;
+    }
+    seen->credited += credited;
+    return credited;
+}
+
+/* Adds what a site's spilled durations gained since we last looked: their ticks exactly
+ * (the seen value only grows, like the counts'), their buckets as credit_buckets allows.
+ * A site left out (resolved -ENOENT) moves its seen values on and adds nothing. */
+static void
+drain_spill_durations(struct funcmond *d, struct funcmond_process *p, uint32_t site, int resolved, uint32_t fn)
+{
+    struct funcmond_spill_buckets_seen *seen = p->spill_buckets_seen[site];
+    uint32_t now[FUNCMON_SPILL_BUCKETS], gained[FUNCMON_SPILL_BUCKETS];
+    uint64_t ticks, ns = 0;
+
+    if (seen == NULL && (seen = p->spill_buckets_seen[site] = calloc(1, sizeof(*seen))) == NULL)
+        return; /* out of memory: tried again at the next look */
+    if (funcmon_consumer_spill_durations(&p->c, site, &ticks, now) != 0)
+        return;
+    if (ticks > p->spill_ticks_seen[site]) {
+        /* Both ends converted, so the total is the conversion of the whole sum however it
+         * was read in parts. */
+        ns = ticks_ns(&p->clk, ticks) - ticks_ns(&p->clk, p->spill_ticks_seen[site]);
+        p->spill_ticks_seen[site] = ticks;
+    }
+    uint64_t credited = credit_buckets(seen, p->spill_calls_seen[site], now, gained);
+    if (resolved == 0 && (ns != 0 || credited != 0))
+        funcmond_agg_spill_durations(&d->agg, fn, ns, gained);
+}
+
+/* Spilled calls of a site whose bucket was not credited yet (it came after the call was
+ * counted, or the memory for it did not): looked for again one pass in this many. */
+#define SPILL_PENDING_LOOK_EVERY 16u
+
 /* Adds what the client's spill counters gained since we last looked. The seen values only
- * grow: a counter that goes back is a client's lie, and climbing back adds nothing. */
+ * grow: a counter that goes back is a client's lie, and climbing back adds nothing. The
+ * durations (four more cache lines a site) are read only when the calls grew, now and then
+ * while some of a site's calls still wait for their bucket, and once more for every site
+ * that spilled when the client has ended (a duration it added just after a call we had
+ * counted is not left behind). */
 static void
 drain_spills(struct funcmond *d, struct funcmond_process *p)
 {
@@ -141,19 +206,23 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
     uint32_t count = __atomic_load_n(&p->c.hdr->site_count, __ATOMIC_ACQUIRE);
     if (count > p->c.geo.max_sites)
         count = p->c.geo.max_sites;
+    int pending_look = p->spill_looks++ % SPILL_PENDING_LOOK_EVERY == 0, last_look = p->state != FUNCMOND_PROC_LIVE;
     for (uint32_t site = 1; site < count; site++) {
         uint64_t calls, errors, client_errors;
         funcmon_consumer_spill(&p->c, site, &calls, &errors);
         funcmon_consumer_spill_client_errors(&p->c, site, &client_errors);
-        if (calls <= p->spill_calls_seen[site] && errors <= p->spill_errors_seen[site] &&
-            client_errors <= p->spill_client_errors_seen[site])
+        const struct funcmond_spill_buckets_seen *seen = p->spill_buckets_seen[site];
+        int pending = (pending_look && (seen != NULL ? seen->credited : 0) < p->spill_calls_seen[site]) ||
+                      (last_look && p->spill_calls_seen[site] != 0);
+        int calls_grew = calls > p->spill_calls_seen[site];
+        if (!calls_grew && !pending && errors <= p->spill_errors_seen[site] && client_errors <= p->spill_client_errors_seen[site])
             continue;
-        uint32_t fn;
+        uint32_t fn = UINT32_MAX;
         int resolved = funcmond_ingest_resolve_site(d, p, site, &fn);
         if (resolved != 0 && resolved != -ENOENT)
             continue; /* not published yet: next cycle */
         uint64_t dc = 0;
-        if (calls > p->spill_calls_seen[site]) {
+        if (calls_grew) {
             dc = calls - p->spill_calls_seen[site];
             p->spill_calls_seen[site] = calls;
         }
@@ -161,6 +230,8 @@ drain_spills(struct funcmond *d, struct funcmond_process *p)
         uint64_t dce = credit_errors(p->spill_calls_seen[site], client_errors, &p->spill_client_errors_seen[site]);
         if (resolved == 0)
             funcmond_agg_spill(&d->agg, fn, dc, de, dce);
+        if (calls_grew || pending)
+            drain_spill_durations(d, p, site, resolved, fn);
     }
 }
 

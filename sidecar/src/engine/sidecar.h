@@ -43,6 +43,13 @@ struct funcmond_process;
 /* The process an operation embedded in it (op_wake, op_exit, op_ctl) belongs to. */
 #define FUNCMOND_PROC_OF(op, member) ((struct funcmond_process *)((char *)(op)-offsetof(struct funcmond_process, member)))
 
+/* What was credited of one site's spilled call durations (ingest.c). Allocated when the
+ * site first spills: most sites never do, and this is 264 bytes. */
+struct funcmond_spill_buckets_seen {
+    uint64_t credited;                    /* spilled calls entered into the histograms so far */
+    uint32_t seen[FUNCMON_SPILL_BUCKETS]; /* the site's bucket counters as far as credited (they wrap) */
+};
+
 struct funcmond_process {
     struct funcmond_process *next;
     struct funcmon_consumer c;
@@ -62,6 +69,10 @@ struct funcmond_process {
     uint64_t *spill_calls_seen; /* per site: spill counters already added */
     uint64_t *spill_errors_seen;
     uint64_t *spill_client_errors_seen;
+    uint64_t *spill_ticks_seen; /* per site: spilled durations already added, in clock ticks */
+    /* per site: the buckets of its spilled calls already added, NULL until it spills */
+    struct funcmond_spill_buckets_seen **spill_buckets_seen;
+    uint32_t spill_looks;          /* drain_spills passes (ingest.c) */
     struct funcmond_stacks stacks; /* allocations per call stack (pprof/heap) */
     uint64_t records;              /* records aggregated */
     uint64_t dropped_seen;         /* sum of the rings' drop counters already counted */

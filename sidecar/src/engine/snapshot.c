@@ -45,9 +45,10 @@
  * can cost. */
 #define MAX_FILE (256ull * 1024 * 1024)
 /* The objects msgpack allocates for one entry of the file (a function, a segment, or the
- * rest of the file without them): 16 MiB is twice a segment with all 65,536 sites spilled,
- * and fifty times a function with every histogram bucket occupied. */
-#define MAX_ENTRY_MEM (16ull * 1024 * 1024)
+ * rest of the file without them): 24 MiB is twice a segment with all 65,536 sites spilled
+ * (seven objects a site), and seventy-five times a function with every histogram bucket
+ * occupied. */
+#define MAX_ENTRY_MEM (24ull * 1024 * 1024)
 /* Segments listed, and the ring positions and spill counters kept for them until they are
  * attached again: room for 4096 segments (as many as funcmond maps) of 4096 threads each. */
 #define MAX_SEGMENTS 65536u
@@ -62,6 +63,22 @@ struct funcmond_snapshot_io {
     struct funcmond_op op_write, op_fsync, op_rename;
 };
 
+/* What was counted of one site's spill counters: in the file, a tuple of the fields in
+ * this order, the buckets as 4-byte little-endian counters in one bin. Older files stop
+ * after the errors or the client errors (the rest 0). */
+struct restore_spill {
+    uint64_t site;
+    uint64_t calls;
+    uint64_t errors;
+    uint64_t client_errors;
+    uint64_t ticks;
+    uint64_t buckets_credited;
+    uint32_t buckets[FUNCMON_SPILL_BUCKETS];
+    int has_buckets; /* the site's buckets were read: buckets_credited and buckets[] hold */
+};
+#define SPILL_FIELDS_MIN 3
+#define SPILL_FIELDS_MAX 7
+
 /* What the state file said about one segment. */
 struct restore_segment {
     char name[256];
@@ -71,7 +88,7 @@ struct restore_segment {
     uint32_t n_tails;
     uint64_t dropped;
     uint32_t n_spill;
-    uint64_t (*spill)[4]; /* site, calls, errors, client errors (absent in older files: 0) */
+    struct restore_spill *spill;
 };
 
 struct funcmond_restore {
@@ -142,7 +159,7 @@ pack_u64_array(msgpack_packer *pk, const char *key, const uint64_t *v, uint32_t 
 static void
 pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const struct funcmond_function *f)
 {
-    msgpack_pack_map(pk, 20);
+    msgpack_pack_map(pk, 21);
     pack_str(pk, "service");
     pack_str(pk, f->service);
     pack_str(pk, "package");
@@ -155,6 +172,7 @@ pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const st
     pack_key_u64(pk, "cancelled", f->cancelled);
     pack_key_u64(pk, "deadline_exceeded", f->deadline_exceeded);
     pack_key_u64(pk, "client_errors", f->client_errors);
+    pack_key_u64(pk, "dropped", f->dropped);
     pack_key_u64(pk, "total_ns", f->total_ns);
     pack_key_u64(pk, "min_ns", f->min_ns);
     pack_key_u64(pk, "max_ns", f->max_ns);
@@ -169,12 +187,58 @@ pack_function(msgpack_packer *pk, const struct funcmond_aggregate *agg, const st
     pack_u64_array(pk, "mem_buckets", f->mem_buckets, agg->n_mem_bounds + 1);
 }
 
+/* Whether p has counted anything from its site's spill counters. */
+static int
+site_spilled(const struct funcmond_process *p, uint32_t site)
+{
+    return p->spill_calls_seen[site] != 0 || p->spill_errors_seen[site] != 0 || p->spill_client_errors_seen[site] != 0 ||
+           p->spill_ticks_seen[site] != 0 || p->spill_buckets_seen[site] != NULL;
+}
+
+/* What p has counted from its site's spill counters. */
+static void
+spill_of(const struct funcmond_process *p, uint32_t site, struct restore_spill *out)
+{
+    const struct funcmond_spill_buckets_seen *b = p->spill_buckets_seen[site];
+    memset(out, 0, sizeof(*out));
+    out->site = site;
+    out->calls = p->spill_calls_seen[site];
+    out->errors = p->spill_errors_seen[site];
+    out->client_errors = p->spill_client_errors_seen[site];
+    out->ticks = p->spill_ticks_seen[site];
+    if (b != NULL) {
+        out->has_buckets = 1;
+        out->buckets_credited = b->credited;
+        memcpy(out->buckets, b->seen, sizeof(out->buckets));
+    }
+}
+
+static void
+pack_spill(msgpack_packer *pk, const struct restore_spill *sp)
+{
+    msgpack_pack_array(pk, sp->has_buckets ? SPILL_FIELDS_MAX : SPILL_FIELDS_MAX - 1);
+    msgpack_pack_uint64(pk, sp->site);
+    msgpack_pack_uint64(pk, sp->calls);
+    msgpack_pack_uint64(pk, sp->errors);
+    msgpack_pack_uint64(pk, sp->client_errors);
+    msgpack_pack_uint64(pk, sp->ticks);
+    msgpack_pack_uint64(pk, sp->buckets_credited);
+    if (sp->has_buckets) {
+        unsigned char bytes[sizeof(sp->buckets)];
+        for (uint32_t b = 0; b < FUNCMON_SPILL_BUCKETS; b++)
+            for (uint32_t k = 0; k < 4; k++)
+                bytes[b * 4 + k] = (unsigned char)(sp->buckets[b] >> (8 * k));
+        msgpack_pack_bin(pk, sizeof(bytes));
+        msgpack_pack_bin_body(pk, bytes, sizeof(bytes));
+    }
+}
+
 static void
 pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
 {
     uint32_t count = p->c.sites_known, n_spill = 0;
     for (uint32_t s = 0; s < count; s++)
-        n_spill += p->spill_calls_seen[s] != 0 || p->spill_errors_seen[s] != 0 || p->spill_client_errors_seen[s] != 0;
+        n_spill += site_spilled(p, s);
     msgpack_pack_map(pk, 6);
     pack_str(pk, "name");
     pack_str(pk, p->shm_name);
@@ -188,13 +252,11 @@ pack_segment(msgpack_packer *pk, const struct funcmond_process *p)
     pack_str(pk, "spill");
     msgpack_pack_array(pk, n_spill);
     for (uint32_t s = 0; s < count; s++) {
-        if (p->spill_calls_seen[s] == 0 && p->spill_errors_seen[s] == 0 && p->spill_client_errors_seen[s] == 0)
+        struct restore_spill sp;
+        if (!site_spilled(p, s))
             continue;
-        msgpack_pack_array(pk, 4);
-        msgpack_pack_uint64(pk, s);
-        msgpack_pack_uint64(pk, p->spill_calls_seen[s]);
-        msgpack_pack_uint64(pk, p->spill_errors_seen[s]);
-        msgpack_pack_uint64(pk, p->spill_client_errors_seen[s]);
+        spill_of(p, s, &sp);
+        pack_spill(pk, &sp);
     }
 }
 
@@ -210,11 +272,8 @@ pack_restore_segment(msgpack_packer *pk, const struct restore_segment *s)
     pack_u64_array(pk, "tails", s->tails, s->n_tails);
     pack_str(pk, "spill");
     msgpack_pack_array(pk, s->n_spill);
-    for (uint32_t k = 0; k < s->n_spill; k++) {
-        msgpack_pack_array(pk, 4);
-        for (int i = 0; i < 4; i++)
-            msgpack_pack_uint64(pk, s->spill[k][i]);
-    }
+    for (uint32_t k = 0; k < s->n_spill; k++)
+        pack_spill(pk, &s->spill[k]);
 }
 
 static int
@@ -278,7 +337,7 @@ pack_state(struct funcmond *d, msgpack_packer *pk)
     for (const struct funcmond_process *p = d->procs; p != NULL; p = p->next)
         if (!p->detaching) {
             n_segs++;
-            mem += p->c.geo.max_threads * sizeof(uint64_t) + p->c.sites_known * 4 * sizeof(uint64_t);
+            mem += p->c.geo.max_threads * sizeof(uint64_t) + p->c.sites_known * sizeof(struct restore_spill);
         }
     n_attached = n_segs;
     mem_attached = mem;
@@ -574,6 +633,9 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     uint64_t client_errors;
     if (get_u64(o, "client_errors", &client_errors) == 0) /* absent in older snapshots */
         f->client_errors += client_errors;
+    uint64_t dropped;
+    if (get_u64(o, "dropped", &dropped) == 0) /* absent in older snapshots */
+        f->dropped += dropped;
     f->total_ns += v[5];
     if (dur.count != 0 && v[6] < f->min_ns)
         f->min_ns = v[6];
@@ -591,6 +653,41 @@ load_function(struct funcmond *d, const msgpack_object *o, int same_dur, int sam
     add_buckets(f->mem_buckets, agg->mem_bounds, agg->n_mem_bounds, same_mem ? mb : NULL, nmb, &mem);
     funcmond_hist_free(&dur);
     funcmond_hist_free(&mem);
+    return 0;
+}
+
+/* One tuple of a segment's "spill" into out: SPILL_FIELDS_MIN to SPILL_FIELDS_MAX fields,
+ * unsigned integers but the last, the buckets' bin (at most FUNCMON_SPILL_BUCKETS
+ * counters, the missing ones 0). Returns 0 or -EBADMSG. */
+static int
+load_spill(const msgpack_object *e, struct restore_spill *out)
+{
+    uint64_t v[SPILL_FIELDS_MAX - 1] = {0};
+    memset(out, 0, sizeof(*out));
+    if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < SPILL_FIELDS_MIN || e->via.array.size > SPILL_FIELDS_MAX)
+        return -EBADMSG;
+    for (uint32_t k = 0; k < e->via.array.size && k < SPILL_FIELDS_MAX - 1; k++) {
+        if (e->via.array.ptr[k].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -EBADMSG;
+        v[k] = e->via.array.ptr[k].via.u64;
+    }
+    if (v[0] >= FUNCMON_MAX_SITES_MAX)
+        return -EBADMSG;
+    out->site = v[0];
+    out->calls = v[1];
+    out->errors = v[2];
+    out->client_errors = v[3];
+    out->ticks = v[4];
+    out->buckets_credited = v[5];
+    if (e->via.array.size == SPILL_FIELDS_MAX) {
+        const msgpack_object *b = &e->via.array.ptr[SPILL_FIELDS_MAX - 1];
+        if (b->type != MSGPACK_OBJECT_BIN || b->via.bin.size > sizeof(out->buckets) || b->via.bin.size % 4 != 0)
+            return -EBADMSG;
+        const unsigned char *bytes = (const unsigned char *)b->via.bin.ptr;
+        for (uint32_t k = 0; k < b->via.bin.size; k++)
+            out->buckets[k / 4] |= (uint32_t)bytes[k] << (8 * (k % 4));
+        out->has_buckets = 1;
+    }
     return 0;
 }
 
@@ -618,18 +715,9 @@ load_segment(const msgpack_object *o, struct restore_segment *s)
             return -EBADMSG;
         s->tails[i] = tails->via.array.ptr[i].via.u64;
     }
-    for (uint32_t i = 0; i < s->n_spill; i++) {
-        const msgpack_object *e = &spill->via.array.ptr[i];
-        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < 3 || e->via.array.size > 4)
+    for (uint32_t i = 0; i < s->n_spill; i++)
+        if (load_spill(&spill->via.array.ptr[i], &s->spill[i]) != 0)
             return -EBADMSG;
-        for (uint32_t k = 0; k < e->via.array.size; k++) {
-            if (e->via.array.ptr[k].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                return -EBADMSG;
-            s->spill[i][k] = e->via.array.ptr[k].via.u64;
-        }
-        if (s->spill[i][0] >= FUNCMON_MAX_SITES_MAX)
-            return -EBADMSG;
-    }
     return 0;
 }
 
@@ -1147,23 +1235,39 @@ funcmond_snapshot_remember_process(struct funcmond *d, const struct funcmond_pro
     /* Drops and spill counters as counted now: attached again, they are not counted twice. */
     uint32_t count = p->c.sites_known, n_spill = 0;
     for (uint32_t k = 0; k < count; k++)
-        n_spill += p->spill_calls_seen[k] != 0 || p->spill_errors_seen[k] != 0 || p->spill_client_errors_seen[k] != 0;
-    uint64_t(*spill)[4] = calloc(n_spill ? n_spill : 1, sizeof(*spill));
+        n_spill += site_spilled(p, k);
+    struct restore_spill *spill = calloc(n_spill ? n_spill : 1, sizeof(*spill));
     if (spill == NULL)
         return;
-    for (uint32_t k = 0, i = 0; k < count; k++) {
-        if (p->spill_calls_seen[k] == 0 && p->spill_errors_seen[k] == 0 && p->spill_client_errors_seen[k] == 0)
-            continue;
-        spill[i][0] = k;
-        spill[i][1] = p->spill_calls_seen[k];
-        spill[i][2] = p->spill_errors_seen[k];
-        spill[i][3] = p->spill_client_errors_seen[k];
-        i++;
-    }
+    for (uint32_t k = 0, i = 0; k < count; k++)
+        if (site_spilled(p, k))
+            spill_of(p, k, &spill[i++]);
     free(s->spill);
     s->spill = spill;
     s->n_spill = n_spill;
     s->dropped = p->dropped_seen;
+}
+
+/* Takes over what the state file said was counted from one of p's sites. Without the
+ * memory for its buckets, they are counted again from zero as far as its calls allow
+ * (rather than the process not being attached). */
+static void
+take_over_spill(struct funcmond_process *p, const struct restore_spill *sp)
+{
+    uint64_t site = sp->site;
+    if (site >= p->c.geo.max_sites)
+        return;
+    p->spill_calls_seen[site] = sp->calls;
+    p->spill_errors_seen[site] = sp->errors;
+    p->spill_client_errors_seen[site] = sp->client_errors;
+    p->spill_ticks_seen[site] = sp->ticks;
+    if (!sp->has_buckets)
+        return;
+    struct funcmond_spill_buckets_seen *b = p->spill_buckets_seen[site];
+    if (b == NULL && (b = p->spill_buckets_seen[site] = calloc(1, sizeof(*b))) == NULL)
+        return;
+    b->credited = sp->buckets_credited;
+    memcpy(b->seen, sp->buckets, sizeof(b->seen));
 }
 
 void
@@ -1176,14 +1280,8 @@ funcmond_snapshot_restore_process(struct funcmond *d, struct funcmond_process *p
     struct restore_segment *s = find_restore(d, p);
     if (s != NULL) {
         p->dropped_seen = s->dropped;
-        for (uint32_t k = 0; k < s->n_spill; k++) {
-            uint64_t site = s->spill[k][0];
-            if (site < p->c.geo.max_sites) {
-                p->spill_calls_seen[site] = s->spill[k][1];
-                p->spill_errors_seen[site] = s->spill[k][2];
-                p->spill_client_errors_seen[site] = s->spill[k][3];
-            }
-        }
+        for (uint32_t k = 0; k < s->n_spill; k++)
+            take_over_spill(p, &s->spill[k]);
     }
     /* Records between the saved position (0 for a segment in no state file: a client that
      * came after the last write) and where the last reader stopped were consumed but never

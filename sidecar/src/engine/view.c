@@ -111,6 +111,7 @@ build_function(const struct funcmond *d, const struct funcmond_function *f, stru
     v->cancelled = f->cancelled;
     v->deadline_exceeded = f->deadline_exceeded;
     v->client_errors = f->client_errors;
+    v->dropped = f->dropped;
     v->records = f->dur.count;
     v->total_ns = f->total_ns;
     v->min_ns = f->dur.count != 0 ? f->min_ns : 0;

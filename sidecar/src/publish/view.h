@@ -78,6 +78,7 @@ struct funcmond_fn_view {
     uint64_t cancelled;
     uint64_t deadline_exceeded;
     uint64_t client_errors;
+    uint64_t dropped; /* calls whose record never reached funcmond (in every count and total) */
     uint64_t records; /* calls with a duration (the histogram's count) */
     uint64_t total_ns;
     uint64_t min_ns;

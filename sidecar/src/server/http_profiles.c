@@ -70,6 +70,7 @@ profile_obj(struct fdoc *doc, const struct funcmond_fn_view *f)
     fobj_time(doc, o, "last_call_time", f->last_real_ns);
     fobj_double(doc, o, "rate_1m", f->rate_1m);
     fobj_double(doc, o, "error_rate_1m", f->error_rate_1m);
+    fobj_u64(doc, o, "dropped_count", f->dropped);
     fobj_double(doc, o, "rate_5m", f->rate_5m);
     fobj_double(doc, o, "error_rate_5m", f->error_rate_5m);
     fobj_u64(doc, o, "cancelled_count", f->cancelled);
