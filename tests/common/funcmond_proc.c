@@ -60,31 +60,58 @@ print_log(const char *log_path)
     }
 }
 
+/* 1 for an environment entry that would change one of funcmond's settings. */
+static int
+is_funcmond_setting(const char *entry)
+{
+    static const char *const sections[] = {"PROFILING_", "METRICS_", "HTTP_", "SIDECAR_", "FUNCMON_CONFIG="};
+    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+        if (strncmp(entry, sections[i], strlen(sections[i])) == 0)
+            return 1;
+    return 0;
+}
+
 int
 funcmond_proc_start(struct funcmond_proc *f, const char *program, const char *prefix)
 {
+    char prefix_setting[128];
+    char **env;
+    size_t n = 0, size = 3;
+
     memset(f, 0, sizeof(*f));
     snprintf(f->prefix, sizeof(f->prefix), "%s", prefix);
     snprintf(f->log_path, sizeof(f->log_path), "/tmp/funcmond-%s-XXXXXX", prefix);
+    /* This environment without any of funcmond's settings, then the two chosen here: the
+     * rest stay at their defaults whatever the caller's environment holds. */
+    for (char **e = environ; *e != NULL; e++)
+        size++;
+    if ((env = calloc(size, sizeof(*env))) == NULL)
+        return -ENOMEM;
+    for (char **e = environ; *e != NULL; e++)
+        if (!is_funcmond_setting(*e))
+            env[n++] = *e;
+    snprintf(prefix_setting, sizeof(prefix_setting), "SIDECAR_SHM_PREFIX=%s", prefix);
+    env[n++] = prefix_setting;
+    env[n++] = "HTTP_LISTEN=127.0.0.1:0";
     int log = mkstemp(f->log_path);
-    if (log < 0)
-        return -errno;
-    f->pid = fork();
+    f->pid = log < 0 ? -1 : fork();
     if (f->pid < 0) {
         int err = errno;
-        close(log);
+        if (log >= 0)
+            close(log);
+        free(env);
         return -err;
     }
     if (f->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failing test or bench takes funcmond with it */
         dup2(log, 2);
         close(log);
-        setenv("SIDECAR_SHM_PREFIX", prefix, 1);
-        setenv("HTTP_LISTEN", "127.0.0.1:0", 1);
-        execl(program, "funcmond", (char *)NULL);
+        char *const argv[] = {"funcmond", NULL};
+        execve(program, argv, env);
         _exit(127);
     }
     close(log);
+    free(env);
     for (int i = 0; i < 1000; i++) {
         int status;
         if ((f->port = logged_port(f->log_path)) > 0)
