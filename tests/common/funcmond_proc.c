@@ -26,38 +26,31 @@
 #include "funcmon.h"
 #include "funcmond_proc.h"
 
+/* Up to size - 1 bytes of funcmond's log from its start, NUL-terminated; the length. */
+static ssize_t
+read_log(int log_fd, char *buf, size_t size)
+{
+    ssize_t n = pread(log_fd, buf, size - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
 /* The port in funcmond's log line "serving HTTP on 127.0.0.1:0 (port N): ...", 0 if none yet. */
 static int
-logged_port(const char *log_path)
+logged_port(int log_fd)
 {
     char buf[8192];
-    int fd = open(log_path, O_RDONLY | O_CLOEXEC), port = 0;
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
+    read_log(log_fd, buf, sizeof(buf));
     const char *p = strstr(buf, "(port ");
-    if (p != NULL)
-        port = atoi(p + strlen("(port "));
-    return port;
+    return p != NULL ? atoi(p + strlen("(port ")) : 0;
 }
 
 static void
-print_log(const char *log_path)
+print_log(int log_fd)
 {
     char buf[8192];
-    int fd = open(log_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
+    if (read_log(log_fd, buf, sizeof(buf)) > 0)
         fprintf(stderr, "--- funcmond log:\n%s", buf);
-    }
 }
 
 /* 1 for an environment entry that would change one of funcmond's settings. */
@@ -74,13 +67,14 @@ is_funcmond_setting(const char *entry)
 int
 funcmond_proc_start(struct funcmond_proc *f, const char *program, const char *prefix)
 {
-    char prefix_setting[128];
+    char prefix_setting[128], log_path[256];
     char **env;
     size_t n = 0, size = 3;
 
     memset(f, 0, sizeof(*f));
     snprintf(f->prefix, sizeof(f->prefix), "%s", prefix);
-    snprintf(f->log_path, sizeof(f->log_path), "/tmp/funcmond-%s-XXXXXX", prefix);
+    f->log_fd = -1;
+    snprintf(log_path, sizeof(log_path), "/tmp/funcmond-%s-XXXXXX", prefix);
     /* This environment without any of funcmond's settings, then the two chosen here: the
      * rest stay at their defaults whatever the caller's environment holds. */
     for (char **e = environ; *e != NULL; e++)
@@ -93,39 +87,41 @@ funcmond_proc_start(struct funcmond_proc *f, const char *program, const char *pr
     snprintf(prefix_setting, sizeof(prefix_setting), "SIDECAR_SHM_PREFIX=%s", prefix);
     env[n++] = prefix_setting;
     env[n++] = "HTTP_LISTEN=127.0.0.1:0";
-    int log = mkstemp(f->log_path);
-    f->pid = log < 0 ? -1 : fork();
+    f->log_fd = mkostemp(log_path, O_CLOEXEC);
+    if (f->log_fd >= 0)
+        unlink(log_path);
+    f->pid = f->log_fd < 0 ? -1 : fork();
     if (f->pid < 0) {
         int err = errno;
-        if (log >= 0)
-            close(log);
+        if (f->log_fd >= 0)
+            close(f->log_fd);
+        f->log_fd = -1;
         free(env);
         return -err;
     }
     if (f->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failing test or bench takes funcmond with it */
-        dup2(log, 2);
-        close(log);
+        dup2(f->log_fd, 2);
         char *const argv[] = {"funcmond", NULL};
         execve(program, argv, env);
         _exit(127);
     }
-    close(log);
     free(env);
     for (int i = 0; i < 1000; i++) {
         int status;
-        if ((f->port = logged_port(f->log_path)) > 0)
+        if ((f->port = logged_port(f->log_fd)) > 0)
             return 0;
         if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
             fprintf(stderr, "funcmond exited (status %d) before it served HTTP\n", status);
-            print_log(f->log_path);
+            print_log(f->log_fd);
             f->pid = 0;
+            funcmond_proc_stop(f);
             return -ECHILD;
         }
         usleep(10000);
     }
     fprintf(stderr, "funcmond did not serve HTTP within 10 s\n");
-    print_log(f->log_path);
+    print_log(f->log_fd);
     funcmond_proc_stop(f);
     return -ETIMEDOUT;
 }
@@ -160,14 +156,15 @@ funcmond_proc_stop(struct funcmond_proc *f)
             usleep(10000);
         if (!reaped) {
             fprintf(stderr, "funcmond %d did not stop within 10 s of SIGTERM: killed\n", (int)f->pid);
-            print_log(f->log_path);
+            print_log(f->log_fd);
             kill(f->pid, SIGKILL);
             waitpid(f->pid, &status, 0);
         }
         f->pid = 0;
     }
-    if (f->log_path[0] != '\0')
-        unlink(f->log_path);
+    if (f->log_fd >= 0)
+        close(f->log_fd);
+    f->log_fd = -1;
     char lock[128];
     snprintf(lock, sizeof(lock), "/%s-sidecar", f->prefix);
     shm_unlink(lock);

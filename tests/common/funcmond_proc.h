@@ -16,9 +16,9 @@
 
 struct funcmond_proc {
     pid_t pid;
-    int port;           /* where it serves HTTP (127.0.0.1) */
-    char log_path[256]; /* its stderr */
-    char prefix[64];    /* SIDECAR_SHM_PREFIX */
+    int port;        /* where it serves HTTP (127.0.0.1) */
+    int log_fd;      /* its stderr: a file already unlinked, so nothing is left behind */
+    char prefix[64]; /* SIDECAR_SHM_PREFIX */
 };
 
 /* Starts `program` (the funcmond binary) with SIDECAR_SHM_PREFIX=prefix, HTTP on
@@ -32,7 +32,7 @@ int funcmond_proc_start(struct funcmond_proc *f, const char *program, const char
  * stopped again). */
 int funcmond_proc_start_client(struct funcmond_proc *f, const char *program, const char *prefix, const char *service);
 
-/* SIGTERM, then SIGKILL after 10 s; removes its log and its "<prefix>-sidecar" lock.
+/* SIGTERM, then SIGKILL after 10 s; closes its log and removes its "<prefix>-sidecar" lock.
  * Returns its wait status, or -errno. */
 int funcmond_proc_stop(struct funcmond_proc *f);
 
