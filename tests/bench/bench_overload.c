@@ -16,17 +16,22 @@
  * on the other (PROFILE dropped_count when funcmond has it, else its drop counters), so
  * the same lines judge any protocol.
  *
- * The truth of sidecar_flat_out_stop: each call's body does a fixed amount of work (about
- * a microsecond); this bench reads the TSC itself just before funcmon_begin and just after
- * funcmon_end (outer), and just after funcmon_begin and just before funcmon_end (inner).
- * funcmon's own span (from the clock read in begin to the one in end) lies between the
- * two, so the truth is taken as their midpoint and half their difference is the
- * resolution of the method, printed beside the error. clock_gettime would miss more:
- * it costs about 25 ns and reads the counter in its middle. The bench turns ticks into
- * nanoseconds with its own calibration against CLOCK_MONOTONIC over the whole run, not
- * with funcmon's. The body is long enough that the resolution is a fraction of the 1% bar,
- * and short enough that the 1 s stop outlasts any default buffer (a million calls a
- * second against a segment of about 33 MiB: at most ~540,000 64-byte records).
+ * The truth of sidecar_flat_out_stop, measured without funcmon: each call's body does a
+ * fixed amount of work (about a microsecond), and this bench reads the TSC itself just
+ * after funcmon_begin and just before funcmon_end. funcmon's span (from its clock read in
+ * begin to the one in end) is that span plus what lies between the two reads on each
+ * side: begin's last stores and the bench's own read. That gap is measured in the same
+ * thread between the calls, on stand-in calls that have the bench's reads where funcmon's
+ * stand (64 after each 1,024 calls). clock_gettime would do worse: it costs about 25 ns and
+ * reads the counter in its middle. A call whose CPU was taken from it next to one of
+ * funcmon's clock reads (a window around begin or end longer than 1 us) cannot be split:
+ * it counts as the middle of what the bench read around and inside it, and half the
+ * difference is the "+-" of the line, the resolution of the method in this run (near 0 on
+ * an idle machine). Ticks become nanoseconds through the bench's own calibration against
+ * CLOCK_MONOTONIC over the run, not funcmon's. The body is long enough that the gap is a
+ * small part of a call, and short enough that the 1 s stop outlasts any default buffer (a
+ * million calls a second against a segment of about 33 MiB: at most ~540,000 64-byte
+ * records).
  *
  * Usage: bench_overload FUNCMOND [burst|stop]...
  * BENCH_BURST_CALLS (default 20000000) and BENCH_STOP_SECONDS (default 10) shorten them.
@@ -47,6 +52,7 @@
 #define BURST_CALLS 32768
 #define BURST_PAUSE_NS 2000000
 #define BODY_ITERATIONS 600 /* a dependent multiply-add chain: about 1 us here */
+#define PREEMPTED_NS 1000.0 /* a clock read window this long lost its CPU */
 
 static const char *funcmond;
 
@@ -152,17 +158,41 @@ static void __attribute__((noinline)) body(void)
 
 struct stop_caller {
     int stop;
+    uint64_t preempted_ticks; /* a clock read window longer than this was preempted */
     uint64_t calls;
-    uint64_t inner_ticks; /* sum of the spans inside begin..end */
-    uint64_t outer_ticks; /* sum of the spans around begin..end */
+    uint64_t clean_calls;     /* calls whose clock read windows were not preempted */
+    uint64_t clean_inner;     /* sum of their spans between this bench's inner reads */
+    double unclear;           /* sum of the midpoints of the other calls' brackets */
+    double unclear_halfwidth; /* and of their half-widths */
+    uint64_t gap_ticks;       /* sum of the gaps of the stand-in calls (not preempted) */
+    uint64_t gap_samples;
 };
+
+/* Stand-ins for profiled calls, with this bench's clock reads where funcmon's stand: what
+ * the two reads of the bench inside a call miss of funcmon's span, measured in the same
+ * conditions as the calls (the same thread, between them). */
+static void
+measure_gap(struct stop_caller *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t start = truth_ticks();
+        uint64_t begun = truth_ticks();
+        body();
+        uint64_t ending = truth_ticks();
+        uint64_t end = truth_ticks();
+        uint64_t gap = (end - start) - (ending - begun);
+        if (gap < s->preempted_ticks) {
+            s->gap_ticks += gap;
+            s->gap_samples++;
+        }
+    }
+}
 
 static void *
 stop_caller(void *arg)
 {
     struct stop_caller *s = arg;
     uint32_t site = FUNCMON_SITE("stop_call", "bench");
-    uint64_t inner = 0, outer = 0, calls = 0;
     while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
         for (int i = 0; i < 1024; i++) {
             uint64_t before = truth_ticks();
@@ -172,14 +202,19 @@ stop_caller(void *arg)
             uint64_t ending = truth_ticks();
             funcmon_end(&c, 0);
             uint64_t after = truth_ticks();
-            inner += ending - begun;
-            outer += after - before;
+            if (begun - before < s->preempted_ticks && after - ending < s->preempted_ticks) {
+                s->clean_inner += ending - begun;
+                s->clean_calls++;
+            } else {
+                /* The thread lost its CPU next to one of funcmon's clock reads: inside its
+                 * span or not, nobody knows. */
+                s->unclear += ((double)(ending - begun) + (double)(after - before)) / 2;
+                s->unclear_halfwidth += ((double)(after - before) - (double)(ending - begun)) / 2;
+            }
         }
-        calls += 1024;
+        s->calls += 1024;
+        measure_gap(s, 64);
     }
-    s->calls = calls;
-    s->inner_ticks = inner;
-    s->outer_ticks = outer;
     return NULL;
 }
 
@@ -206,6 +241,10 @@ bench_stop(void)
     start_pair(&sidecar, "stop");
     uint64_t before_stop = seconds * 1000000000ull / 2 - 500000000ull;
     clock_pair(&ticks0, &mono0);
+    sleep_ns(20000000);
+    clock_pair(&ticks1, &mono1);
+    s.preempted_ticks = (uint64_t)(PREEMPTED_NS * (double)(ticks1 - ticks0) / (mono1 - mono0));
+    clock_pair(&ticks0, &mono0);
     pthread_create(&th, NULL, stop_caller, &s);
     sleep_ns(before_stop);
     kill(sidecar.pid, SIGSTOP);
@@ -220,13 +259,15 @@ bench_stop(void)
     counted(&sidecar, "stop", "stop_call", s.calls, &seen, &dropped, &source);
     if (funcmond_profile_u64(&sidecar, "stop", "stop_call", "total_duration_ns", &total_ns) != 0)
         fprintf(stderr, "stop: funcmond gave no total_duration_ns\n");
-    double truth = ((double)s.inner_ticks + (double)s.outer_ticks) / 2 * ns_per_tick;
-    double resolution = ((double)s.outer_ticks - (double)s.inner_ticks) / 2 * ns_per_tick;
+    double gap = s.gap_samples > 0 ? (double)s.gap_ticks / (double)s.gap_samples : 0;
+    double truth = ((double)s.clean_inner + (double)s.clean_calls * gap + s.unclear) * ns_per_tick;
+    double resolution = s.unclear_halfwidth * ns_per_tick;
     printf("sidecar_flat_out_stop call_count_exact=%d total_duration_err_pct=%.3f bar=1 dropped=%llu calls=%llu "
-           "(%.2f M/s for %.1f s, funcmond stopped 1 s; total_duration %.6f s against %.6f s +- %.3f%%; drops from %s)\n",
+           "(%.2f M/s for %.1f s, funcmond stopped 1 s; total_duration %.6f s against %.6f s +- %.3f%%, %.1f ns a call between "
+           "clock reads; drops from %s)\n",
            seen == s.calls, 100 * ((double)total_ns - truth) / truth, (unsigned long long)dropped, (unsigned long long)s.calls,
            (double)s.calls / ((mono1 - mono0) / 1e9) / 1e6, (mono1 - mono0) / 1e9, (double)total_ns / 1e9, truth / 1e9,
-           100 * resolution / truth, source);
+           100 * resolution / truth, gap * ns_per_tick, source);
     stop_pair(&sidecar);
 }
 
