@@ -85,6 +85,7 @@ test: test-plain test-asan test-tsan test-fuzz
 bench: build
 	./build/tests/bench/bench_client
 	./build/tests/bench/bench_sidecar ./build/sidecar/funcmond ./build/tests/e2e_client
+	./build/tests/bench/bench_overload ./build/sidecar/funcmond
 	./tests/bench/bench_http.sh ./build/sidecar/funcmond ./build/tests/e2e_client
 
 # make demo: funcmond beside the demo service (client/examples), which sends itself load;

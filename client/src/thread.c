@@ -139,6 +139,8 @@ pool_pop(struct funcmon__thread *t)
     }
 }
 
+static void wake_consumer(struct funcmon_shm_header *hdr);
+
 /* Starts a chunk at t's head and links it after the current one (or as the slot's first).
  * Returns 0 when the pool is empty. */
 static int
@@ -149,7 +151,12 @@ take_chunk(struct funcmon__thread *t)
         return 0;
     struct funcmon_chunk *c = &t->chunks[idx];
     CHUNK_TAKEN(c);
-    __atomic_fetch_add(&t->hdr->chunks_taken, 1, __ATOMIC_RELAXED);
+    /* Many threads, each with a small backlog, can empty the pool without any of them
+     * reaching its own high water: a pool half used wakes a sleeping sidecar too. Both
+     * counters sit on the line the pop just wrote. */
+    uint64_t taken = __atomic_fetch_add(&t->hdr->chunks_taken, 1, __ATOMIC_RELAXED) + 1;
+    if (taken - __atomic_load_n(&t->hdr->chunks_returned, __ATOMIC_RELAXED) >= t->pool_chunks / 2)
+        wake_consumer(t->hdr);
     __atomic_store_n(&c->slot, t->slot_index, __ATOMIC_RELAXED);
     __atomic_store_n(&c->first, t->head, __ATOMIC_RELAXED);
     __atomic_store_n(&c->next, 0, __ATOMIC_RELAXED);

@@ -77,7 +77,7 @@
  *
  * Sizing. The default pool keeps the default segment below major 1's (34,639,872 bytes):
  * 3,584 chunks of 128 records (8 KiB each, 28 MiB), 4,096 thread slots of 512 bytes,
- * 4,096 sites of 512 bytes: 33,783,808 bytes.
+ * 4,096 sites of 512 bytes: 33,787,904 bytes.
  */
 #ifndef FUNCMON_LAYOUT_H
 #define FUNCMON_LAYOUT_H
