@@ -51,8 +51,10 @@
  * An empty pool drops the record. Its call, error and 4xx flags, its duration and a
  * coarse duration bucket go to the site's spill counters (atomic adds), so call and
  * error counts and total durations stay exact under any overload; the slot's dropped
- * counter grows. The next record tries the pool again (and wakes a sleeping sidecar).
- * Nothing ever waits for the consumer.
+ * counter grows. The next record tries the pool again (and wakes a sleeping sidecar). A
+ * sleeping sidecar is also woken when a slot's backlog reaches high water (2,048 records,
+ * or a quarter of the pool), and when a chunk taken leaves the pool half used (the
+ * header's chunks_taken and chunks_returned). Nothing ever waits for the consumer.
  *
  * Consumer (one sidecar). It keeps, per slot and in its own memory, its tail and the
  * chunk that holds it; the slot's tail and tail_chunk are its published copies (for the
