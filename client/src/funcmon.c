@@ -122,9 +122,15 @@ funcmon_options_from_env(struct funcmon_options *o, const char **bad)
     if ((v = getenv("FUNCMON_CHUNK_RECORDS")) != NULL &&
         parse_range(v, FUNCMON_CHUNK_RECORDS_MIN, FUNCMON_CHUNK_RECORDS_MAX, 1, &o->chunk_records) != 0)
         BAD("FUNCMON_CHUNK_RECORDS");
-    /* Protocol 1's per-thread ring size means nothing now: say so rather than ignore it. */
-    if (getenv("FUNCMON_RING_RECORDS") != NULL)
-        BAD("FUNCMON_RING_RECORDS (protocol 1's; the buffer is now FUNCMON_POOL_RECORDS, shared by all threads)");
+    /* The first protocol's per-thread ring size, still read where FUNCMON_POOL_RECORDS is
+     * not set: the pool then holds what its 64 default rings of that size held. */
+    uint32_t ring_records;
+    if ((v = getenv("FUNCMON_RING_RECORDS")) != NULL) {
+        if (parse_range(v, FUNCMON_RING_RECORDS_MIN, FUNCMON_RING_RECORDS_MAX, 1, &ring_records) != 0)
+            BAD("FUNCMON_RING_RECORDS");
+        else if (getenv("FUNCMON_POOL_RECORDS") == NULL)
+            o->pool_records = ring_records * FUNCMON_RING_RECORDS_THREADS;
+    }
     if ((v = getenv("FUNCMON_MAX_THREADS")) != NULL &&
         parse_range(v, FUNCMON_MAX_THREADS_MIN, FUNCMON_MAX_THREADS_MAX, 0, &o->max_threads) != 0)
         BAD("FUNCMON_MAX_THREADS");

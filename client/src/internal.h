@@ -22,6 +22,11 @@
 #define FUNCMON_DEFAULT_MAX_THREADS 4096u
 #define FUNCMON_POOL_RECORDS_MIN 32u
 #define FUNCMON_POOL_RECORDS_MAX (1u << 30)
+/* FUNCMON_RING_RECORDS, the first protocol's per-thread ring size: a power of two in this
+ * range, read as a pool of that many records for each of its 64 default threads. */
+#define FUNCMON_RING_RECORDS_MIN 64u
+#define FUNCMON_RING_RECORDS_MAX (1u << 22)
+#define FUNCMON_RING_RECORDS_THREADS 64u
 #define FUNCMON_DEFAULT_MAX_SITES 4096u
 #define FUNCMON_DEFAULT_PREFIX "funcmon"
 #define FUNCMON_PREFIX_MAX 64

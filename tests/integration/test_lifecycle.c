@@ -410,9 +410,8 @@ main(int argc, char **argv)
     expect_one_line(&r, "FUNCMON_CHUNK_RECORDS '100'");
     r = run_case("init_fails", (const char *const[]){"FUNCMON_POOL_RECORDS", "10", "EXPECT_ERRNO", "22", NULL});
     expect_one_line(&r, "FUNCMON_POOL_RECORDS '10'");
-    /* Protocol 1's setting, left in an environment: named, with what replaced it. */
-    r = run_case("init_fails", (const char *const[]){"FUNCMON_RING_RECORDS", "8192", "EXPECT_ERRNO", "22", NULL});
-    expect_one_line(&r, "FUNCMON_RING_RECORDS (protocol 1's; the buffer is now FUNCMON_POOL_RECORDS");
+    r = run_case("init_fails", (const char *const[]){"FUNCMON_RING_RECORDS", "100", "EXPECT_ERRNO", "22", NULL});
+    expect_one_line(&r, "FUNCMON_RING_RECORDS '100'");
     r = run_case("init_fails", (const char *const[]){"FUNCMON_MAX_THREADS", "0", "EXPECT_ERRNO", "22", NULL});
     expect_one_line(&r, "FUNCMON_MAX_THREADS");
     r = run_case("init_fails", (const char *const[]){"FUNCMON_ENABLED", "maybe", "EXPECT_ERRNO", "22", NULL});

@@ -7,6 +7,7 @@
  * table mirroring the registry.
  */
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,22 @@ main(void)
     char path[300];
 
     harness_private_prefix();
+    /* The first protocol's ring size, where no pool size is set, sizes the pool like its 64
+     * default rings; the pool size wins where both are set. */
+    struct funcmon_options env_opts;
+    const char *bad;
+    CHECK_EQ(funcmon_options_from_env(&env_opts, &bad), 0);
+    CHECK_EQ(env_opts.pool_records, 3584 * 128);
+    CHECK_EQ(env_opts.chunk_records, 128);
+    CHECK_EQ(env_opts.max_threads, 4096);
+    setenv("FUNCMON_RING_RECORDS", "1024", 1);
+    CHECK_EQ(funcmon_options_from_env(&env_opts, &bad), 0);
+    CHECK_EQ(env_opts.pool_records, 64 * 1024);
+    setenv("FUNCMON_POOL_RECORDS", "5000", 1);
+    CHECK_EQ(funcmon_options_from_env(&env_opts, &bad), 0);
+    CHECK_EQ(env_opts.pool_records, 5000);
+    unsetenv("FUNCMON_RING_RECORDS");
+    unsetenv("FUNCMON_POOL_RECORDS");
     o.service = "layout svc/1"; /* the file name gets a sanitised copy */
     o.pool_records = 1000;      /* rounded up to 4 chunks of 256 */
     o.chunk_records = 256;
