@@ -152,10 +152,10 @@ take_chunk(struct funcmon__thread *t)
     struct funcmon_chunk *c = &t->chunks[idx];
     CHUNK_TAKEN(c);
     /* Many threads, each with a small backlog, can empty the pool without any of them
-     * reaching its own high water: a pool half used wakes a sleeping sidecar too. Both
-     * counters sit on the line the pop just wrote. */
+     * reaching its own high water: a pool more than half used wakes a sleeping sidecar
+     * too. Both counters sit on the line the pop just wrote. */
     uint64_t taken = __atomic_fetch_add(&t->hdr->chunks_taken, 1, __ATOMIC_RELAXED) + 1;
-    if (taken - __atomic_load_n(&t->hdr->chunks_returned, __ATOMIC_RELAXED) >= t->pool_chunks / 2)
+    if (taken - __atomic_load_n(&t->hdr->chunks_returned, __ATOMIC_RELAXED) > t->pool_chunks / 2)
         wake_consumer(t->hdr);
     __atomic_store_n(&c->slot, t->slot_index, __ATOMIC_RELAXED);
     __atomic_store_n(&c->first, t->head, __ATOMIC_RELAXED);

@@ -53,7 +53,7 @@
  * error counts and total durations stay exact under any overload; the slot's dropped
  * counter grows. The next record tries the pool again (and wakes a sleeping sidecar). A
  * sleeping sidecar is also woken when a slot's backlog reaches high water (2,048 records,
- * or a quarter of the pool), and when a chunk taken leaves the pool half used (the
+ * or a quarter of the pool), and when a chunk taken leaves the pool more than half used (the
  * header's chunks_taken and chunks_returned). Nothing ever waits for the consumer.
  *
  * Consumer (one sidecar). It keeps, per slot and in its own memory, its tail and the
