@@ -4,7 +4,8 @@
  * ones on log-normal and bimodal samples, exact counts, sums and extremes, window rates,
  * the overflow entry past MAX_FUNCTIONS, and that entries stay bounded by MAX_FUNCTIONS
  * however many services create functions, with room left for a quiet service that comes
- * late.
+ * late; and that records added through the drain's deferred path give the same figures
+ * as records added one by one.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -151,6 +152,115 @@ check_bounded(void)
     funcmond_agg_free(&agg);
 }
 
+static void
+add_bucket(void *arg, uint64_t lo, uint64_t hi, uint64_t n)
+{
+    uint64_t *h = arg; /* a running hash of every (lo, hi, n) */
+    *h = (*h ^ lo) * 1099511628211ull;
+    *h = (*h ^ hi) * 1099511628211ull;
+    *h = (*h ^ n) * 1099511628211ull;
+}
+
+static uint64_t
+hist_digest(const struct funcmond_hist *h)
+{
+    uint64_t digest = 14695981039346656037ull ^ h->count;
+    funcmond_hist_foreach(h, add_bucket, &digest);
+    return digest;
+}
+
+/* Every figure of f and g is the same. */
+static void
+check_same_function(const struct funcmond_function *f, const struct funcmond_function *g)
+{
+    CHECK_EQ(f->calls, g->calls);
+    CHECK_EQ(f->errors, g->errors);
+    CHECK_EQ(f->cancelled, g->cancelled);
+    CHECK_EQ(f->deadline_exceeded, g->deadline_exceeded);
+    CHECK_EQ(f->client_errors, g->client_errors);
+    CHECK_EQ(f->total_ns, g->total_ns);
+    CHECK_EQ(f->min_ns, g->min_ns);
+    CHECK_EQ(f->max_ns, g->max_ns);
+    CHECK_EQ(f->total_bytes, g->total_bytes);
+    CHECK_EQ(f->max_bytes, g->max_bytes);
+    CHECK_EQ(f->freed_bytes, g->freed_bytes);
+    CHECK_EQ(f->last_real_ns, g->last_real_ns);
+    CHECK_EQ(f->changed, g->changed);
+    CHECK_EQ(hist_digest(&f->dur), hist_digest(&g->dur));
+    CHECK_EQ(hist_digest(&f->mem), hist_digest(&g->mem));
+    CHECK_EQ(f->mem.sum, g->mem.sum);
+    for (int i = 0; i <= FUNCMOND_MAX_BUCKETS; i++) {
+        CHECK_EQ(f->dur_buckets[i], g->dur_buckets[i]);
+        CHECK_EQ(f->mem_buckets[i], g->mem_buckets[i]);
+    }
+    for (int i = 0; i < FUNCMOND_WINDOW_SLOTS; i++) {
+        CHECK_EQ(f->window[i].id, g->window[i].id);
+        CHECK_EQ(f->window[i].calls, g->window[i].calls);
+        CHECK_EQ(f->window[i].errors, g->window[i].errors);
+        CHECK_EQ(hist_digest(&f->window[i].dur), hist_digest(&g->window[i].dur));
+    }
+}
+
+/* The same records, with every kind of flag, durations past 2^32 ns and window slots that
+ * move, into one aggregate one by one and into another through the deferred path (flushed
+ * at uneven points, and by the tick): the figures are the same. */
+static void
+check_deferred(void)
+{
+    struct funcmond_config cfg;
+    struct funcmond_aggregate one, deferred;
+    char err[256], name[32];
+    char *const env[] = {NULL};
+    const uint32_t fns = 300;
+    const uint32_t flag_mix[] = {0,
+                                 0,
+                                 0,
+                                 FUNCMON_RECORD_ERROR,
+                                 0,
+                                 FUNCMON_RECORD_CLIENT_ERROR,
+                                 FUNCMON_RECORD_ALLOC,
+                                 FUNCMON_RECORD_ERROR | FUNCMON_RECORD_CANCELLED,
+                                 FUNCMON_RECORD_ERROR | FUNCMON_RECORD_DEADLINE,
+                                 FUNCMON_RECORD_ALLOC | FUNCMON_RECORD_ERROR};
+
+    CHECK_EQ(funcmond_config_load(&cfg, NULL, env, err, sizeof(err)), 0);
+    CHECK_EQ(funcmond_agg_init(&one, &cfg), 0);
+    CHECK_EQ(funcmond_agg_init(&deferred, &cfg), 0);
+    for (uint32_t i = 0; i < fns; i++) {
+        uint32_t a, b;
+        snprintf(name, sizeof(name), "fn%u", i);
+        CHECK_EQ(funcmond_agg_function(&one, "svc", "pkg", name, &a), 0);
+        CHECK_EQ(funcmond_agg_function(&deferred, "svc", "pkg", name, &b), 0);
+        CHECK_EQ(a, b);
+    }
+    uint64_t now = 1000000000000ull;
+    for (int round = 0; round < 40; round++) {
+        funcmond_agg_tick(&one, now);
+        funcmond_agg_tick(&deferred, now);
+        uint32_t records = 1 + (uint32_t)(uniform() * 5000);
+        for (uint32_t k = 0; k < records; k++) {
+            /* A few busy functions and a long tail. */
+            uint32_t id = uniform() < 0.5 ? (uint32_t)(uniform() * 4) : (uint32_t)(uniform() * fns);
+            uint64_t dur = uniform() < 0.01 ? (uint64_t)(uniform() * 1e13) : (uint64_t)llround(exp(log(2e5) + 2 * normal()));
+            uint32_t flags = uniform() < 0.7 ? (uniform() < 0.1 ? FUNCMON_RECORD_ERROR : 0)
+                                             : flag_mix[(size_t)(uniform() * (sizeof(flag_mix) / sizeof(flag_mix[0])))];
+            uint64_t alloc = (uint64_t)(uniform() * 1e6), freed = (uint64_t)(uniform() * 1e5);
+            uint64_t end_real = 1 + (uint64_t)(uniform() * 1e18);
+            funcmond_agg_record(&one, id, dur, flags, alloc, freed, end_real);
+            funcmond_agg_record_deferred(&deferred, id, dur, flags, alloc, freed, end_real);
+        }
+        if (round % 3 != 0)
+            funcmond_agg_flush(&deferred); /* otherwise the next tick's slot change flushes */
+        now += (uint64_t)(uniform() * 2.5 * (double)FUNCMOND_WINDOW_SLOT_NS);
+    }
+    funcmond_agg_flush(&deferred);
+    for (uint32_t i = 0; i < fns; i++)
+        check_same_function(one.fns[i], deferred.fns[i]);
+    CHECK_EQ(one.dirty, deferred.dirty);
+    funcmond_agg_free(&one);
+    funcmond_agg_free(&deferred);
+}
+
 int
 main(void)
 {
@@ -230,6 +340,7 @@ main(void)
     funcmond_agg_free(&d->agg);
     free(d);
     check_bounded();
+    check_deferred();
     printf("test_aggregate: ok\n");
     return 0;
 }
