@@ -24,7 +24,8 @@
  *                                above: what the fallback costs
  *   metrics_render_ms            /metrics rendered for 1,000 functions (bar: 20 ms)
  * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle|render]...
- * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look.)
+ * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look; BENCH_DRAIN_FNS=16,
+ * 1024 or 8192 runs only that drain line, to profile it.)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -155,12 +156,17 @@ bench_drain_over(unsigned fns_log2, const char *line, const char *cpu_line)
     funcmon_shutdown();
 }
 
+/* BENCH_DRAIN_FNS=16|1024|8192 runs that case alone (to profile one). */
 static void
 bench_drain(void)
 {
-    bench_drain_over(4, "sidecar_drain_records_per_s", NULL);
-    bench_drain_over(10, "sidecar_drain_1024fn_records_per_s", NULL);
-    bench_drain_over(13, "sidecar_drain_8192fn_records_per_s", "sidecar_drain_ns_per_record");
+    const char *only = getenv("BENCH_DRAIN_FNS");
+    if (only == NULL || strcmp(only, "16") == 0)
+        bench_drain_over(4, "sidecar_drain_records_per_s", NULL);
+    if (only == NULL || strcmp(only, "1024") == 0)
+        bench_drain_over(10, "sidecar_drain_1024fn_records_per_s", NULL);
+    if (only == NULL || strcmp(only, "8192") == 0)
+        bench_drain_over(13, "sidecar_drain_8192fn_records_per_s", "sidecar_drain_ns_per_record");
 }
 
 /* Starts program; with refuse_uring, with io_uring refused to it (it runs on epoll). */
