@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,19 +174,22 @@ hist_digest(const struct funcmond_hist *h)
 static void
 check_same_function(const struct funcmond_function *f, const struct funcmond_function *g)
 {
-    CHECK_EQ(f->calls, g->calls);
-    CHECK_EQ(f->errors, g->errors);
-    CHECK_EQ(f->cancelled, g->cancelled);
-    CHECK_EQ(f->deadline_exceeded, g->deadline_exceeded);
-    CHECK_EQ(f->client_errors, g->client_errors);
-    CHECK_EQ(f->total_ns, g->total_ns);
-    CHECK_EQ(f->min_ns, g->min_ns);
-    CHECK_EQ(f->max_ns, g->max_ns);
-    CHECK_EQ(f->total_bytes, g->total_bytes);
-    CHECK_EQ(f->max_bytes, g->max_bytes);
-    CHECK_EQ(f->freed_bytes, g->freed_bytes);
-    CHECK_EQ(f->last_real_ns, g->last_real_ns);
-    CHECK_EQ(f->changed, g->changed);
+    static const size_t counters[] = {
+        offsetof(struct funcmond_function, calls),         offsetof(struct funcmond_function, errors),
+        offsetof(struct funcmond_function, cancelled),     offsetof(struct funcmond_function, deadline_exceeded),
+        offsetof(struct funcmond_function, client_errors), offsetof(struct funcmond_function, total_ns),
+        offsetof(struct funcmond_function, min_ns),        offsetof(struct funcmond_function, max_ns),
+        offsetof(struct funcmond_function, total_bytes),   offsetof(struct funcmond_function, max_bytes),
+        offsetof(struct funcmond_function, freed_bytes),   offsetof(struct funcmond_function, last_real_ns),
+        offsetof(struct funcmond_function, changed)};
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        uint64_t a, b;
+        memcpy(&a, (const char *)f + counters[i], sizeof(a));
+        memcpy(&b, (const char *)g + counters[i], sizeof(b));
+        if (a != b)
+            fprintf(stderr, "figure at offset %zu differs\n", counters[i]);
+        CHECK_EQ(a, b);
+    }
     CHECK_EQ(hist_digest(&f->dur), hist_digest(&g->dur));
     CHECK_EQ(hist_digest(&f->mem), hist_digest(&g->mem));
     CHECK_EQ(f->mem.sum, g->mem.sum);
