@@ -348,31 +348,31 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
 }
 
 /* Adds the calls held in id's pending entry to its figures and empties the entry (it stays
- * listed). The batch's own count, errors, sum and extremes are added once; only the
- * histograms and buckets take one step per call. */
+ * listed). The batch's own count, errors, sum and extremes are added once; the
+ * histograms take the durations in one pass each, the Prometheus buckets one step a call. */
 static void
 add_pending(struct funcmond_aggregate *agg, uint32_t id)
 {
     const struct funcmond_pending *pd = &agg->pending[id];
     struct funcmond_function *f = agg->fns[id];
-    uint32_t n = agg->pending_state[id] & ~FUNCMOND_PENDING_LISTED, errors = 0;
+    uint32_t n = agg->pending_state[id] & ~FUNCMOND_PENDING_LISTED, errors = 0, durs[FUNCMOND_PENDING_CALLS];
     if (n == 0)
         return;
     struct funcmond_window_slot *w = window_slot(agg, f);
     uint64_t total = 0, lo = f->min_ns, hi = f->max_ns, last = f->last_real_ns;
     for (uint32_t i = 0; i < n; i++) {
         const struct funcmond_pending_line *line = &pd->line[i / FUNCMOND_PENDING_LINE_CALLS];
-        uint32_t call = line->call[i % FUNCMOND_PENDING_LINE_CALLS];
-        uint64_t dur_ns = call & ~FUNCMOND_PENDING_ERROR;
+        uint32_t call = line->call[i % FUNCMOND_PENDING_LINE_CALLS], dur_ns = call & ~FUNCMOND_PENDING_ERROR;
+        durs[i] = dur_ns;
         errors += call >> 31;
         total += dur_ns;
         lo = dur_ns < lo ? dur_ns : lo;
         hi = dur_ns > hi ? dur_ns : hi;
         last = line->last_real_ns > last ? line->last_real_ns : last;
-        funcmond_hist_add_one(&f->dur, dur_ns); /* sum and extremes are f's own */
         f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, dur_ns)]++;
-        funcmond_hist_add_one(&w->dur, dur_ns);
     }
+    funcmond_hist_add_values(&f->dur, durs, n); /* sum and extremes are f's own */
+    funcmond_hist_add_values(&w->dur, durs, n);
     f->calls += n;
     f->errors += errors;
     f->total_ns += total;
