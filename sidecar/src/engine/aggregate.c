@@ -69,6 +69,7 @@ funcmond_agg_free(struct funcmond_aggregate *agg)
     free(agg->fns);
     free(agg->pending);
     free(agg->pending_state);
+    free(agg->pending_last_real_ns);
     free(agg->pending_ids);
     free(agg->index);
     free(agg->services);
@@ -141,6 +142,11 @@ grow_functions(struct funcmond_aggregate *agg, uint32_t cap)
         return -ENOMEM;
     memset(state + agg->cap_fns, 0, cap - agg->cap_fns);
     agg->pending_state = state;
+    uint64_t *last = realloc(agg->pending_last_real_ns, cap * sizeof(*last));
+    if (last == NULL)
+        return -ENOMEM;
+    memset(last + agg->cap_fns, 0, (cap - agg->cap_fns) * sizeof(*last));
+    agg->pending_last_real_ns = last;
     struct funcmond_pending *pending = aligned_alloc(_Alignof(struct funcmond_pending), cap * sizeof(*pending));
     if (pending == NULL)
         return -ENOMEM;
@@ -359,7 +365,7 @@ add_pending(struct funcmond_aggregate *agg, uint32_t id)
     if (n == 0)
         return;
     struct funcmond_window_slot *w = window_slot(agg, f);
-    uint64_t total = 0, lo = f->min_ns, hi = f->max_ns, last = f->last_real_ns;
+    uint64_t total = 0, lo = f->min_ns, hi = f->max_ns;
     for (uint32_t i = 0; i < n; i++) {
         const struct funcmond_pending_line *line = &pd->line[i / FUNCMOND_PENDING_LINE_CALLS];
         uint32_t call = line->call[i % FUNCMOND_PENDING_LINE_CALLS], dur_ns = call & ~FUNCMOND_PENDING_ERROR;
@@ -368,7 +374,6 @@ add_pending(struct funcmond_aggregate *agg, uint32_t id)
         total += dur_ns;
         lo = dur_ns < lo ? dur_ns : lo;
         hi = dur_ns > hi ? dur_ns : hi;
-        last = line->last_real_ns > last ? line->last_real_ns : last;
         f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, dur_ns)]++;
     }
     funcmond_hist_add_values(&f->dur, durs, n); /* sum and extremes are f's own */
@@ -378,7 +383,9 @@ add_pending(struct funcmond_aggregate *agg, uint32_t id)
     f->total_ns += total;
     f->min_ns = lo;
     f->max_ns = hi;
-    f->last_real_ns = last;
+    if (agg->pending_last_real_ns[id] > f->last_real_ns)
+        f->last_real_ns = agg->pending_last_real_ns[id];
+    agg->pending_last_real_ns[id] = 0;
     w->calls += n;
     w->errors += errors;
     f->changed = agg->generation;
@@ -415,8 +422,10 @@ chunk_ref_of(const struct funcmond_hist *h, uint64_t v)
 /* The fetch ahead of a queued entry's figures, in the order the lines depend on each other.
  * Step 0: the entry (its two lines of figures), its window slot, its Prometheus bucket.
  * Step 1 reads the entry: its histograms' chunk lists. Step 2 reads those: the buckets.
- * Only the first call held is followed; the others mostly fall in the same lines. */
-static void
+ * Only the first call held is followed; the others mostly fall in the same lines. Inlined
+ * by force: a separate function holding only prefetches counts as one without effect, and
+ * the compiler drops the calls to it. */
+static inline __attribute__((always_inline)) void
 fetch_ahead(const struct funcmond_aggregate *agg, uint32_t id, int step)
 {
     const struct funcmond_function *f = agg->fns[id];

@@ -79,19 +79,19 @@ struct funcmond_function {
  * functions they are not in cache when the next record for one arrives: adding each record
  * there costs about ten cache misses, most of them waiting on the one before (the entry,
  * then a histogram's chunk list, then the chunk). Deferred, a record writes one line of
- * its function's pending entry (and its count, in a small array that stays in cache). A
+ * its function's pending entry, without reading it (so the write does not wait for the
+ * line), and its count and latest end in small arrays that stay in cache. A
  * full entry joins a short queue that fetches the figures' lines ahead, one step of the
  * chain at a time, while other records go on; it is added to the figures when it leaves
  * the queue. funcmond_agg_flush adds whatever is left, with the same fetch ahead.
  */
-#define FUNCMOND_PENDING_LINE_CALLS 14
+#define FUNCMOND_PENDING_LINE_CALLS 16
 #define FUNCMOND_PENDING_LINES 4
 #define FUNCMOND_PENDING_CALLS (FUNCMOND_PENDING_LINE_CALLS * FUNCMOND_PENDING_LINES)
 #define FUNCMOND_PENDING_ERROR 0x80000000u /* in a held call: it failed; the rest is its duration */
 #define FUNCMOND_PENDING_LISTED 0x80u      /* in a pending state: the id is in pending_ids */
 struct funcmond_pending_line {
     uint32_t call[FUNCMOND_PENDING_LINE_CALLS]; /* durations below 2^31 ns (with FUNCMOND_PENDING_ERROR) */
-    uint64_t last_real_ns;                      /* latest wall-clock end among this line's calls */
 } __attribute__((aligned(64)));
 struct funcmond_pending {
     struct funcmond_pending_line line[FUNCMOND_PENDING_LINES];
@@ -119,6 +119,7 @@ struct funcmond_aggregate {
     uint32_t n_overflow;              /* per-service overflow entries, up to FUNCMOND_OVERFLOW_ENTRIES */
     struct funcmond_pending *pending; /* by id, cap_fns of them (64-byte aligned) */
     uint8_t *pending_state;           /* by id: calls held, | FUNCMOND_PENDING_LISTED */
+    uint64_t *pending_last_real_ns;   /* by id: latest wall-clock end of the calls held */
     uint32_t *pending_ids;            /* ids whose pending entry may hold calls */
     uint32_t n_pending_ids;
     uint32_t full_queue[FUNCMOND_FULL_QUEUE]; /* ids of full entries, oldest at full_queued - FUNCMOND_FULL_QUEUE */
@@ -210,8 +211,8 @@ funcmond_agg_record_deferred(struct funcmond_aggregate *agg, uint32_t id, uint64
     uint32_t n = state & ~FUNCMOND_PENDING_LISTED, at = n % FUNCMOND_PENDING_LINE_CALLS;
     struct funcmond_pending_line *line = &agg->pending[id].line[n / FUNCMOND_PENDING_LINE_CALLS];
     line->call[at] = (uint32_t)dur_ns | ((flags & FUNCMON_RECORD_ERROR) ? FUNCMOND_PENDING_ERROR : 0);
-    if (at == 0 || end_real_ns > line->last_real_ns)
-        line->last_real_ns = end_real_ns;
+    if (end_real_ns > agg->pending_last_real_ns[id])
+        agg->pending_last_real_ns[id] = end_real_ns;
     agg->pending_state[id] = (uint8_t)(state + 1);
     if (n + 1 == FUNCMOND_PENDING_CALLS)
         funcmond__agg_pending_full(agg, id);
