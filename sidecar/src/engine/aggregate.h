@@ -80,10 +80,10 @@ struct funcmond_function {
  * there costs about ten cache misses, most of them waiting on the one before (the entry,
  * then a histogram's chunk list, then the chunk). Deferred, a record writes one line of
  * its function's pending entry, without reading it (so the write does not wait for the
- * line), and its count and latest end in small arrays that stay in cache. A
- * full entry joins a short queue that fetches the figures' lines ahead, one step of the
- * chain at a time, while other records go on; it is added to the figures when it leaves
- * the queue. funcmond_agg_flush adds whatever is left, with the same fetch ahead.
+ * line), and its count and latest end in small arrays that stay in cache. A full entry
+ * joins a short queue that fetches the figures' lines ahead, one step of the chain at a
+ * time, while other records go on; it is added to the figures when it leaves the queue.
+ * funcmond_agg_flush adds whatever is left, with the same fetch ahead.
  */
 #define FUNCMOND_PENDING_LINE_CALLS 16
 #define FUNCMOND_PENDING_LINES 4
