@@ -4,6 +4,12 @@
  *   sidecar_drain_records_per_s  records drained and aggregated per second on one core,
  *                                from 8 rings filled beforehand (median of 7 rounds),
  *                                against the 50 M/s bar
+ *   sidecar_drain_1024fn_records_per_s, sidecar_drain_8192fn_records_per_s
+ *                                the same with the records spread over 1,024 and 8,192
+ *                                functions in a scattered order, so that each record finds
+ *                                its function's figures out of cache as in a large service
+ *   sidecar_drain_ns_per_record  the drain thread's CPU time per record in the 8,192
+ *                                function case (median of 7 rounds), against the 10 ns bar
  *   sidecar_flat_out_drops       one producer thread calling as fast as it can for 10 s
  *                                with default settings: records it dropped (bar: 0), the
  *                                calls it made, and funcmond's CPU share meanwhile
@@ -18,7 +24,8 @@
  *                                above: what the fallback costs
  *   metrics_render_ms            /metrics rendered for 1,000 functions (bar: 20 ms)
  * Usage: bench_sidecar FUNCMOND E2E_CLIENT [drain|flat|idle|render]...
- * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look.)
+ * (BENCH_IDLE_SECONDS shortens the idle measurements, for a quick look; BENCH_DRAIN_FNS=16,
+ * 1024 or 8192 runs only that drain line, to profile it.)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -46,46 +53,69 @@
 
 #define THREADS 8
 #define RING 65536u
+#define DRAIN_FNS_MAX 8192u
 
 static char prefix[64];
 
-static uint32_t sites[16];
+static uint32_t sites[DRAIN_FNS_MAX];
+static uint32_t fill_fns_log2; /* the functions the fill threads spread over: 2^this */
 
+/* With 16 functions each ring cycles through them in order; with more, record i of ring t
+ * goes to a function picked by a multiplicative hash of (i, t), spread evenly (every
+ * function gets its share of each ring) but never in address order. */
 static void *
 fill(void *arg)
 {
     long t = (long)(intptr_t)arg;
     for (uint32_t i = 0; i < RING; i++) {
-        struct funcmon_call c = funcmon_begin(sites[(i + (uint32_t)t) & 15]);
+        uint32_t k = fill_fns_log2 == 4 ? (i + (uint32_t)t) & 15 : ((i + (uint32_t)t * RING) * 2654435761u) >> (32 - fill_fns_log2);
+        struct funcmon_call c = funcmon_begin(sites[k]);
         funcmon_end(&c, (i & 31) == 0);
     }
     return NULL;
 }
 
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One drain measurement with the records spread over 2^fns_log2 functions: prints its
+ * records-per-second line (named `line`), and with cpu_line its CPU-ns-per-record line. */
 static void
-bench_drain(void)
+bench_drain_over(unsigned fns_log2, const char *line, const char *cpu_line)
 {
     struct funcmon_options o = {0};
-    char err[256], env_prefix[96];
+    char err[256], env_prefix[96], service[32];
+    uint32_t fns = 1u << fns_log2;
+    /* A service of its own for each run: the segment of the one before may still be
+     * winding down. Room for every function: by default the last quarter of MAX_FUNCTIONS
+     * is kept for other services, and a service past that is folded into one entry. */
+    snprintf(service, sizeof(service), fns == 16 ? "bench" : "bench%u", fns);
     o.shm_prefix = prefix;
-    o.service = "bench";
+    o.service = service;
     o.pool_records = 2 * THREADS * RING;
     o.max_threads = THREADS * 2;
+    o.max_sites = 2 * DRAIN_FNS_MAX; /* fixed by the first init: room for the largest run */
     if (funcmon_init(&o) != 0)
         exit(1);
-    for (int i = 0; i < 16; i++) {
+    for (uint32_t i = 0; i < fns; i++) {
         char name[32];
-        snprintf(name, sizeof(name), "fn_%d", i);
+        snprintf(name, sizeof(name), "fn_%u", i);
         sites[i] = funcmon_site(name, "bench");
     }
+    fill_fns_log2 = fns_log2;
     struct funcmond *d = calloc(1, sizeof(*d));
     snprintf(env_prefix, sizeof(env_prefix), "SIDECAR_SHM_PREFIX=%s", prefix);
-    char *const env[] = {env_prefix, NULL};
+    char *const env[] = {env_prefix, "SIDECAR_MAX_FUNCTIONS=65536", NULL};
     if (d == NULL || funcmond_config_load(&d->cfg, NULL, env, err, sizeof(err)) != 0 || funcmond_agg_init(&d->agg, &d->cfg) != 0 ||
         funcmond_drain_init(d) != 0)
         exit(1);
     /* Threads that stay alive hold their rings for every round. */
-    double rates[7];
+    double rates[7], cpu_per_record[7];
     pthread_t th[THREADS];
     for (int round = 0; round < 8; round++) {
         for (long t = 0; t < THREADS; t++)
@@ -97,24 +127,47 @@ bench_drain(void)
         struct funcmond_process *p = d->procs;
         if (p == NULL)
             exit(1);
-        uint64_t before = p->records, t0 = now_ns();
+        uint64_t before = p->records, cpu0 = thread_cpu_ns(), t0 = now_ns();
         while (funcmond_ingest_drain(d, p) != 0)
             ;
-        uint64_t t1 = now_ns();
-        if (round > 0)
+        uint64_t t1 = now_ns(), cpu1 = thread_cpu_ns();
+        if (round > 0) {
             rates[round - 1] = (double)(p->records - before) / ((double)(t1 - t0) / 1e9);
+            cpu_per_record[round - 1] = (double)(cpu1 - cpu0) / (double)(p->records - before);
+        }
         if (p->records - before != (uint64_t)THREADS * RING) {
             fprintf(stderr, "drained %llu, expected %u\n", (unsigned long long)(p->records - before), THREADS * RING);
             exit(1);
         }
     }
+    if (d->agg.n_fns != fns) {
+        fprintf(stderr, "%u functions in the aggregate, expected %u\n", d->agg.n_fns, fns);
+        exit(1);
+    }
     double rate = median(rates, 7);
-    printf("sidecar_drain_records_per_s median=%.0f bar=50000000 ratio=%.2f (%u records a round, 16 functions)\n", rate,
-           rate / 50e6, THREADS * RING);
+    printf("%s median=%.0f bar=50000000 ratio=%.2f (%u records a round, %u functions)\n", line, rate, rate / 50e6, THREADS * RING,
+           fns);
+    if (cpu_line != NULL) {
+        double ns = median(cpu_per_record, 7);
+        printf("%s median=%.2f bar=10 ratio=%.2f (thread CPU time per record, %u functions)\n", cpu_line, ns, ns / 10, fns);
+    }
     funcmond_drain_close(d);
     funcmond_agg_free(&d->agg);
     free(d);
     funcmon_shutdown();
+}
+
+/* BENCH_DRAIN_FNS=16|1024|8192 runs that case alone (to profile one). */
+static void
+bench_drain(void)
+{
+    const char *only = getenv("BENCH_DRAIN_FNS");
+    if (only == NULL || strcmp(only, "16") == 0)
+        bench_drain_over(4, "sidecar_drain_records_per_s", NULL);
+    if (only == NULL || strcmp(only, "1024") == 0)
+        bench_drain_over(10, "sidecar_drain_1024fn_records_per_s", NULL);
+    if (only == NULL || strcmp(only, "8192") == 0)
+        bench_drain_over(13, "sidecar_drain_8192fn_records_per_s", "sidecar_drain_ns_per_record");
 }
 
 /* Starts program; with refuse_uring, with io_uring refused to it (it runs on epoll). */

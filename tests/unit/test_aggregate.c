@@ -4,11 +4,13 @@
  * ones on log-normal and bimodal samples, exact counts, sums and extremes, window rates,
  * the overflow entry past MAX_FUNCTIONS, and that entries stay bounded by MAX_FUNCTIONS
  * however many services create functions, with room left for a quiet service that comes
- * late; and spilled calls folded in by their total and coarse buckets (quantile bound,
- * exact totals, extremes that bracket them).
+ * late; spilled calls folded in by their total and coarse buckets (quantile bound, exact
+ * totals, extremes that bracket them); and that records added through the drain's
+ * deferred path give the same figures as records added one by one.
  */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +270,118 @@ check_spill_fold(void)
     unit_funcmond_free(d);
 }
 
+static void
+add_bucket(void *arg, uint64_t lo, uint64_t hi, uint64_t n)
+{
+    uint64_t *h = arg; /* a running hash of every (lo, hi, n) */
+    *h = (*h ^ lo) * 1099511628211ull;
+    *h = (*h ^ hi) * 1099511628211ull;
+    *h = (*h ^ n) * 1099511628211ull;
+}
+
+static uint64_t
+hist_digest(const struct funcmond_hist *h)
+{
+    uint64_t digest = 14695981039346656037ull ^ h->count;
+    funcmond_hist_foreach(h, add_bucket, &digest);
+    return digest;
+}
+
+/* Every figure of f and g is the same. */
+static void
+check_same_function(const struct funcmond_function *f, const struct funcmond_function *g)
+{
+    static const size_t counters[] = {
+        offsetof(struct funcmond_function, calls),         offsetof(struct funcmond_function, errors),
+        offsetof(struct funcmond_function, cancelled),     offsetof(struct funcmond_function, deadline_exceeded),
+        offsetof(struct funcmond_function, client_errors), offsetof(struct funcmond_function, total_ns),
+        offsetof(struct funcmond_function, min_ns),        offsetof(struct funcmond_function, max_ns),
+        offsetof(struct funcmond_function, total_bytes),   offsetof(struct funcmond_function, max_bytes),
+        offsetof(struct funcmond_function, freed_bytes),   offsetof(struct funcmond_function, last_real_ns),
+        offsetof(struct funcmond_function, changed)};
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        uint64_t a, b;
+        memcpy(&a, (const char *)f + counters[i], sizeof(a));
+        memcpy(&b, (const char *)g + counters[i], sizeof(b));
+        if (a != b)
+            fprintf(stderr, "figure at offset %zu differs\n", counters[i]);
+        CHECK_EQ(a, b);
+    }
+    CHECK_EQ(hist_digest(&f->dur), hist_digest(&g->dur));
+    CHECK_EQ(hist_digest(&f->mem), hist_digest(&g->mem));
+    CHECK_EQ(f->mem.sum, g->mem.sum);
+    for (int i = 0; i <= FUNCMOND_MAX_BUCKETS; i++) {
+        CHECK_EQ(f->dur_buckets[i], g->dur_buckets[i]);
+        CHECK_EQ(f->mem_buckets[i], g->mem_buckets[i]);
+    }
+    for (int i = 0; i < FUNCMOND_WINDOW_SLOTS; i++) {
+        CHECK_EQ(f->window[i].id, g->window[i].id);
+        CHECK_EQ(f->window[i].calls, g->window[i].calls);
+        CHECK_EQ(f->window[i].errors, g->window[i].errors);
+        CHECK_EQ(hist_digest(&f->window[i].dur), hist_digest(&g->window[i].dur));
+    }
+}
+
+/* The same records, with every kind of flag, durations past 2^32 ns and window slots that
+ * move, into one aggregate one by one and into another through the deferred path (flushed
+ * at uneven points, and by the tick): the figures are the same. */
+static void
+check_deferred(void)
+{
+    struct funcmond_config cfg;
+    struct funcmond_aggregate one, deferred;
+    char err[256], name[32];
+    char *const env[] = {NULL};
+    const uint32_t fns = 300;
+    const uint32_t flag_mix[] = {0,
+                                 0,
+                                 0,
+                                 FUNCMON_RECORD_ERROR,
+                                 0,
+                                 FUNCMON_RECORD_CLIENT_ERROR,
+                                 FUNCMON_RECORD_ALLOC,
+                                 FUNCMON_RECORD_ERROR | FUNCMON_RECORD_CANCELLED,
+                                 FUNCMON_RECORD_ERROR | FUNCMON_RECORD_DEADLINE,
+                                 FUNCMON_RECORD_ALLOC | FUNCMON_RECORD_ERROR};
+
+    CHECK_EQ(funcmond_config_load(&cfg, NULL, env, err, sizeof(err)), 0);
+    CHECK_EQ(funcmond_agg_init(&one, &cfg), 0);
+    CHECK_EQ(funcmond_agg_init(&deferred, &cfg), 0);
+    for (uint32_t i = 0; i < fns; i++) {
+        uint32_t a, b;
+        snprintf(name, sizeof(name), "fn%u", i);
+        CHECK_EQ(funcmond_agg_function(&one, "svc", "pkg", name, &a), 0);
+        CHECK_EQ(funcmond_agg_function(&deferred, "svc", "pkg", name, &b), 0);
+        CHECK_EQ(a, b);
+    }
+    uint64_t now = 1000000000000ull;
+    for (int round = 0; round < 40; round++) {
+        funcmond_agg_tick(&one, now);
+        funcmond_agg_tick(&deferred, now);
+        uint32_t records = 1 + (uint32_t)(uniform() * 5000);
+        for (uint32_t k = 0; k < records; k++) {
+            /* A few busy functions and a long tail. */
+            uint32_t id = uniform() < 0.5 ? (uint32_t)(uniform() * 4) : (uint32_t)(uniform() * fns);
+            uint64_t dur = uniform() < 0.01 ? (uint64_t)(uniform() * 1e13) : (uint64_t)llround(exp(log(2e5) + 2 * normal()));
+            uint32_t flags = uniform() < 0.7 ? (uniform() < 0.1 ? FUNCMON_RECORD_ERROR : 0)
+                                             : flag_mix[(size_t)(uniform() * (sizeof(flag_mix) / sizeof(flag_mix[0])))];
+            uint64_t alloc = (uint64_t)(uniform() * 1e6), freed = (uint64_t)(uniform() * 1e5);
+            uint64_t end_real = 1 + (uint64_t)(uniform() * 1e18);
+            funcmond_agg_record(&one, id, dur, flags, alloc, freed, end_real);
+            funcmond_agg_record_deferred(&deferred, id, dur, flags, alloc, freed, end_real);
+        }
+        if (round % 3 != 0)
+            funcmond_agg_flush(&deferred); /* otherwise the next tick's slot change flushes */
+        now += (uint64_t)(uniform() * 2.5 * (double)FUNCMOND_WINDOW_SLOT_NS);
+    }
+    funcmond_agg_flush(&deferred);
+    for (uint32_t i = 0; i < fns; i++)
+        check_same_function(one.fns[i], deferred.fns[i]);
+    CHECK_EQ(one.dirty, deferred.dirty);
+    funcmond_agg_free(&one);
+    funcmond_agg_free(&deferred);
+}
+
 int
 main(void)
 {
@@ -338,6 +452,7 @@ main(void)
     unit_funcmond_free(d);
     check_bounded();
     check_spill_fold();
+    check_deferred();
     printf("test_aggregate: ok\n");
     return 0;
 }

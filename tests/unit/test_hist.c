@@ -1,7 +1,8 @@
 /*
  * test_hist.c - the sidecar's log-linear histogram against exact answers: quantiles,
- * count_le, totals, merge, the extremes 0 and UINT64_MAX, bucket geometry, and the
- * weighted insert (n equal values at once) against as many single ones.
+ * count_le, totals, merge, the extremes 0 and UINT64_MAX, bucket geometry, the weighted
+ * insert (n equal values at once) against as many single ones, and that the batch add
+ * files values exactly as one add at a time does.
  *
  * Every expected value is computed by the test from its own copy of the samples, sorted:
  * a quantile is compared with the exact order statistic of the same rank (sorted index
@@ -528,6 +529,31 @@ now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* funcmond_hist_add_values in uneven batches (new slots appearing inside a batch) gives the
+ * histogram funcmond_hist_add_one gives. */
+static void
+check_add_values(const struct samples *s, unsigned sub_bits)
+{
+    struct funcmond_hist one, batch;
+    uint32_t values[64];
+    funcmond_hist_init(&one, sub_bits);
+    funcmond_hist_init(&batch, sub_bits);
+    for (size_t i = 0; i < s->n;) {
+        size_t n = 1 + (size_t)(uniform() * 63);
+        if (n > s->n - i)
+            n = s->n - i;
+        for (size_t k = 0; k < n; k++) {
+            values[k] = (uint32_t)(s->v[i + k] & UINT32_MAX);
+            CHECK_EQ(funcmond_hist_add_one(&one, values[k]), 0);
+        }
+        CHECK_EQ(funcmond_hist_add_values(&batch, values, n), 0);
+        i += n;
+    }
+    check_same(&one, &batch);
+    funcmond_hist_free(&one);
+    funcmond_hist_free(&batch);
+}
+
 /* Information only: the cost of an add with every slot already present. */
 static void
 bench_add(const struct samples *s)
@@ -641,6 +667,8 @@ main(void)
         free(bi_part.sorted);
     }
 
+    check_add_values(&ln, 7);
+    check_add_values(&bi, 5);
     bench_add(&ln);
     free(ln.v);
     free(ln.sorted);

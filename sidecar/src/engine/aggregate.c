@@ -1,11 +1,12 @@
 /*
  * aggregate.c - the per-function aggregate (see aggregate.h).
  *
- * funcmond_agg_record runs once per drained record, tens of millions of times a second:
- * it does no allocation in the common case (histogram chunks are allocated once per power
- * of two), no division, and no search longer than the configured bucket list. Everything
- * derived (quantiles, cumulative buckets, window rates) is computed when a view is
- * published, for changed functions only.
+ * The drain adds tens of millions of records a second: the usual one is only written to
+ * its function's pending entry (funcmond_agg_record_deferred, aggregate.h), and a full
+ * entry is added to the figures here in one go, which does no allocation in the common
+ * case (histogram chunks are allocated once per power of two), no division, and no search
+ * longer than the configured bucket list. Everything derived (quantiles, cumulative
+ * buckets, window rates) is computed when a view is published, for changed functions only.
  */
 #include <errno.h>
 #include <math.h>
@@ -66,6 +67,10 @@ funcmond_agg_free(struct funcmond_aggregate *agg)
     for (uint32_t i = 0; i < agg->n_fns; i++)
         free_function(agg->fns[i]);
     free(agg->fns);
+    free(agg->pending);
+    free(agg->pending_state);
+    free(agg->pending_last_real_ns);
+    free(agg->pending_ids);
     free(agg->index);
     free(agg->services);
     free(agg->service_index);
@@ -119,6 +124,41 @@ grow_index(struct funcmond_aggregate *agg)
     return 0;
 }
 
+/* Makes room for cap functions in fns and the pending arrays (cap above cap_fns).
+ * Returns 0, or -ENOMEM with the aggregate unchanged. */
+static int
+grow_functions(struct funcmond_aggregate *agg, uint32_t cap)
+{
+    struct funcmond_function **fns = realloc(agg->fns, cap * sizeof(*fns));
+    if (fns == NULL)
+        return -ENOMEM;
+    agg->fns = fns;
+    uint32_t *ids = realloc(agg->pending_ids, cap * sizeof(*ids));
+    if (ids == NULL)
+        return -ENOMEM;
+    agg->pending_ids = ids;
+    uint8_t *state = realloc(agg->pending_state, cap);
+    if (state == NULL)
+        return -ENOMEM;
+    memset(state + agg->cap_fns, 0, cap - agg->cap_fns);
+    agg->pending_state = state;
+    uint64_t *last = realloc(agg->pending_last_real_ns, cap * sizeof(*last));
+    if (last == NULL)
+        return -ENOMEM;
+    memset(last + agg->cap_fns, 0, (cap - agg->cap_fns) * sizeof(*last));
+    agg->pending_last_real_ns = last;
+    struct funcmond_pending *pending = aligned_alloc(_Alignof(struct funcmond_pending), cap * sizeof(*pending));
+    if (pending == NULL)
+        return -ENOMEM;
+    memset(pending, 0, cap * sizeof(*pending));
+    if (agg->pending != NULL)
+        memcpy(pending, agg->pending, agg->cap_fns * sizeof(*pending));
+    free(agg->pending);
+    agg->pending = pending;
+    agg->cap_fns = cap;
+    return 0;
+}
+
 /* Adds a new entry; 0 with *id, or -ENOMEM. */
 static int
 create(struct funcmond_aggregate *agg, const char *service, const char *package, const char *name, int overflow, uint32_t *id)
@@ -128,16 +168,11 @@ create(struct funcmond_aggregate *agg, const char *service, const char *package,
 
     if ((agg->n_fns + 1) * 2 > agg->index_mask + 1 && grow_index(agg) != 0)
         return -ENOMEM;
-    if (agg->n_fns == agg->cap_fns) {
-        uint32_t cap = agg->cap_fns ? agg->cap_fns * 2 : 64;
-        struct funcmond_function **fns = realloc(agg->fns, cap * sizeof(*fns));
-        if (fns == NULL)
-            return -ENOMEM;
-        agg->fns = fns;
-        agg->cap_fns = cap;
-    }
-    if ((f = calloc(1, sizeof(*f))) == NULL)
+    if (agg->n_fns == agg->cap_fns && grow_functions(agg, agg->cap_fns ? agg->cap_fns * 2 : 64) != 0)
         return -ENOMEM;
+    if ((f = aligned_alloc(_Alignof(struct funcmond_function), sizeof(*f))) == NULL)
+        return -ENOMEM;
+    memset(f, 0, sizeof(*f));
     snprintf(f->service, sizeof(f->service), "%s", service);
     snprintf(f->package, sizeof(f->package), "%s", package);
     snprintf(f->name, sizeof(f->name), "%s", name);
@@ -251,7 +286,10 @@ funcmond_agg_function(struct funcmond_aggregate *agg, const char *service, const
 void
 funcmond_agg_tick(struct funcmond_aggregate *agg, uint64_t now_mono_ns)
 {
-    agg->now_slot = now_mono_ns / FUNCMOND_WINDOW_SLOT_NS;
+    uint64_t slot = now_mono_ns / FUNCMOND_WINDOW_SLOT_NS;
+    if (slot != agg->now_slot)
+        funcmond_agg_flush(agg); /* deferred calls belong to the slot they were drained in */
+    agg->now_slot = slot;
 }
 
 static struct funcmond_window_slot *
@@ -313,6 +351,150 @@ funcmond_agg_record(struct funcmond_aggregate *agg, uint32_t id, uint64_t dur_ns
     funcmond_hist_add_one(&w->dur, dur_ns);
     f->changed = agg->generation;
     agg->dirty = 1;
+}
+
+/* Adds the calls held in id's pending entry to its figures and empties the entry (it stays
+ * listed). The batch's own count, errors, sum and extremes are added once; the
+ * histograms take the durations in one pass each, the Prometheus buckets one step a call. */
+static void
+add_pending(struct funcmond_aggregate *agg, uint32_t id)
+{
+    const struct funcmond_pending *pd = &agg->pending[id];
+    struct funcmond_function *f = agg->fns[id];
+    uint32_t n = agg->pending_state[id] & ~FUNCMOND_PENDING_LISTED, errors = 0, durs[FUNCMOND_PENDING_CALLS];
+    if (n == 0)
+        return;
+    struct funcmond_window_slot *w = window_slot(agg, f);
+    uint64_t total = 0, lo = f->min_ns, hi = f->max_ns;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct funcmond_pending_line *line = &pd->line[i / FUNCMOND_PENDING_LINE_CALLS];
+        uint32_t call = line->call[i % FUNCMOND_PENDING_LINE_CALLS], dur_ns = call & ~FUNCMOND_PENDING_ERROR;
+        durs[i] = dur_ns;
+        errors += call >> 31;
+        total += dur_ns;
+        lo = dur_ns < lo ? dur_ns : lo;
+        hi = dur_ns > hi ? dur_ns : hi;
+        f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, dur_ns)]++;
+    }
+    funcmond_hist_add_values(&f->dur, durs, n); /* sum and extremes are f's own */
+    funcmond_hist_add_values(&w->dur, durs, n);
+    f->calls += n;
+    f->errors += errors;
+    f->total_ns += total;
+    f->min_ns = lo;
+    f->max_ns = hi;
+    if (agg->pending_last_real_ns[id] > f->last_real_ns)
+        f->last_real_ns = agg->pending_last_real_ns[id];
+    agg->pending_last_real_ns[id] = 0;
+    w->calls += n;
+    w->errors += errors;
+    f->changed = agg->generation;
+    agg->dirty = 1;
+    agg->pending_state[id] &= FUNCMOND_PENDING_LISTED;
+}
+
+void
+funcmond__agg_pending_add(struct funcmond_aggregate *agg, uint32_t id)
+{
+    add_pending(agg, id);
+}
+
+/* The chunk of h that holds v, or NULL when h has none for it yet. */
+static const uint64_t *
+chunk_of(const struct funcmond_hist *h, uint64_t v)
+{
+    uint64_t idx;
+    unsigned k = funcmond__hist_slot_of(h->sub_bits, v, &idx);
+    if (!((h->present >> k) & 1))
+        return NULL;
+    return h->chunks[__builtin_popcountll(h->present & funcmond__hist_below(k))] + idx;
+}
+
+/* Where in h's chunk list the chunk for v is (present or not): the line to fetch. */
+static uint64_t *const *
+chunk_ref_of(const struct funcmond_hist *h, uint64_t v)
+{
+    uint64_t idx;
+    unsigned k = funcmond__hist_slot_of(h->sub_bits, v, &idx);
+    return h->chunks + __builtin_popcountll(h->present & funcmond__hist_below(k));
+}
+
+/* The fetch ahead of a queued entry's figures, in the order the lines depend on each other.
+ * Step 0: the entry (its two lines of figures), its window slot, its Prometheus bucket.
+ * Step 1 reads the entry: its histograms' chunk lists. Step 2 reads those: the buckets.
+ * Only the first call held is followed; the others mostly fall in the same lines. Inlined
+ * by force: a separate function holding only prefetches counts as one without effect, and
+ * the compiler drops the calls to it. */
+static inline __attribute__((always_inline)) void
+fetch_ahead(const struct funcmond_aggregate *agg, uint32_t id, int step)
+{
+    const struct funcmond_function *f = agg->fns[id];
+    const struct funcmond_window_slot *w = &f->window[agg->now_slot % FUNCMOND_WINDOW_SLOTS];
+    uint64_t v = agg->pending[id].line[0].call[0] & ~FUNCMOND_PENDING_ERROR;
+    if (step == 0) {
+        __builtin_prefetch(f, 1);
+        __builtin_prefetch((const char *)f + 64, 1);
+        __builtin_prefetch(w, 1);
+        __builtin_prefetch(&w->dur.count, 1);
+        __builtin_prefetch(&f->dur_buckets[bucket_index(agg->dur_bounds_ns, agg->n_dur_bounds, v)], 1);
+    } else if (step == 1) {
+        __builtin_prefetch(chunk_ref_of(&f->dur, v));
+        if (w->id == agg->now_slot)
+            __builtin_prefetch(chunk_ref_of(&w->dur, v));
+    } else {
+        const uint64_t *bucket = chunk_of(&f->dur, v);
+        if (bucket != NULL)
+            __builtin_prefetch(bucket, 1);
+        if (w->id == agg->now_slot && (bucket = chunk_of(&w->dur, v)) != NULL)
+            __builtin_prefetch(bucket, 1);
+    }
+}
+
+/* id's entry just filled: it joins the queue, the entries behind it take their next fetch
+ * step, and the oldest leaves it, added to its figures. An entry that a busy function had
+ * to add before its turn (funcmond__agg_pending_add) is skipped: it is queued again when
+ * full again. */
+void
+funcmond__agg_pending_full(struct funcmond_aggregate *agg, uint32_t id)
+{
+    const uint64_t q = agg->full_queued, step = FUNCMOND_FULL_QUEUE / 3, mask = FUNCMOND_FULL_QUEUE - 1;
+    if (q >= FUNCMOND_FULL_QUEUE) {
+        uint32_t oldest = agg->full_queue[q & mask];
+        if ((agg->pending_state[oldest] & ~FUNCMOND_PENDING_LISTED) == FUNCMOND_PENDING_CALLS)
+            add_pending(agg, oldest);
+    }
+    agg->full_queue[q & mask] = id;
+    agg->full_queued = q + 1;
+    fetch_ahead(agg, id, 0);
+    if (q >= step)
+        fetch_ahead(agg, agg->full_queue[(q - step) & mask], 1);
+    if (q >= 2 * step)
+        fetch_ahead(agg, agg->full_queue[(q - 2 * step) & mask], 2);
+}
+
+/* The list is walked with the same fetch ahead as the queue: each entry's lines are asked
+ * for three steps (FLUSH_AHEAD entries each) before it is added. */
+#define FLUSH_AHEAD 8
+
+void
+funcmond_agg_flush(struct funcmond_aggregate *agg)
+{
+    const uint32_t n = agg->n_pending_ids, *ids = agg->pending_ids;
+    for (uint32_t k = 0; k < n + 3 * FLUSH_AHEAD; k++) {
+        if (k < n)
+            fetch_ahead(agg, ids[k], 0);
+        if (k >= FLUSH_AHEAD && k - FLUSH_AHEAD < n)
+            fetch_ahead(agg, ids[k - FLUSH_AHEAD], 1);
+        if (k >= 2 * FLUSH_AHEAD && k - 2 * FLUSH_AHEAD < n)
+            fetch_ahead(agg, ids[k - 2 * FLUSH_AHEAD], 2);
+        if (k >= 3 * FLUSH_AHEAD) {
+            uint32_t id = ids[k - 3 * FLUSH_AHEAD];
+            add_pending(agg, id);
+            agg->pending_state[id] = 0;
+        }
+    }
+    agg->n_pending_ids = 0;
+    agg->full_queued = 0; /* every queued entry was listed: all added */
 }
 
 void

@@ -157,6 +157,30 @@ funcmond_hist_add(struct funcmond_hist *h, uint64_t v, uint64_t n)
     return funcmond_hist_add_n(h, v, n);
 }
 
+int
+funcmond_hist_add_values(struct funcmond_hist *h, const uint32_t *values, size_t n)
+{
+    const unsigned s = h->sub_bits;
+    uint64_t present = h->present, **chunks = h->chunks;
+    int ret = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t idx;
+        unsigned k = slot_of(s, values[i], &idx);
+
+        if (__builtin_expect((present >> k) & 1, 1)) {
+            chunks[__builtin_popcountll(present & below(k))][idx]++;
+            continue;
+        }
+        if (add_slow(h, k, idx, 1) != 0)
+            ret = -ENOMEM;
+        present = h->present; /* a chunk was inserted: the list moved */
+        chunks = h->chunks;
+    }
+    h->count += n;
+    return ret;
+}
+
 /* Totals are combined even when a chunk cannot be allocated, as funcmond_hist_add does:
  * count/sum/min/max stay exact and only that slot's buckets are lost. */
 int

@@ -40,6 +40,11 @@ static inline int funcmond_hist_add_one(struct funcmond_hist *h, uint64_t v);
 /* Like funcmond_hist_add_one for n equal values at once (n = 0 adds nothing): calls
  * known only by a count and a representative value. */
 int funcmond_hist_add_n(struct funcmond_hist *h, uint64_t v, uint64_t n);
+/* Records each of values[0..n) as funcmond_hist_add_one does (bucket and count; sum and
+ * extremes are the caller's), in one pass that keeps the histogram's own fields out of
+ * memory: the batch form, for a function's deferred calls. Returns 0, or -ENOMEM when a
+ * chunk could not be allocated (its values are then only counted). */
+int funcmond_hist_add_values(struct funcmond_hist *h, const uint32_t *values, size_t n);
 /* Adds every bucket of src into dst. Returns 0, -EINVAL when their sub_bits differ (nothing
  * added), or -ENOMEM when memory ran out. */
 int funcmond_hist_merge(struct funcmond_hist *dst, const struct funcmond_hist *src);

@@ -108,7 +108,9 @@ on_record(void *arg, uint32_t ring, const struct funcmon_record *r)
         r->end > clk->ref_ticks ? (uint64_t)(((unsigned __int128)(r->end - clk->ref_ticks) * clk->mult) >> clk->shift) : 0;
     if (x->oldest_end == 0 || r->end < x->oldest_end)
         x->oldest_end = r->end;
-    funcmond_agg_record(&x->d->agg, fn, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
+    /* Added to the figures when the pass ends (funcmond_agg_flush below): one cache line
+     * written per record, however many functions there are. */
+    funcmond_agg_record_deferred(&x->d->agg, fn, dur, r->flags, r->alloc_bytes, r->free_bytes, clk->ref_real_ns + since);
     /* A nested call without its parent's stack id (a client of minor 0) stays inside its
      * callers' bytes rather than being counted a second time as a stack of its own. */
     if ((r->flags & FUNCMON_RECORD_ALLOC) && (r->alloc_bytes != 0 || r->alloc_count != 0) &&
@@ -253,6 +255,7 @@ funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p)
      * (client/include/funcmon.h), its release store of the tail with the producer's
      * acquire load (client/src/thread.c). */
     size_t n = funcmon_consumer_drain(&p->c, on_record, &x, SLOT_RECORDS_PER_PASS);
+    funcmond_agg_flush(&d->agg);
     p->records += n;
     d->counters.records += n;
     d->counters.bad_records += p->c.bad_records - bad_before;
