@@ -206,10 +206,12 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
     c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
     c->live = calloc(c->geo.max_threads, sizeof(*c->live));
-    if (c->rings == NULL || c->sites == NULL || c->live == NULL) {
+    c->site_ok = calloc(c->geo.max_sites, sizeof(*c->site_ok));
+    if (c->rings == NULL || c->sites == NULL || c->live == NULL || c->site_ok == NULL) {
         free(c->rings);
         free(c->sites);
         free(c->live);
+        free(c->site_ok);
         unguard(c->guard);
         memset(c, 0, sizeof(*c));
         c->guard = -1;
@@ -325,6 +327,7 @@ funcmon_consumer_close(struct funcmon_consumer *c)
     free(c->rings);
     free(c->sites);
     free(c->live);
+    free(c->site_ok);
     memset(c, 0, sizeof(*c));
 }
 
@@ -346,6 +349,7 @@ refresh_sites(struct funcmon_consumer *c)
                       memchr(info->package, '\0', sizeof(info->package)) != NULL;
         info->name[sizeof(info->name) - 1] = '\0';
         info->package[sizeof(info->package) - 1] = '\0';
+        c->site_ok[id] = (uint8_t)info->valid;
     }
     if (count > c->sites_known)
         c->sites_known = count;
@@ -404,7 +408,7 @@ record_ok(struct funcmon_consumer *c, struct funcmon_record *r, uint64_t pos)
         refresh_sites(c);
     if (r->parent_site >= c->sites_known)
         r->parent_site = FUNCMON_SITE_NONE; /* an unknown parent is no parent */
-    return r->site < c->sites_known && c->sites[r->site].valid;
+    return r->site < c->sites_known && c->site_ok[r->site];
 }
 
 /* Reads ring i's drop counter and believes as much of its growth as the ring could have
