@@ -445,6 +445,8 @@ check_dropped(struct funcmon_consumer *c, uint32_t i)
 /* Records between two releases of a ring's tail while it is drained (a power of two). */
 #define TAIL_RELEASE_EVERY 256u
 #define FULL_PASS_EVERY FUNCMON_CONSUMER_FULL_PASS_EVERY
+/* Passes without a record after which a slot is read only on full passes and wake-ups. */
+#define QUIET_AFTER_PASSES 4u
 
 /* Gives chunk idx (0-based) back to the pool: a push onto the free list. The release pairs
  * with the producer's acquire pop (pool_pop in client/src/thread.c): our reads of its
@@ -621,6 +623,16 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
     return delivered;
 }
 
+/* Whether slot i is still to be read: claimed or retired, or with records left. */
+static int
+still_in_use(const struct funcmon_consumer *c, uint32_t i)
+{
+    const struct funcmon_thread_slot *slot = slot_at(c, i);
+    /* Pair with the release stores of state (release_slot) and head (funcmon__publish). */
+    return !c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
+                                __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail);
+}
+
 size_t
 funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring)
 {
@@ -629,24 +641,43 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
      * no release (attach in client/src/thread.c adds to it relaxed): the counter only
      * chooses a full pass, which reads each slot's state with its own acquire. */
     uint64_t claims = __atomic_load_n(&c->hdr->threads_claimed, __ATOMIC_ACQUIRE);
-    int full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || claims != c->claims_seen;
+    /* A client wakes us because something filled: then every slot in use is read. The
+     * word is only compared, nothing read through it. */
+    uint32_t wake = __atomic_load_n(&c->hdr->wake_word, __ATOMIC_RELAXED);
+    int woken = wake != c->wake_seen, full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0;
+    c->wake_seen = wake;
 
-    if (!full) {
+    if (claims == c->claims_seen && c->passes > 1) {
+        /* The slots in use only: a slot not in use has no records without a claim first.
+         * One quiet for QUIET_AFTER_PASSES passes is read on full passes and wake-ups
+         * only, so thousands of idle threads cost a look at a few bytes of our own. */
+        uint32_t n_live = 0;
         for (uint32_t k = 0; k < c->n_live; k++) {
-            delivered += drain_ring(c, c->live[k], fn, arg, max_per_ring, 0);
-            check_dropped(c, c->live[k]);
+            uint32_t i = c->live[k];
+            struct funcmon_consumer_ring *ring = &c->rings[i];
+            if (!full && !woken && ring->quiet >= QUIET_AFTER_PASSES) {
+                c->live[n_live++] = i;
+                continue;
+            }
+            size_t got = drain_ring(c, i, fn, arg, max_per_ring, full);
+            delivered += got;
+            ring->quiet = got != 0 ? 0 : ring->quiet < QUIET_AFTER_PASSES ? ring->quiet + 1 : ring->quiet;
+            if (got != 0 || full)
+                check_dropped(c, i);
+            if (!full || still_in_use(c, i))
+                c->live[n_live++] = i;
         }
+        c->n_live = n_live;
         c->records += delivered;
         return delivered;
     }
+    /* Claims since the last look (or the first pass): every slot. */
     uint32_t n_live = 0;
     for (uint32_t i = 0; i < c->geo.max_threads; i++) {
         delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
         check_dropped(c, i);
-        struct funcmon_thread_slot *slot = slot_at(c, i);
-        /* Pair with the release stores of state (release_slot) and head (funcmon__publish). */
-        if (!c->rings[i].bad && (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FUNCMON_SLOT_FREE ||
-                                 __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) != c->rings[i].tail))
+        c->rings[i].quiet = 0;
+        if (still_in_use(c, i))
             c->live[n_live++] = i;
     }
     c->n_live = n_live;

@@ -855,6 +855,9 @@ liar(int cmd)
     o.service = "liar";
     if (funcmon_init(&o) != 0)
         _exit(3);
+    /* One call: this thread claims slot 0 (the first claim), whose counter it then sets. */
+    struct funcmon_call call = funcmon_begin(FUNCMON_SITE("liar", "e2e"));
+    funcmon_end(&call, 0);
     char path[300];
     snprintf(path, sizeof(path), "/dev/shm/%s", funcmon_segment_name());
     int fd = open(path, O_RDWR);

@@ -232,6 +232,7 @@ consumer_cases(void)
     put(b, 6, 2, 0, 10, 20);
     rec0(b, 6)->seq = 99; /* stale or torn: position mismatch */
     slot(b, 0)->head = 7;
+    slot(b, 0)->state = FUNCMON_SLOT_ACTIVE; /* a live thread's: read on every full pass */
     /* Ring 1: producer index far ahead of the tail. */
     slot(b, 1)->head = 1000000;
     CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
@@ -246,7 +247,7 @@ consumer_cases(void)
     CHECK_EQ(c.bad_records, 4);
     CHECK_EQ(slot(b, 0)->tail, 7); /* everything consumed, bad ones included */
     /* A head moved backwards (or wrapped) later is a bad ring too, never a 2^64 loop; a
-     * ring with nothing to read is looked at on the next full pass (one in 16). */
+     * quiet slot is looked at on the next full pass (one in 16). */
     slot(b, 0)->head = 3;
     for (int pass = 0; pass < 16; pass++)
         CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
@@ -582,6 +583,7 @@ drops_bounded(void)
     struct seen s;
     unsigned char *b = make_segment(); /* started at boot: the first read allows the uptime */
     slot(b, 0)->dropped = 1000;
+    slot(b, 0)->state = FUNCMON_SLOT_ACTIVE; /* a live thread's: its counter is read on */
     slot(b, 1)->dropped = UINT64_MAX - 3;
     CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
     memset(&s, 0, sizeof(s));

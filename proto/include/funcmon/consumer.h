@@ -32,6 +32,7 @@ struct funcmon_consumer_ring {
     uint64_t generation;  /* last owner generation seen */
     uint64_t dropped;     /* the slot's drop counter, as far as it was believed */
     uint64_t dropped_ns;  /* CLOCK_BOOTTIME of that read (the process start before the first) */
+    uint32_t quiet;       /* passes in a row that found nothing (up to a bound) */
     int bad;              /* a protocol violation was seen: the ring is no longer read */
 };
 
@@ -75,8 +76,8 @@ struct funcmon_consumer {
     struct funcmon_shm_header *hdr;
     struct funcmon_consumer_ring *rings;
     struct funcmon_site_info *sites;
-    uint8_t *site_ok; /* sites[i].valid, one byte each: every record's check reads it, and
-                       * 8,192 of these fit in cache where 8,192 site copies do not */
+    uint8_t *site_ok;     /* sites[i].valid, one byte each: every record's check reads it, and
+                           * 8,192 of these fit in cache where 8,192 site copies do not */
     uint32_t sites_known; /* sites [0, sites_known) copied */
     /* what this reader has seen */
     uint64_t records;         /* records delivered */
@@ -93,6 +94,7 @@ struct funcmon_consumer {
     uint32_t *live;
     uint32_t n_live;
     uint64_t claims_seen;
+    uint32_t wake_seen;     /* the client's wake word at the last pass */
     uint64_t dropped_total; /* sum of the rings' believed drop counters */
     int guard;              /* entry of the SIGBUS guard, -1 if none */
 };
@@ -115,8 +117,9 @@ int funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, 
 /* Releases the reader's memory and the mapping it owns. */
 void funcmon_consumer_close(struct funcmon_consumer *c);
 
-/* One pass in this many (a power of two) reads every ring, not only those in use, and
- * looks at each slot's state (to recycle a retired one); so does a pass after a claim. */
+/* One pass in this many (a power of two) reads every slot in use, quiet ones included,
+ * and looks at each one's state (to recycle a retired one); a pass after a claim reads
+ * every slot. */
 #define FUNCMON_CONSUMER_FULL_PASS_EVERY 16u
 
 /*
