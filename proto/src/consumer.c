@@ -730,14 +730,16 @@ funcmon_consumer_pool_used(const struct funcmon_consumer *c)
 uint64_t
 funcmon_consumer_dropped(struct funcmon_consumer *c)
 {
-    /* Rings in use are read now (a reader asks after producers dropped, before draining);
-     * the others count as of the last full pass, or are all read before the first pass. */
+    /* Slots in use and not quiet are read now (a reader asks after producers dropped,
+     * before draining); the others count as of the last full pass, or are all read before
+     * the first pass. */
     if (c->passes == 0) {
         for (uint32_t i = 0; i < c->geo.max_threads; i++)
             check_dropped(c, i);
     } else {
         for (uint32_t k = 0; k < c->n_live; k++)
-            check_dropped(c, c->live[k]);
+            if (c->rings[c->live[k]].quiet < QUIET_AFTER_PASSES)
+                check_dropped(c, c->live[k]);
     }
     return c->dropped_total;
 }

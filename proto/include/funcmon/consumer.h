@@ -168,8 +168,9 @@ unsigned funcmon_consumer_guard_limit(unsigned n);
  * segment's counters say; clamped to the pool). */
 uint32_t funcmon_consumer_pool_used(const struct funcmon_consumer *c);
 
-/* Sum of the rings' drop counters as far as they are believable (see consumer.c): rings in
- * use read now, the others as of the last full pass (all read now before the first pass). */
+/* Sum of the slots' drop counters as far as they are believable (see consumer.c): slots in
+ * use that had records in the last passes read now, the others as of the last full pass
+ * (all read now before the first pass). */
 uint64_t funcmon_consumer_dropped(struct funcmon_consumer *c);
 
 /* Reads the clock calibration. Returns 0, or -EAGAIN if it kept changing. */
