@@ -693,6 +693,15 @@ funcmon_consumer_slots_in_use(const struct funcmon_consumer *c, const uint32_t *
     return c->n_live;
 }
 
+uint32_t
+funcmon_consumer_slot_depth(const struct funcmon_consumer *c, uint32_t i)
+{
+    if (i >= c->geo.max_threads)
+        return 0;
+    /* Pairs with the producer's release store of depth (funcmon_begin in funcmon.h). */
+    return __atomic_load_n(&slot_at(c, i)->depth, __ATOMIC_ACQUIRE);
+}
+
 int
 funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out)
 {

@@ -150,6 +150,10 @@ int funcmon_consumer_spill_durations(const struct funcmon_consumer *c, uint32_t 
  * walk these rather than every slot: a client has 4,096 slots and most are free. */
 uint32_t funcmon_consumer_slots_in_use(const struct funcmon_consumer *c, const uint32_t **slots);
 
+/* Calls in flight on thread slot `i` now (its depth, one load), 0 for an index out of
+ * range: readers skip the slots of idle threads with it before copying any. */
+uint32_t funcmon_consumer_slot_depth(const struct funcmon_consumer *c, uint32_t i);
+
 /* A copy of thread slot `i`. Returns 0 or -EINVAL. */
 int funcmon_consumer_slot(const struct funcmon_consumer *c, uint32_t i, struct funcmon_slot_info *out);
 

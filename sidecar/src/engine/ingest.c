@@ -314,7 +314,8 @@ resolve_inflight(struct funcmond *d, struct funcmond_process *p)
     const uint32_t *in_use;
     uint32_t n = funcmon_consumer_slots_in_use(&p->c, &in_use);
     for (uint32_t j = 0; j < n; j++) {
-        if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+        if (funcmon_consumer_slot_depth(&p->c, in_use[j]) == 0 || funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 ||
+            si.state != FUNCMON_SLOT_ACTIVE)
             continue;
         uint32_t parent = 0;
         int linking = 1;

@@ -75,7 +75,8 @@ count_inflight(const struct funcmond *d, struct funcmond_fn_view *fns, uint32_t 
         const uint32_t *in_use;
         uint32_t n = funcmon_consumer_slots_in_use(&p->c, &in_use);
         for (uint32_t j = 0; j < n; j++) {
-            if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+            if (funcmon_consumer_slot_depth(&p->c, in_use[j]) == 0 || funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 ||
+                si.state != FUNCMON_SLOT_ACTIVE)
                 continue;
             for (uint32_t k = 0; k < si.entries; k++) {
                 uint32_t fn;
