@@ -2,7 +2,7 @@
  * bench_sidecar.c - what funcmond costs and how fast it drains (DESIGN §7).
  *
  *   sidecar_drain_records_per_s  records drained and aggregated per second on one core,
- *                                from 8 rings filled beforehand (median of 7 rounds),
+ *                                from 8 threads' chunks filled beforehand (median of 7 rounds),
  *                                against the 50 M/s bar
  *   sidecar_drain_1024fn_records_per_s, sidecar_drain_8192fn_records_per_s
  *                                the same with the records spread over 1,024 and 8,192
@@ -15,8 +15,9 @@
  *                                calls it made, and funcmond's CPU share meanwhile
  *   cpu_stalls_over_200us        baseline for the line above: two threads that only read
  *                                the clock for 5 s, one per core, count the times their CPU
- *                                was taken from them for more than 200 us, the time a
- *                                default ring lasts a producer at full speed
+ *                                was taken from them for more than 200 us (the first
+ *                                protocol's default ring lasted a producer at full speed
+ *                                that long; the default pool lasts it about 9 ms)
  *   sidecar_idle_cpu_pct         funcmond's CPU with 10 idle clients of 200 threads for 30 s,
  *                                in % of one core (bar: 0.5)
  *   sidecar_epoll_idle_cpu_pct   the same with io_uring refused (a seccomp filter, as in a
@@ -265,7 +266,7 @@ bench_stalls(void)
         pthread_create(&th[i], NULL, watch_stalls, &stalls[i]);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
-    printf("cpu_stalls_over_200us value=%llu threads=2 seconds=5 (a full-speed producer fills a default ring in ~160 us)\n",
+    printf("cpu_stalls_over_200us value=%llu threads=2 seconds=5 (a full-speed producer fills the default pool in ~9 ms)\n",
            (unsigned long long)(stalls[0] + stalls[1]));
 }
 
