@@ -644,8 +644,9 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     /* A client wakes us because something filled: then every slot in use is read. The
      * word is only compared, nothing read through it. */
     uint32_t wake = __atomic_load_n(&c->hdr->wake_word, __ATOMIC_RELAXED);
-    int woken = wake != c->wake_seen, full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0;
+    int woken = wake != c->wake_seen, full = (c->passes++ & (FULL_PASS_EVERY - 1)) == 0 || c->read_all_next;
     c->wake_seen = wake;
+    c->read_all_next = 0;
 
     if (claims == c->claims_seen && c->passes > 1) {
         /* The slots in use only: a slot not in use has no records without a claim first.
@@ -684,6 +685,12 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     c->claims_seen = claims;
     c->records += delivered;
     return delivered;
+}
+
+void
+funcmon_consumer_read_all_next(struct funcmon_consumer *c)
+{
+    c->read_all_next = 1;
 }
 
 uint32_t

@@ -445,6 +445,29 @@ chain_cases(void)
         free(b);
     }
 
+    /* A quiet slot (nothing for four passes) is read on full passes only, or on the pass
+     * after funcmon_consumer_read_all_next, as for a client that ended. */
+    {
+        enum funcmon_invalid why;
+        struct seen s;
+        b = make_segment();
+        put(b, 0, 2, 0, 0, 1);
+        slot(b, 0)->head = 1;
+        slot(b, 0)->state = FUNCMON_SLOT_ACTIVE;
+        CHECK_EQ(funcmon_consumer_attach(&c, b, seg_size(), &why), 0);
+        memset(&s, 0, sizeof(s));
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 1);
+        for (int pass = 0; pass < 5; pass++)
+            CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0);
+        put(b, 1, 2, 0, 1, 2);
+        slot(b, 0)->head = 2;
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 0); /* quiet: not looked at */
+        funcmon_consumer_read_all_next(&c);
+        CHECK_EQ(funcmon_consumer_drain(&c, on_record, &s, SIZE_MAX), 1);
+        funcmon_consumer_close(&c);
+        free(b);
+    }
+
     CHECK_EQ(drain_chain(40, resume_lie, &c, &b), 0);
     CHECK_EQ(c.bad_rings, 1);
     funcmon_consumer_close(&c);

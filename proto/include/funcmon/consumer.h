@@ -95,6 +95,7 @@ struct funcmon_consumer {
     uint32_t n_live;
     uint64_t claims_seen;
     uint32_t wake_seen;     /* the client's wake word at the last pass */
+    int read_all_next;      /* funcmon_consumer_read_all_next was called */
     uint64_t dropped_total; /* sum of the rings' believed drop counters */
     int guard;              /* entry of the SIGBUS guard, -1 if none */
 };
@@ -129,6 +130,11 @@ void funcmon_consumer_close(struct funcmon_consumer *c);
  * the number delivered.
  */
 size_t funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *arg, size_t max_per_ring);
+
+/* Makes the next funcmon_consumer_drain a full pass: every slot in use is read, quiet ones
+ * included. A reader that must reach a client's last record (the client ended) asks for
+ * it before each pass until a pass delivers nothing. */
+void funcmon_consumer_read_all_next(struct funcmon_consumer *c);
 
 /* The site `id`, or NULL when it is out of range or not (yet) published. */
 const struct funcmon_site_info *funcmon_consumer_site(struct funcmon_consumer *c, uint32_t id);

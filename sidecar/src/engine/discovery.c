@@ -722,10 +722,8 @@ try_attach(struct funcmond *d, const char *name)
     d->clients++;
     LOG_INFO("attached %s: service '%s', pid %d%s", name, p->service, (int)p->pid, alive ? "" : " (already exited)");
     funcmond_ingest_watch(d, p);
-    if (!alive) {
-        funcmond_ingest_drain(d, p);
+    if (!alive)
         funcmond_process_ended(d, p, FUNCMOND_PROC_EXITED);
-    }
     return;
 
 out:

@@ -289,13 +289,29 @@ funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p)
     return n;
 }
 
+/* Passes that read every slot in use, until one finds nothing: a pass reads at most
+ * SLOT_RECORDS_PER_PASS of a slot, and quiet slots only on full passes. Bounded, for a
+ * client that keeps writing: 4,096 passes read a whole default pool many times over. */
+size_t
+funcmond_ingest_drain_to_end(struct funcmond *d, struct funcmond_process *p)
+{
+    size_t total = 0, n;
+    int passes = 0;
+    do {
+        funcmon_consumer_read_all_next(&p->c);
+        n = funcmond_ingest_drain(d, p);
+        total += n;
+    } while (n != 0 && ++passes < 4096);
+    return total;
+}
+
 void
 funcmond_process_ended(struct funcmond *d, struct funcmond_process *p, enum funcmond_proc_state why)
 {
     if (p->state != FUNCMOND_PROC_LIVE)
         return;
     p->state = why;
-    funcmond_ingest_drain(d, p); /* to the last record */
+    funcmond_ingest_drain_to_end(d, p);
     p->ended_mono_ns = funcmond_mono_ns();
     p->ended_real_ns = funcmond_real_ns();
     d->clients--;

@@ -39,10 +39,14 @@ funcmond_ingest_site_fn(const struct funcmond_process *p, uint32_t site, uint32_
     return 0;
 }
 
-/* Drains up to a ring's worth of records from each of p's rings, and what its spill
- * counters gained; returns how many records. A segment that shrank under its mapping or a
- * client that shut funcmon down marks p ended. */
+/* One pass over p's busy thread slots (up to SLOT_RECORDS_PER_PASS records of each), and
+ * what its spill counters gained; returns how many records. A segment that shrank under
+ * its mapping or a client that shut funcmon down marks p ended. */
 size_t funcmond_ingest_drain(struct funcmond *d, struct funcmond_process *p);
+
+/* Drains p to its last record (passes that read every slot until one finds nothing): for
+ * a client that ended, and for everyone when funcmond stops. Returns records delivered. */
+size_t funcmond_ingest_drain_to_end(struct funcmond *d, struct funcmond_process *p);
 
 /* Resolves the functions of the calls in flight in live clients (creating them in the
  * aggregate) and links their stacks, so that the next view shows them. Called by the tick

@@ -207,7 +207,7 @@ funcmond_drain_run(struct funcmond *d)
      * stops the service and funcmond together); then everyone is drained to the end. */
     funcmond_discovery_withdraw(d);
     for (struct funcmond_process *p = d->procs; p != NULL; p = p->next)
-        funcmond_ingest_drain(d, p);
+        funcmond_ingest_drain_to_end(d, p);
     publish(d, funcmond_mono_ns(), 1);
     if (d->cfg.state_file[0] != '\0')
         funcmond_snapshot_write(d, 1);
