@@ -206,11 +206,13 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
     c->rings = calloc(c->geo.max_threads, sizeof(*c->rings));
     c->sites = calloc(c->geo.max_sites, sizeof(*c->sites));
     c->live = calloc(c->geo.max_threads, sizeof(*c->live));
+    c->busy = calloc(c->geo.max_threads, sizeof(*c->busy));
     c->site_ok = calloc(c->geo.max_sites, sizeof(*c->site_ok));
-    if (c->rings == NULL || c->sites == NULL || c->live == NULL || c->site_ok == NULL) {
+    if (c->rings == NULL || c->sites == NULL || c->live == NULL || c->busy == NULL || c->site_ok == NULL) {
         free(c->rings);
         free(c->sites);
         free(c->live);
+        free(c->busy);
         free(c->site_ok);
         unguard(c->guard);
         memset(c, 0, sizeof(*c));
@@ -327,6 +329,7 @@ funcmon_consumer_close(struct funcmon_consumer *c)
     free(c->rings);
     free(c->sites);
     free(c->live);
+    free(c->busy);
     free(c->site_ok);
     memset(c, 0, sizeof(*c));
 }
@@ -648,27 +651,45 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
     c->wake_seen = wake;
     c->read_all_next = 0;
 
+    if (claims == c->claims_seen && c->passes > 1 && !full && !woken) {
+        /* The busy slots only (in use, with records in the last QUIET_AFTER_PASSES
+         * passes): a quiet one is read on full passes and wake-ups, so thousands of idle
+         * threads cost nothing here. */
+        uint32_t n_busy = 0;
+        for (uint32_t k = 0; k < c->n_busy; k++) {
+            uint32_t i = c->busy[k];
+            struct funcmon_consumer_ring *ring = &c->rings[i];
+            size_t got = drain_ring(c, i, fn, arg, max_per_ring, 0);
+            delivered += got;
+            ring->quiet = got != 0 ? 0 : ring->quiet + 1;
+            if (got != 0)
+                check_dropped(c, i);
+            if (ring->quiet < QUIET_AFTER_PASSES && !ring->bad)
+                c->busy[n_busy++] = i;
+        }
+        c->n_busy = n_busy;
+        c->records += delivered;
+        return delivered;
+    }
     if (claims == c->claims_seen && c->passes > 1) {
-        /* The slots in use only: a slot not in use has no records without a claim first.
-         * One quiet for QUIET_AFTER_PASSES passes is read on full passes and wake-ups
-         * only, so thousands of idle threads cost a look at a few bytes of our own. */
-        uint32_t n_live = 0;
+        /* Every slot in use: a slot not in use has no records without a claim first. */
+        uint32_t n_live = 0, n_busy = 0;
         for (uint32_t k = 0; k < c->n_live; k++) {
             uint32_t i = c->live[k];
             struct funcmon_consumer_ring *ring = &c->rings[i];
-            if (!full && !woken && ring->quiet >= QUIET_AFTER_PASSES) {
-                c->live[n_live++] = i;
-                continue;
-            }
             size_t got = drain_ring(c, i, fn, arg, max_per_ring, full);
             delivered += got;
             ring->quiet = got != 0 ? 0 : ring->quiet < QUIET_AFTER_PASSES ? ring->quiet + 1 : ring->quiet;
             if (got != 0 || full)
                 check_dropped(c, i);
-            if (!full || still_in_use(c, i))
+            if (!full || still_in_use(c, i)) {
                 c->live[n_live++] = i;
+                if (ring->quiet < QUIET_AFTER_PASSES && !ring->bad)
+                    c->busy[n_busy++] = i;
+            }
         }
         c->n_live = n_live;
+        c->n_busy = n_busy;
         c->records += delivered;
         return delivered;
     }
@@ -678,10 +699,13 @@ funcmon_consumer_drain(struct funcmon_consumer *c, funcmon_record_fn fn, void *a
         delivered += drain_ring(c, i, fn, arg, max_per_ring, 1);
         check_dropped(c, i);
         c->rings[i].quiet = 0;
-        if (still_in_use(c, i))
+        if (still_in_use(c, i)) {
+            c->busy[n_live] = i;
             c->live[n_live++] = i;
+        }
     }
     c->n_live = n_live;
+    c->n_busy = n_live;
     c->claims_seen = claims;
     c->records += delivered;
     return delivered;

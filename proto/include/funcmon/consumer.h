@@ -93,6 +93,8 @@ struct funcmon_consumer {
      * claim counter changing, which makes the next pass a full one. */
     uint32_t *live;
     uint32_t n_live;
+    uint32_t *busy; /* of those, the ones with records in the last few passes */
+    uint32_t n_busy;
     uint64_t claims_seen;
     uint32_t wake_seen;     /* the client's wake word at the last pass */
     int read_all_next;      /* funcmon_consumer_read_all_next was called */

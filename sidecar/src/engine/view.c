@@ -178,20 +178,21 @@ build_process(const struct funcmond_process *p, struct funcmond_proc_view *v)
     v->rings_total = p->c.geo.max_threads;
     v->pool_chunks = p->c.geo.pool_chunks;
     v->pool_chunks_used = funcmon_consumer_pool_used(&p->c);
-    const uint32_t *in_use;
-    uint32_t n_in_use = funcmon_consumer_slots_in_use(&p->c, &in_use);
-    for (uint32_t j = 0; j < n_in_use; j++)
-        if (funcmon_consumer_slot(&p->c, in_use[j], &si) == 0 && si.state == FUNCMON_SLOT_ACTIVE)
-            v->rings_active++;
     v->sites = p->c.sites_known;
     v->fallback_calls = __atomic_load_n(&p->c.hdr->fallback_calls, __ATOMIC_RELAXED);
     v->rt = p->rt;
     v->stacks = funcmond_stacks_copy(&p->stacks, &v->n_stacks);
-    if (p->state != FUNCMOND_PROC_LIVE || p->detaching || v->rings_active == 0 ||
-        (v->threads = calloc(v->rings_active, sizeof(*v->threads))) == NULL)
-        return;
-    for (uint32_t j = 0; j < n_in_use && v->n_threads < v->rings_active; j++) {
+    /* One copy of each slot in use: counted if it has a thread, listed for a live client
+     * (without memory for the list, counted only). */
+    const uint32_t *in_use;
+    uint32_t n_in_use = funcmon_consumer_slots_in_use(&p->c, &in_use);
+    if (p->state == FUNCMOND_PROC_LIVE && !p->detaching && n_in_use != 0)
+        v->threads = calloc(n_in_use, sizeof(*v->threads));
+    for (uint32_t j = 0; j < n_in_use; j++) {
         if (funcmon_consumer_slot(&p->c, in_use[j], &si) != 0 || si.state != FUNCMON_SLOT_ACTIVE)
+            continue;
+        v->rings_active++;
+        if (v->threads == NULL)
             continue;
         struct funcmond_thread_view *t = &v->threads[v->n_threads++];
         t->tid = si.tid;
