@@ -243,7 +243,6 @@ funcmon_consumer_attach(struct funcmon_consumer *c, void *base, size_t len, enum
         uint64_t head = __atomic_load_n(&s->head, __ATOMIC_ACQUIRE);
         uint64_t tail = __atomic_load_n(&s->tail, __ATOMIC_RELAXED);
         c->rings[i].tail = tail;
-        c->rings[i].generation = __atomic_load_n(&s->generation, __ATOMIC_RELAXED);
         c->rings[i].dropped_ns = started;
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == FUNCMON_SLOT_RECYCLING) {
             __atomic_store_n(&s->first_chunk, 0, __ATOMIC_RELAXED);
@@ -618,10 +617,7 @@ drain_ring(struct funcmon_consumer *c, uint32_t i, funcmon_record_fn fn, void *a
             since_release = 0;
         }
     }
-    if (!full)
-        return delivered;
-    ring->generation = __atomic_load_n(&slot->generation, __ATOMIC_RELAXED);
-    if (!ring->bad)
+    if (full && !ring->bad)
         recycle_slot(c, i);
     return delivered;
 }

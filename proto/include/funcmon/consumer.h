@@ -29,7 +29,6 @@ struct funcmon_consumer_ring {
     uint64_t tail;
     uint64_t chunk_first; /* the first position of the chunk holding tail */
     uint32_t chunk;       /* that chunk, index + 1; 0 before the first read of the chain */
-    uint64_t generation;  /* last owner generation seen */
     uint64_t dropped;     /* the slot's drop counter, as far as it was believed */
     uint64_t dropped_ns;  /* CLOCK_BOOTTIME of that read (the process start before the first) */
     uint32_t quiet;       /* passes in a row that found nothing (up to a bound) */
